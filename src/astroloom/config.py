@@ -1,0 +1,257 @@
+"""Run configuration: dataclasses, TOML files, ``--set`` overrides and validation.
+
+A config file has three tables, ``[model]``, ``[data]`` and ``[train]``, plus a top-level
+``out`` (the run directory). ``[model]`` may name a ``preset`` (``tiny``, ``small``) whose
+values the other keys then override. Every key is checked: an unknown one is refused with
+the allowed names, and a value of the wrong type names the key and the type it needs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration key or value the user must fix."""
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the transformer and of the image tokens it reads."""
+
+    n_layer: int = 5
+    n_head: int = 4
+    n_embd: int = 128
+    image_size: int = 64
+    n_bands: int = 3
+    patch_size: int = 8
+    dropout: float = 0.0
+
+    @property
+    def n_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size * self.patch_size * self.n_bands
+
+    def validate(self) -> None:
+        for name in ("n_layer", "n_head", "n_embd", "image_size", "n_bands", "patch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
+            )
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                f"model.image_size ({self.image_size}) must be a multiple of "
+                f"model.patch_size ({self.patch_size})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must lie in [0, 1), got {self.dropout}")
+
+
+# Named model shapes. Parameter counts (measured by tests/test_model.py): tiny ≈ 1.0 M,
+# small ≈ 4.8 M.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"n_layer": 5, "n_head": 4, "n_embd": 128},
+    "small": {"n_layer": 6, "n_head": 8, "n_embd": 256},
+}
+
+
+@dataclass
+class DataConfig:
+    """Where the Parquet shards are and how much of them is held out."""
+
+    path: str = "data/mock"
+    val_fraction: float = 0.1
+
+    def validate(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must lie in [0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and bookkeeping of one training run."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    huber_delta: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 4
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_batches"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.keep_checkpoints < 1:
+            raise ConfigError("train.warmup_steps must be >= 0 and train.keep_checkpoints >= 1")
+        if not 0 < self.min_lr <= self.lr:
+            raise ConfigError(
+                f"train.min_lr ({self.min_lr}) must be positive and at most train.lr ({self.lr})"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(
+                f"train.device must be one of auto, cpu, cuda, cuda:N; got {self.device!r}"
+            )
+
+
+@dataclass
+class RunConfig:
+    """Everything one ``astroloom train`` needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = "runs/run"
+
+    def validate(self) -> RunConfig:
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _unknown(kind: str, name: str, allowed: list[str], where: str) -> ConfigError:
+    hint = difflib.get_close_matches(name, allowed, n=1)
+    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+    return ConfigError(
+        f"unknown {kind} {name!r}{where}.{suggestion} Allowed: {', '.join(sorted(allowed))}"
+    )
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of the field's default, allowing int → float."""
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is bool or isinstance(value, bool):
+        if type(value) is not expected:
+            raise ConfigError(
+                f"{section}.{key} must be {expected.__name__}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+        return value
+    if not isinstance(value, expected):
+        raise ConfigError(
+            f"{section}.{key} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def _build_section(section: str, values: dict[str, Any], where: str) -> Any:
+    cls = _SECTIONS[section]
+    values = dict(values)
+    if section == "model" and "preset" in values:
+        preset = values.pop("preset")
+        if preset not in MODEL_PRESETS:
+            raise ConfigError(
+                f"unknown model preset {preset!r}{where}. Allowed: {', '.join(MODEL_PRESETS)}"
+            )
+        values = {**MODEL_PRESETS[preset], **values}
+    defaults = cls()
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            extra = ["preset"] if section == "model" else []
+            raise _unknown(f"key in [{section}]", key, names + extra, where)
+        kwargs[key] = _coerce(section, key, value, getattr(defaults, key))
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "") -> RunConfig:
+    """Build and validate a :class:`RunConfig` from nested plain values."""
+    allowed = [*list(_SECTIONS), "out"]
+    parts: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise _unknown("section", key, allowed, where)
+        if key == "out":
+            if not isinstance(value, str):
+                raise ConfigError(f"out must be a path string, got {value!r}")
+            parts["out"] = value
+        else:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table of keys, got {value!r}")
+            parts[key] = _build_section(key, value, where)
+    return RunConfig(**parts).validate()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value`` where value is a TOML literal or a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    dotted, raw_value = text.split("=", 1)
+    path = [p.strip() for p in dotted.strip().split(".") if p.strip()]
+    if not path:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw_value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw_value.strip()
+    return path, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config (or start from defaults) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    where = ""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path} is not valid TOML: {err}") from err
+        where = f" in {path}"
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = raw
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {key!r} is not a table")
+        node[keys[-1]] = value
+    return config_from_dict(raw, where)
+
+
+def config_from_json(path: str | Path) -> RunConfig:
+    """Load the config a run wrote beside its weights."""
+    return config_from_dict(json.loads(Path(path).read_text()), f" in {path}")
+
+
+def model_config_from_dict(raw: dict[str, Any], where: str = "") -> ModelConfig:
+    cfg = _build_section("model", raw, where)
+    cfg.validate()
+    return cfg
+

@@ -1,0 +1,149 @@
+"""Linear probes: cross-validated ridge regression per label, beside baselines.
+
+Every method is scored on the same folds. The baselines answer two questions a reader of
+the table asks: would plain PCA of the pixels do as well (same dimension), and how much
+comes from the architecture alone (the same transformer with random weights)?
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from astroloom.data.schema import DataError
+from astroloom.data.shards import load_image_set
+from astroloom.evaluate.embed import Embeddings, embed_images, read_embeddings
+from astroloom.model.gpt import FoundationModel
+from astroloom.train.checkpoint import load_checkpoint
+
+ALPHAS = np.logspace(-3, 4, 15)
+
+
+@dataclass
+class ProbeScore:
+    r2: float
+    rmse: float
+    n: int
+    predictions: np.ndarray = field(repr=False)
+    truth: np.ndarray = field(repr=False)
+
+
+def ridge_probe(features: np.ndarray, target: np.ndarray, folds: int = 5, seed: int = 0) -> ProbeScore:
+    """Out-of-fold predictions of a standardised ridge (regularisation chosen per fold)."""
+    if len(features) != len(target):
+        raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
+    if len(target) < 2 * folds:
+        raise ValueError(f"{len(target)} labelled objects are too few for {folds}-fold probing")
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    pred = cross_val_predict(model, features, target, cv=splitter)
+    resid = target - pred
+    r2 = 1.0 - float(np.sum(resid**2) / np.sum((target - target.mean()) ** 2))
+    return ProbeScore(r2=r2, rmse=float(np.sqrt(np.mean(resid**2))), n=len(target),
+                      predictions=pred, truth=target)
+
+
+def pixel_pca_features(images: np.ndarray, stretch, n_components: int, seed: int = 0) -> np.ndarray:
+    """PCA of the arcsinh-stretched pixels, the same view of the data the model gets."""
+    flat = stretch(torch.from_numpy(np.nan_to_num(images))).reshape(len(images), -1).numpy()
+    n_components = min(n_components, *flat.shape)
+    return PCA(n_components=n_components, random_state=seed, svd_solver="randomized").fit_transform(flat)
+
+
+@dataclass
+class ProbeReport:
+    methods: list[str]
+    scores: dict[str, dict[str, ProbeScore]]  # label → method → score
+    dropped: dict[str, int]
+    meta: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "methods": self.methods,
+            "meta": self.meta,
+            "dropped_nan_labels": self.dropped,
+            "labels": {
+                label: {m: {"r2": s.r2, "rmse": s.rmse, "n": s.n} for m, s in by.items()}
+                for label, by in self.scores.items()
+            },
+        }
+
+    def markdown(self) -> str:
+        head = "| label | " + " | ".join(f"{m} R²" for m in self.methods) + " | best |"
+        rule = "|---" * (len(self.methods) + 2) + "|"
+        rows = [head, rule]
+        for label, by in self.scores.items():
+            best = max(by, key=lambda m: by[m].r2)
+            cells = " | ".join(f"{by[m].r2:.3f}" for m in self.methods)
+            rows.append(f"| {label} | {cells} | {best} |")
+        return "\n".join(rows) + "\n"
+
+    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        js, md = out_dir / "probe.json", out_dir / "probe.md"
+        js.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        md.write_text(self.markdown())
+        return js, md
+
+
+def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.ndarray]:
+    """PCA-of-pixels and random-weights features for the objects of ``emb``, row-aligned."""
+    run, data = emb.meta.get("run"), emb.meta.get("data")
+    if not run or not data:
+        raise DataError("the embeddings file does not record its run and data; cannot build baselines")
+    model, cfg, tokenizer = load_checkpoint(run)
+    images = load_image_set(data)
+    position = {obj: i for i, obj in enumerate(images.ids)}
+    missing = [obj for obj in emb.ids if obj not in position]
+    if missing:
+        raise DataError(f"{len(missing)} embedded ids are not in {data}, e.g. {missing[:3]}")
+    pixels = images.images[[position[obj] for obj in emb.ids]]
+    torch.manual_seed(cfg.train.seed + 1)
+    random_model = FoundationModel(cfg.model).eval()
+    layer = emb.meta.get("layer")
+    return {
+        "pixel PCA": pixel_pca_features(pixels, tokenizer.stretch, emb.vectors.shape[1], cfg.train.seed),
+        "random weights": embed_images(random_model, tokenizer, pixels, layer, progress=progress,
+                                       desc="embed (random weights)"),
+    }
+
+
+def probe(
+    embeddings: str | Path | Embeddings,
+    targets: list[str] | None = None,
+    baselines: bool = True,
+    folds: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+) -> ProbeReport:
+    """Ridge-probe each target label with the foundation embeddings and the baselines."""
+    emb = embeddings if isinstance(embeddings, Embeddings) else read_embeddings(embeddings)
+    targets = list(emb.labels) if targets is None else targets
+    unknown = [t for t in targets if t not in emb.labels]
+    if unknown:
+        raise DataError(f"label(s) {unknown} are not in the embeddings; available: {sorted(emb.labels)}")
+    features = {"foundation": emb.vectors}
+    if baselines:
+        features.update(baseline_features(emb, progress))
+    scores: dict[str, dict[str, ProbeScore]] = {}
+    dropped: dict[str, int] = {}
+    for label in targets:
+        y = emb.labels[label]
+        keep = np.isfinite(y)
+        dropped[label] = int((~keep).sum())
+        scores[label] = {
+            name: ridge_probe(x[keep], y[keep], folds=folds, seed=seed) for name, x in features.items()
+        }
+    meta = {**emb.meta, "folds": folds, "seed": seed, "probe": "StandardScaler + RidgeCV"}
+    return ProbeReport(methods=list(features), scores=scores, dropped=dropped, meta=meta)

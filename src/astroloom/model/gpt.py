@@ -1,0 +1,150 @@
+"""The foundation model: a GPT over image patches, readable top to bottom.
+
+Pre-norm transformer blocks with causal scaled-dot-product attention; a linear patch
+encoder in, a linear patch decoder out; the surrogate task is to predict patch ``t+1``
+from patches ``≤ t`` (Huber loss on arcsinh-stretched pixels, as AstroPT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from astroloom.config import ModelConfig
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class FoundationModel(nn.Module):
+    """Next-patch GPT. ``tokens`` are ``(B, N, patch_dim)`` in spiral order."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.encoder = nn.Linear(cfg.patch_dim, cfg.n_embd)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.n_patches, cfg.n_embd))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.decoder = nn.Linear(cfg.n_embd, cfg.patch_dim)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.pos, std=0.02)
+        # GPT-2's scaled init of the residual projections keeps deep stacks stable.
+        for name, param in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.pos.numel() if non_embedding else n
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.ndim != 3 or tokens.shape[0] == 0:
+            raise ValueError(
+                f"tokens must have shape (batch>0, sequence, {self.cfg.patch_dim}); "
+                f"got {tuple(tokens.shape)}"
+            )
+        if tokens.shape[1] > self.cfg.n_patches:
+            raise ValueError(
+                f"sequence of {tokens.shape[1]} tokens is longer than the model's context "
+                f"({self.cfg.n_patches} patches)"
+            )
+        if tokens.shape[2] != self.cfg.patch_dim:
+            raise ValueError(
+                f"tokens have {tokens.shape[2]} values each; this model reads patches of "
+                f"{self.cfg.patch_dim} ({self.cfg.patch_size}×{self.cfg.patch_size}×"
+                f"{self.cfg.n_bands} bands)"
+            )
+
+    def hidden_states(self, tokens: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Residual stream after the embedding (index 0) and after each block (1…n_layer)."""
+        self._check_tokens(tokens)
+        x = self.drop(self.encoder(tokens) + self.pos[:, : tokens.shape[1]])
+        states = [x]
+        for block in self.blocks[: upto if upto is not None else len(self.blocks)]:
+            x = block(x)
+            states.append(x)
+        return states
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Prediction of the next patch at every position: ``(B, N, patch_dim)``."""
+        return self.decoder(self.ln_f(self.hidden_states(tokens)[-1]))
+
+    def loss(
+        self, tokens: torch.Tensor, valid: torch.Tensor | None = None, delta: float = 1.0
+    ) -> torch.Tensor:
+        """Huber loss of next-patch prediction over valid (finite) target pixels."""
+        pred = self(tokens)[:, :-1]
+        target = tokens[:, 1:]
+        err = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
+        if valid is None:
+            return err.mean()
+        mask = valid[:, 1:].to(err.dtype)
+        return (err * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def default_layer(self) -> int:
+        return (self.cfg.n_layer + 1) // 2
+
+    @torch.no_grad()
+    def embed(self, tokens: torch.Tensor, layer: int | None = None, pool: str = "mean") -> torch.Tensor:
+        """One vector per object: the hidden state after block ``layer``, pooled over patches."""
+        layer = self.default_layer() if layer is None else layer
+        if not 0 <= layer <= self.cfg.n_layer:
+            raise ValueError(f"layer must lie in 0…{self.cfg.n_layer}, got {layer}")
+        h = self.hidden_states(tokens, upto=layer)[layer]
+        if pool == "mean":
+            return h.mean(dim=1)
+        if pool == "last":
+            return h[:, -1]
+        raise ValueError(f"pool must be 'mean' or 'last', got {pool!r}")

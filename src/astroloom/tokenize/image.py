@@ -1,0 +1,136 @@
+"""Image tokenizer: arcsinh stretch, square patches, centre-out spiral order.
+
+Galaxies sit at the centre of their cutouts, so the sequence starts where the signal is
+and walks outward into sky, as AstroPT does. The stretch is ``asinh(x / s_b)`` with one
+softening scale ``s_b`` per band (about the sky noise), recorded so that tokens can be
+turned back into fluxes in the survey's unit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@lru_cache(maxsize=16)
+def spiral_order(n: int) -> tuple[int, ...]:
+    """Row-major indices of an ``n × n`` grid in centre-out spiral order.
+
+    The walk starts at the cell just above-left of the centre (the centre itself for odd
+    ``n``) and steps right, down, left, left, up, up, … with run lengths 1, 1, 2, 2, 3, 3, …
+    """
+    if n <= 0:
+        raise ValueError(f"grid size must be positive, got {n}")
+    row = col = (n - 1) // 2
+    order = [row * n + col]
+    directions = ((0, 1), (1, 0), (0, -1), (-1, 0))
+    run, turn = 1, 0
+    while len(order) < n * n:
+        for _ in range(2):
+            d_row, d_col = directions[turn % 4]
+            for _ in range(run):
+                row, col = row + d_row, col + d_col
+                if 0 <= row < n and 0 <= col < n:
+                    order.append(row * n + col)
+            turn += 1
+        run += 1
+    return tuple(order)
+
+
+@dataclass
+class ImageTokenizer:
+    """Turns ``(B, C, H, W)`` flux images into ``(B, N, p·p·C)`` patch tokens and back."""
+
+    patch_size: int
+    scale: list[float]  # arcsinh softening per band, in the image's flux unit
+    bands: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if any(not np.isfinite(s) or s <= 0 for s in self.scale):
+            raise ValueError(f"arcsinh scales must be positive and finite, got {self.scale}")
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.scale)
+
+    def _scale_tensor(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(self.scale, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+    def stretch(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.asinh(images / self._scale_tensor(images))
+
+    def unstretch(self, stretched: torch.Tensor) -> torch.Tensor:
+        return torch.sinh(stretched) * self._scale_tensor(stretched)
+
+    def _check(self, images: torch.Tensor) -> None:
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape (batch, bands, H, W); got {tuple(images.shape)}")
+        _, c, h, w = images.shape
+        p = self.patch_size
+        if c != self.n_bands:
+            raise ValueError(f"tokenizer expects {self.n_bands} bands, images have {c}")
+        if h != w or h % p:
+            raise ValueError(f"images must be square with side a multiple of {p}; got {h}×{w}")
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(tokens, valid)``: NaN/inf pixels become 0 in ``tokens`` and False in ``valid``."""
+        images = torch.as_tensor(images, dtype=torch.float32)
+        self._check(images)
+        b, c, h, _ = images.shape
+        p, g = self.patch_size, h // self.patch_size
+        valid = torch.isfinite(images)
+        x = self.stretch(torch.where(valid, images, torch.zeros((), dtype=images.dtype)))
+        order = torch.tensor(spiral_order(g), device=images.device)
+
+        def patchify(t: torch.Tensor) -> torch.Tensor:
+            # (B, C, g, p, g, p) → (B, g, g, p, p, C) → (B, g·g, p·p·C), then spiral order.
+            t = t.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(b, g * g, p * p * c)
+            return t[:, order]
+
+        return patchify(x), patchify(valid)
+
+    def decode(self, tokens: torch.Tensor, image_size: int) -> torch.Tensor:
+        """Inverse of :meth:`encode` for valid pixels: tokens → fluxes ``(B, C, H, W)``."""
+        b, n, _ = tokens.shape
+        p, c, g = self.patch_size, self.n_bands, image_size // self.patch_size
+        if n != g * g:
+            raise ValueError(f"{n} tokens do not tile a {image_size}-pixel image with {p}-pixel patches")
+        inverse = torch.argsort(torch.tensor(spiral_order(g), device=tokens.device))
+        t = tokens[:, inverse].reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
+        return self.unstretch(t.reshape(b, c, image_size, image_size))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"kind": "image", **asdict(self)}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ImageTokenizer:
+        raw = json.loads(Path(path).read_text())
+        raw.pop("kind", None)
+        return cls(**raw)
+
+
+def robust_noise_scale(images: np.ndarray, border: int = 4) -> list[float]:
+    """Per-band sky noise from the cutouts' borders (median absolute deviation × 1.4826)."""
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, bands, H, W); got {images.shape}")
+    edge = np.concatenate(
+        [
+            images[:, :, :border, :].reshape(*images.shape[:2], -1),
+            images[:, :, -border:, :].reshape(*images.shape[:2], -1),
+        ],
+        axis=2,
+    )
+    scales = []
+    for band in range(images.shape[1]):
+        values = edge[:, band].ravel()
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise ValueError(f"band {band} has no finite border pixels to estimate its noise")
+        mad = np.median(np.abs(values - np.median(values))) * 1.4826
+        scales.append(float(mad) if mad > 0 else float(np.std(values) or 1.0))
+    return scales

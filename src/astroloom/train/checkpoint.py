@@ -1,0 +1,125 @@
+"""Checkpoints as files: safetensors weights, JSON config and tokenizer, no pickle.
+
+A checkpoint is a directory::
+
+    model.safetensors   weights
+    config.json         the full run config
+    tokenizer.json      the image normalisation the weights were trained with
+    train_state.pt      optimizer/schedule state (tensors and numbers; weights_only load)
+
+It is written under a temporary name and renamed, so a killed run never leaves a
+half-written checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from astroloom.config import ConfigError, RunConfig, config_from_json
+from astroloom.model.gpt import FoundationModel
+from astroloom.tokenize.image import ImageTokenizer
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt or does not fit the model asked for."""
+
+
+FINAL = "final"
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: FoundationModel,
+    cfg: RunConfig,
+    tokenizer: ImageTokenizer,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+    cfg.save(tmp / "config.json")
+    tokenizer.save(tmp / "tokenizer.json")
+    if train_state is not None:
+        torch.save(train_state, tmp / "train_state.pt")
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(directory)
+    return directory
+
+
+def load_weights(model: FoundationModel, path: str | Path) -> None:
+    """Load safetensors weights into ``model``, naming any tensor whose shape differs."""
+    path = Path(path)
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"cannot read weights {path}: {err}") from err
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match this model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {tuple(tensor.shape)} but the model "
+                f"(n_layer={model.cfg.n_layer}, n_embd={model.cfg.n_embd}, "
+                f"patch_dim={model.cfg.patch_dim}) needs {tuple(expected[name].shape)}; "
+                "the checkpoint was trained with a different model shape"
+            )
+    model.load_state_dict(state)
+
+
+def find_checkpoint(run_or_checkpoint: str | Path) -> Path:
+    """Resolve a run directory to its final checkpoint, else its newest step checkpoint."""
+    path = Path(run_or_checkpoint)
+    if (path / "model.safetensors").is_file():
+        return path
+    if (path / FINAL / "model.safetensors").is_file():
+        return path / FINAL
+    steps = sorted((path / "checkpoints").glob("step-*[0-9]"))
+    steps = [s for s in steps if (s / "model.safetensors").is_file()]
+    if steps:
+        return steps[-1]
+    raise CheckpointError(f"no checkpoint found in {path} (looked for model.safetensors, {FINAL}/, checkpoints/)")
+
+
+def load_checkpoint(
+    run_or_checkpoint: str | Path, map_location: str = "cpu"
+) -> tuple[FoundationModel, RunConfig, ImageTokenizer]:
+    """Rebuild the model from its config and weights; never unpickles code."""
+    ckpt = find_checkpoint(run_or_checkpoint)
+    try:
+        cfg = config_from_json(ckpt / "config.json")
+    except (ConfigError, OSError, ValueError) as err:
+        raise CheckpointError(f"{ckpt}/config.json is unusable: {err}") from err
+    try:
+        tokenizer = ImageTokenizer.load(ckpt / "tokenizer.json")
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{ckpt}/tokenizer.json is unusable: {err}") from err
+    model = FoundationModel(cfg.model)
+    load_weights(model, ckpt / "model.safetensors")
+    return model.to(map_location).eval(), cfg, tokenizer
+
+
+def load_train_state(checkpoint: str | Path) -> dict[str, Any]:
+    path = Path(checkpoint) / "train_state.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{checkpoint} has no train_state.pt to resume from")
+    return torch.load(path, map_location="cpu", weights_only=True)
