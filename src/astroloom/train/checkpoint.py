@@ -86,6 +86,13 @@ def load_weights(model: FoundationModel, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
+def latest_step_checkpoint(run: str | Path) -> Path | None:
+    """The newest complete ``checkpoints/step-N`` of a run (temporary ones never match)."""
+    steps = sorted(Path(run, "checkpoints").glob("step-*[0-9]"))
+    complete = [s for s in steps if (s / "model.safetensors").is_file()]
+    return complete[-1] if complete else None
+
+
 def find_checkpoint(run_or_checkpoint: str | Path) -> Path:
     """Resolve a run directory to its final checkpoint, else its newest step checkpoint."""
     path = Path(run_or_checkpoint)
@@ -93,10 +100,9 @@ def find_checkpoint(run_or_checkpoint: str | Path) -> Path:
         return path
     if (path / FINAL / "model.safetensors").is_file():
         return path / FINAL
-    steps = sorted((path / "checkpoints").glob("step-*[0-9]"))
-    steps = [s for s in steps if (s / "model.safetensors").is_file()]
-    if steps:
-        return steps[-1]
+    latest = latest_step_checkpoint(path)
+    if latest is not None:
+        return latest
     raise CheckpointError(f"no checkpoint found in {path} (looked for model.safetensors, {FINAL}/, checkpoints/)")
 
 

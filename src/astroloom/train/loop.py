@@ -21,7 +21,8 @@ from astroloom.model.gpt import FoundationModel
 from astroloom.tokenize.image import ImageTokenizer, robust_noise_scale
 from astroloom.train.checkpoint import (
     FINAL,
-    find_checkpoint,
+    CheckpointError,
+    latest_step_checkpoint,
     load_train_state,
     load_weights,
     save_checkpoint,
@@ -123,7 +124,9 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     run.mkdir(parents=True, exist_ok=True)
     metrics_path = run / "metrics.jsonl"
     if resume:
-        ckpt = find_checkpoint(run / "checkpoints")
+        ckpt = latest_step_checkpoint(run)
+        if ckpt is None:
+            raise CheckpointError(f"--resume: {run} has no step checkpoint to resume from")
         load_weights(model, ckpt / "model.safetensors")
         state = load_train_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])

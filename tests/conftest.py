@@ -1,0 +1,48 @@
+"""Shared, session-scoped fixtures: one small mock survey and one briefly trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from astroloom.config import load_config
+from astroloom.data.sim.galaxies import simulate_galaxies
+from astroloom.train.loop import train
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def mock_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mock")
+    simulate_galaxies(out, n=400, seed=7, shard_size=150, workers=1, progress=False)
+    return out
+
+
+def tiny_config(data: Path, out: Path, steps: int = 60, *extra: str):
+    return load_config(
+        None,
+        [
+            "model.n_layer=2",
+            "model.n_embd=64",
+            "model.n_head=4",
+            f"data.path='{data}'",
+            f"out='{out}'",
+            f"train.steps={steps}",
+            "train.batch_size=16",
+            "train.warmup_steps=5",
+            "train.lr=2e-3",
+            "train.eval_every=20",
+            "train.checkpoint_every=20",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(mock_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(tiny_config(mock_dir, out, 150), progress=False)
+    return out

@@ -1,0 +1,69 @@
+import pytest
+
+from astroloom.config import MODEL_PRESETS, ConfigError, load_config, parse_override
+
+
+def test_defaults_validate():
+    cfg = load_config()
+    assert cfg.model.n_patches == 64 and cfg.model.patch_dim == 192
+
+
+def test_preset_then_override(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('out = "x"\n[model]\npreset = "small"\nn_layer = 3\n')
+    cfg = load_config(path, ["train.lr=3e-4", "train.device=cpu"])
+    assert cfg.model.n_embd == MODEL_PRESETS["small"]["n_embd"]
+    assert cfg.model.n_layer == 3
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.train.device == "cpu"  # bare strings are accepted on the command line
+
+
+def test_unknown_key_names_key_and_allowed(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nlearning_rate = 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "learning_rate" in message and str(path) in message and "lr" in message
+
+
+def test_unknown_section_and_preset():
+    with pytest.raises(ConfigError, match="unknown section 'optim'"):
+        load_config(None, ["optim.lr=1"])
+    with pytest.raises(ConfigError, match="unknown model preset 'huge'.*tiny"):
+        load_config(None, ["model.preset=huge"])
+
+
+def test_wrong_type_and_bad_values():
+    with pytest.raises(ConfigError, match="train.steps must be int"):
+        load_config(None, ["train.steps=1.5"])
+    with pytest.raises(ConfigError, match="divisible"):
+        load_config(None, ["model.n_embd=100", "model.n_head=3"])
+    with pytest.raises(ConfigError, match="multiple"):
+        load_config(None, ["model.image_size=60"])
+    with pytest.raises(ConfigError, match="train.device"):
+        load_config(None, ["train.device=tpu"])
+
+
+def test_missing_or_invalid_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_parse_override_forms():
+    assert parse_override("train.lr=1e-3") == (["train", "lr"], 1e-3)
+    assert parse_override("out=runs/x") == (["out"], "runs/x")
+    with pytest.raises(ConfigError):
+        parse_override("train.lr")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted(root.glob("*.toml")):
+        load_config(path)

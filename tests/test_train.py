@@ -1,0 +1,85 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from astroloom.config import load_config
+from astroloom.data.schema import DataError
+from astroloom.data.shards import load_image_set
+from astroloom.train.checkpoint import load_checkpoint
+from astroloom.train.loop import learning_rate, train
+from conftest import tiny_config
+
+
+def test_schedule_warms_up_then_decays_to_min():
+    cfg = load_config(None, ["train.steps=100", "train.warmup_steps=10", "train.lr=1e-3",
+                             "train.min_lr=1e-4"])
+    lrs = [learning_rate(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert learning_rate(100, cfg) == pytest.approx(1e-4)
+
+
+def test_run_learns_and_logs(trained_run, mock_dir):
+    rows = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(10, 151, 10))
+    assert rows[-1]["loss"] < 0.85 * rows[0]["loss"]
+    val = [r["val_loss"] for r in rows if "val_loss" in r]
+    assert len(val) == 8 and val[-1] < val[0]
+    # Most of the loss is sky noise no model can predict; the trained model must still beat
+    # "the next patch is empty sky" and "the next patch repeats this one".
+    model, cfg, tokenizer = load_checkpoint(trained_run)
+    tokens, _ = tokenizer.encode(torch.from_numpy(load_image_set(mock_dir).images[:64]))
+    huber = torch.nn.functional.huber_loss
+    sky = float(huber(torch.zeros_like(tokens[:, 1:]), tokens[:, 1:]))
+    repeat = float(huber(tokens[:, :-1], tokens[:, 1:]))
+    with torch.no_grad():
+        learned = float(model.loss(tokens))
+    assert learned < 0.9 * min(sky, repeat), (learned, sky, repeat)
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    # Only the newest keep_checkpoints (2) step checkpoints stay.
+    names = sorted(p.name for p in (trained_run / "checkpoints").iterdir())
+    assert names == ["step-0000120", "step-0000140"]
+
+
+def test_resume_follows_the_uninterrupted_run(mock_dir, tmp_path):
+    full = tiny_config(mock_dir, tmp_path / "full", 40)
+    train(full, progress=False)
+    # Stand-in for a run killed after its step-20 checkpoint: drop what came later.
+    part = tiny_config(mock_dir, tmp_path / "part", 40)
+    train(part, progress=False)
+    shutil.rmtree(tmp_path / "part" / "final")
+    shutil.rmtree(tmp_path / "part" / "checkpoints" / "step-0000040", ignore_errors=True)
+    train(part, progress=False, resume=True)
+    a, _, _ = load_checkpoint(tmp_path / "full")
+    b, _, _ = load_checkpoint(tmp_path / "part")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    la = [json.loads(x)["loss"] for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+
+
+def test_nan_pixels_train_without_nan_loss(mock_dir, tmp_path):
+    from astroloom.data.schema import DatasetInfo
+    from astroloom.data.shards import write_shard
+
+    data_dir = tmp_path / "holes"
+    shutil.copytree(mock_dir, data_dir)
+    info = DatasetInfo.load(data_dir)
+    data = load_image_set(data_dir)
+    images = data.images.copy()
+    images[::3, :, 10:20, 30:40] = np.nan  # a masked region in a third of the objects
+    write_shard(data_dir / info.shards[0], list(data.ids), images, data.labels)
+    info.shards = info.shards[:1]
+    info.save(data_dir)
+    result = train(tiny_config(data_dir, tmp_path / "run", 20), progress=False)
+    assert np.isfinite(result.final_train_loss)
+
+
+def test_data_shape_must_match_model(mock_dir, tmp_path):
+    cfg = tiny_config(mock_dir, tmp_path / "r", 5, "model.n_bands=5")
+    with pytest.raises(DataError, match="3-band 64×64 images but the model is configured for 5-band"):
+        train(cfg, progress=False)
