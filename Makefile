@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/astroloom demo --out runs/demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

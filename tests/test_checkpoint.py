@@ -26,7 +26,11 @@ def test_round_trip_gives_identical_outputs(trained_run):
 
 def test_files_need_no_pickle(trained_run):
     ckpt = find_checkpoint(trained_run)
-    assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     json.loads((ckpt / "config.json").read_text())
     steps = sorted((trained_run / "checkpoints").iterdir())
     state = load_train_state(steps[-1])  # weights_only=True inside

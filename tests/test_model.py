@@ -61,7 +61,9 @@ def test_embed_layers_and_pooling():
     x = torch.randn(3, 16, model.cfg.patch_dim)
     assert model.embed(x).shape == (3, 32)
     assert model.default_layer() == 1
-    torch.testing.assert_close(model.embed(x, layer=2, pool="last"), model.hidden_states(x)[2][:, -1])
+    torch.testing.assert_close(
+        model.embed(x, layer=2, pool="last"), model.hidden_states(x)[2][:, -1]
+    )
     with pytest.raises(ValueError, match="layer must lie"):
         model.embed(x, layer=5)
     with pytest.raises(ValueError, match="pool"):

@@ -56,8 +56,12 @@ def test_wrong_image_type_and_length(copy):
     pq.write_table(as_text, shard)
     with pytest.raises(DataError, match="column 'image' has type string"):
         load_image_set(copy)
-    write_shard(shard, ["a", "b"], np.zeros((2, 3, 32, 32), np.float32),
-                {k: np.zeros(2) for k in info.labels})
+    write_shard(
+        shard,
+        ["a", "b"],
+        np.zeros((2, 3, 32, 32), np.float32),
+        {k: np.zeros(2) for k in info.labels},
+    )
     with pytest.raises(DataError, match=r"object 'a' has 3072 pixel values.*\(3, 64, 64\)"):
         load_image_set(copy)
 

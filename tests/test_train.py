@@ -4,18 +4,19 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from astroloom.config import load_config
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.train.checkpoint import load_checkpoint
 from astroloom.train.loop import learning_rate, train
-from conftest import tiny_config
 
 
 def test_schedule_warms_up_then_decays_to_min():
-    cfg = load_config(None, ["train.steps=100", "train.warmup_steps=10", "train.lr=1e-3",
-                             "train.min_lr=1e-4"])
+    cfg = load_config(
+        None, ["train.steps=100", "train.warmup_steps=10", "train.lr=1e-3", "train.min_lr=1e-4"]
+    )
     lrs = [learning_rate(s, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
@@ -57,8 +58,14 @@ def test_resume_follows_the_uninterrupted_run(mock_dir, tmp_path):
     b, _, _ = load_checkpoint(tmp_path / "part")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
-    la = [json.loads(x)["loss"] for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
-    lb = [json.loads(x)["loss"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    la = [
+        json.loads(x)["loss"]
+        for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    ]
+    lb = [
+        json.loads(x)["loss"]
+        for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    ]
     np.testing.assert_allclose(la, lb, rtol=1e-5)
 
 
@@ -81,5 +88,7 @@ def test_nan_pixels_train_without_nan_loss(mock_dir, tmp_path):
 
 def test_data_shape_must_match_model(mock_dir, tmp_path):
     cfg = tiny_config(mock_dir, tmp_path / "r", 5, "model.n_bands=5")
-    with pytest.raises(DataError, match="3-band 64×64 images but the model is configured for 5-band"):
+    with pytest.raises(
+        DataError, match="3-band 64×64 images but the model is configured for 5-band"
+    ):
         train(cfg, progress=False)

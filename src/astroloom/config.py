@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 
 class ConfigError(ValueError):
@@ -254,4 +255,3 @@ def model_config_from_dict(raw: dict[str, Any], where: str = "") -> ModelConfig:
     cfg = _build_section("model", raw, where)
     cfg.validate()
     return cfg
-

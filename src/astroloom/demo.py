@@ -24,7 +24,15 @@ from astroloom.train.checkpoint import load_checkpoint
 from astroloom.train.loop import TrainResult, train
 
 # Labels the demo probes; flux_r is left to mag_r, its logarithm, which a linear probe suits.
-DEMO_TARGETS = ["mag_r", "g_r", "r_z", "bulge_to_total", "half_light_radius", "ellipticity", "psf_fwhm"]
+DEMO_TARGETS = [
+    "mag_r",
+    "g_r",
+    "r_z",
+    "bulge_to_total",
+    "half_light_radius",
+    "ellipticity",
+    "psf_fwhm",
+]
 
 
 @dataclass
@@ -51,8 +59,9 @@ def probe_table(report: Report, result: ProbeReport) -> None:
     rows, best = [], []
     for label, by in result.scores.items():
         r2 = [by[m].r2 for m in result.methods]
-        margin = by["foundation"].r2 - max((by[m].r2 for m in result.methods if m != "foundation"),
-                                           default=float("nan"))
+        margin = by["foundation"].r2 - max(
+            (by[m].r2 for m in result.methods if m != "foundation"), default=float("nan")
+        )
         rows.append([label] + [f"{v:.3f}" for v in r2] + [f"{margin:+.3f}"])
         best.append(1 + int(np.argmax(r2)))
     report.table(header, rows, best)
@@ -97,7 +106,9 @@ def run_demo(
     timings["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    emb_path = embed_dataset(trained.run_dir, data_dir, out / "embeddings.parquet", progress=progress)
+    emb_path = embed_dataset(
+        trained.run_dir, data_dir, out / "embeddings.parquet", progress=progress
+    )
     timings["embed"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -130,19 +141,38 @@ def write_demo_report(
     report.table(
         ["step", "what", "seconds"],
         [
-            ["simulate", f"{len(load_image_set(data_dir).ids)} GalSim bulge+disk galaxies, g r z, "
-             "64×64 at 0.262″/px", f"{timings['simulate']:.1f}"],
-            ["train", f"{trained.n_parameters:,} parameters, {trained.steps} steps, "
-             f"{trained.tokens_seen:,} tokens", f"{timings['train']:.1f}"],
-            ["embed", f"layer {probed.meta.get('layer')} of {cfg.model.n_layer}, mean-pooled, "
-             f"{cfg.model.n_embd} dims", f"{timings['embed']:.1f}"],
-            ["probe", f"{probed.meta['folds']}-fold ridge, three feature sets", f"{timings['probe']:.1f}"],
+            [
+                "simulate",
+                f"{len(load_image_set(data_dir).ids)} GalSim bulge+disk galaxies, g r z, "
+                "64×64 at 0.262″/px",
+                f"{timings['simulate']:.1f}",
+            ],
+            [
+                "train",
+                f"{trained.n_parameters:,} parameters, {trained.steps} steps, "
+                f"{trained.tokens_seen:,} tokens",
+                f"{timings['train']:.1f}",
+            ],
+            [
+                "embed",
+                f"layer {probed.meta.get('layer')} of {cfg.model.n_layer}, mean-pooled, "
+                f"{cfg.model.n_embd} dims",
+                f"{timings['embed']:.1f}",
+            ],
+            [
+                "probe",
+                f"{probed.meta['folds']}-fold ridge, three feature sets",
+                f"{timings['probe']:.1f}",
+            ],
         ],
     )
     report.heading("Pretraining loss")
-    report.figure(trained.run_dir / "loss.png",
-                  f"final train loss {trained.final_train_loss:.4f}, validation "
-                  f"{trained.final_val_loss:.4f}" if trained.final_val_loss is not None else "")
+    report.figure(
+        trained.run_dir / "loss.png",
+        f"final train loss {trained.final_train_loss:.4f}, validation {trained.final_val_loss:.4f}"
+        if trained.final_val_loss is not None
+        else "",
+    )
     report.heading("Linear probes (cross-validated R²)")
     probe_table(report, probed)
     report.paragraph(
@@ -155,12 +185,18 @@ def write_demo_report(
         (label, by["foundation"].truth, by["foundation"].predictions, by["foundation"].r2)
         for label, by in probed.scores.items()
     ]
-    report.figure(plot_predicted_vs_true(panels, figs / "probe_scatter.png"),
-                  "Out-of-fold predictions from the foundation embeddings against the true labels.")
+    report.figure(
+        plot_predicted_vs_true(panels, figs / "probe_scatter.png"),
+        "Out-of-fold predictions from the foundation embeddings against the true labels.",
+    )
     report.heading("Next-patch reconstructions")
     report.figure(
-        plot_image_rows([("observed", data.images), ("model", rebuilt)], tokenizer.scale,
-                        figs / "reconstructions.png", titles=[str(i)[-6:] for i in data.ids]),
+        plot_image_rows(
+            [("observed", data.images), ("model", rebuilt)],
+            tokenizer.scale,
+            figs / "reconstructions.png",
+            titles=[str(i)[-6:] for i in data.ids],
+        ),
         "Top: mock galaxies (z, r, g as red, green, blue). Bottom: every 8×8 patch replaced by the "
         "model's prediction from the patches before it in centre-out order.",
     )

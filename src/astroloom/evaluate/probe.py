@@ -38,7 +38,9 @@ class ProbeScore:
     truth: np.ndarray = field(repr=False)
 
 
-def ridge_probe(features: np.ndarray, target: np.ndarray, folds: int = 5, seed: int = 0) -> ProbeScore:
+def ridge_probe(
+    features: np.ndarray, target: np.ndarray, folds: int = 5, seed: int = 0
+) -> ProbeScore:
     """Out-of-fold predictions of a standardised ridge (regularisation chosen per fold)."""
     if len(features) != len(target):
         raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
@@ -49,15 +51,18 @@ def ridge_probe(features: np.ndarray, target: np.ndarray, folds: int = 5, seed: 
     pred = cross_val_predict(model, features, target, cv=splitter)
     resid = target - pred
     r2 = 1.0 - float(np.sum(resid**2) / np.sum((target - target.mean()) ** 2))
-    return ProbeScore(r2=r2, rmse=float(np.sqrt(np.mean(resid**2))), n=len(target),
-                      predictions=pred, truth=target)
+    return ProbeScore(
+        r2=r2, rmse=float(np.sqrt(np.mean(resid**2))), n=len(target), predictions=pred, truth=target
+    )
 
 
 def pixel_pca_features(images: np.ndarray, stretch, n_components: int, seed: int = 0) -> np.ndarray:
     """PCA of the arcsinh-stretched pixels, the same view of the data the model gets."""
     flat = stretch(torch.from_numpy(np.nan_to_num(images))).reshape(len(images), -1).numpy()
     n_components = min(n_components, *flat.shape)
-    return PCA(n_components=n_components, random_state=seed, svd_solver="randomized").fit_transform(flat)
+    return PCA(n_components=n_components, random_state=seed, svd_solver="randomized").fit_transform(
+        flat
+    )
 
 
 @dataclass
@@ -101,7 +106,9 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
     """PCA-of-pixels and random-weights features for the objects of ``emb``, row-aligned."""
     run, data = emb.meta.get("run"), emb.meta.get("data")
     if not run or not data:
-        raise DataError("the embeddings file does not record its run and data; cannot build baselines")
+        raise DataError(
+            "the embeddings file does not record its run and data; cannot build baselines"
+        )
     model, cfg, tokenizer = load_checkpoint(run)
     images = load_image_set(data)
     position = {obj: i for i, obj in enumerate(images.ids)}
@@ -113,9 +120,12 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
     random_model = FoundationModel(cfg.model).eval()
     layer = emb.meta.get("layer")
     return {
-        "pixel PCA": pixel_pca_features(pixels, tokenizer.stretch, emb.vectors.shape[1], cfg.train.seed),
-        "random weights": embed_images(random_model, tokenizer, pixels, layer, progress=progress,
-                                       desc="embed (random weights)"),
+        "pixel PCA": pixel_pca_features(
+            pixels, tokenizer.stretch, emb.vectors.shape[1], cfg.train.seed
+        ),
+        "random weights": embed_images(
+            random_model, tokenizer, pixels, layer, progress=progress, desc="embed (random weights)"
+        ),
     }
 
 
@@ -132,7 +142,9 @@ def probe(
     targets = list(emb.labels) if targets is None else targets
     unknown = [t for t in targets if t not in emb.labels]
     if unknown:
-        raise DataError(f"label(s) {unknown} are not in the embeddings; available: {sorted(emb.labels)}")
+        raise DataError(
+            f"label(s) {unknown} are not in the embeddings; available: {sorted(emb.labels)}"
+        )
     features = {"foundation": emb.vectors}
     if baselines:
         features.update(baseline_features(emb, progress))
@@ -143,7 +155,8 @@ def probe(
         keep = np.isfinite(y)
         dropped[label] = int((~keep).sum())
         scores[label] = {
-            name: ridge_probe(x[keep], y[keep], folds=folds, seed=seed) for name, x in features.items()
+            name: ridge_probe(x[keep], y[keep], folds=folds, seed=seed)
+            for name, x in features.items()
         }
     meta = {**emb.meta, "folds": folds, "seed": seed, "probe": "StandardScaler + RidgeCV"}
     return ProbeReport(methods=list(features), scores=scores, dropped=dropped, meta=meta)

@@ -137,7 +137,9 @@ class FoundationModel(nn.Module):
         return (self.cfg.n_layer + 1) // 2
 
     @torch.no_grad()
-    def embed(self, tokens: torch.Tensor, layer: int | None = None, pool: str = "mean") -> torch.Tensor:
+    def embed(
+        self, tokens: torch.Tensor, layer: int | None = None, pool: str = "mean"
+    ) -> torch.Tensor:
         """One vector per object: the hidden state after block ``layer``, pooled over patches."""
         layer = self.default_layer() if layer is None else layer
         if not 0 <= layer <= self.cfg.n_layer:

@@ -32,7 +32,9 @@ class Report:
         cls = ' class="note"' if note else ""
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
 
-    def table(self, header: list[str], rows: list[list[str]], best: list[int | None] | None = None) -> None:
+    def table(
+        self, header: list[str], rows: list[list[str]], best: list[int | None] | None = None
+    ) -> None:
         """``best[i]`` is the column index to highlight in row ``i``."""
         out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
         for i, row in enumerate(rows):
@@ -46,16 +48,19 @@ class Report:
     def figure(self, png: str | Path, caption: str = "") -> None:
         data = base64.b64encode(Path(png).read_bytes()).decode()
         cap = f"<p class='note'>{html.escape(caption)}</p>" if caption else ""
-        self.parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-                          f"{cap}</figure>")
+        self.parts.append(
+            f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+            f"{cap}</figure>"
+        )
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         body = "\n".join(self.parts)
         sub = f"<p class='note'>{html.escape(self.subtitle)}</p>" if self.subtitle else ""
+        title = html.escape(self.title)
         path.write_text(
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>{sub}\n{body}\n"
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{title}</h1>{sub}\n{body}\n"
             "</body></html>\n"
         )
         return path

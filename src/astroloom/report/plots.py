@@ -25,7 +25,9 @@ def plot_loss(metrics: str | Path, out: str | Path) -> Path:
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train", lw=1.2)
     val = [r for r in rows if r.get("val_loss") is not None]
     if val:
-        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation", ms=3)
+        ax.plot(
+            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation", ms=3
+        )
     ax.set(xlabel="step", ylabel="Huber loss (next patch)", yscale="log", title="Pretraining loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
@@ -40,7 +42,9 @@ def plot_predicted_vs_true(
 ) -> Path:
     """One panel per (label, truth, prediction, R²)."""
     nrows = int(np.ceil(len(panels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.1 * nrows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols, 3.1 * nrows), dpi=100, squeeze=False
+    )
     for ax, (label, truth, pred, r2) in zip(axes.flat, panels, strict=False):
         ax.scatter(truth, pred, s=3, alpha=0.35, lw=0)
         lo, hi = np.percentile(np.concatenate([truth, pred]), [0.5, 99.5])
@@ -68,8 +72,9 @@ def plot_image_rows(
 ) -> Path:
     """A grid: one row per (name, images ``(N, 3, H, W)``), same columns in every row."""
     ncols = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.7 * ncols, 1.8 * len(rows)), dpi=100,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(1.7 * ncols, 1.8 * len(rows)), dpi=100, squeeze=False
+    )
     for r, (name, images) in enumerate(rows):
         for c in range(ncols):
             ax = axes[r, c]

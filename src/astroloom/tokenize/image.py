@@ -69,7 +69,9 @@ class ImageTokenizer:
 
     def _check(self, images: torch.Tensor) -> None:
         if images.ndim != 4:
-            raise ValueError(f"images must have shape (batch, bands, H, W); got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must have shape (batch, bands, H, W); got {tuple(images.shape)}"
+            )
         _, c, h, w = images.shape
         p = self.patch_size
         if c != self.n_bands:
@@ -78,7 +80,7 @@ class ImageTokenizer:
             raise ValueError(f"images must be square with side a multiple of {p}; got {h}×{w}")
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(tokens, valid)``: NaN/inf pixels become 0 in ``tokens`` and False in ``valid``."""
+        """Return ``(tokens, valid)``; NaN/inf pixels are 0 in ``tokens``, False in ``valid``."""
         images = torch.as_tensor(images, dtype=torch.float32)
         self._check(images)
         b, c, h, _ = images.shape
@@ -99,7 +101,9 @@ class ImageTokenizer:
         b, n, _ = tokens.shape
         p, c, g = self.patch_size, self.n_bands, image_size // self.patch_size
         if n != g * g:
-            raise ValueError(f"{n} tokens do not tile a {image_size}-pixel image with {p}-pixel patches")
+            raise ValueError(
+                f"{n} tokens do not tile a {image_size}-pixel image with {p}-pixel patches"
+            )
         inverse = torch.argsort(torch.tensor(spiral_order(g), device=tokens.device))
         t = tokens[:, inverse].reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
         return self.unstretch(t.reshape(b, c, image_size, image_size))

@@ -103,7 +103,9 @@ def find_checkpoint(run_or_checkpoint: str | Path) -> Path:
     latest = latest_step_checkpoint(path)
     if latest is not None:
         return latest
-    raise CheckpointError(f"no checkpoint found in {path} (looked for model.safetensors, {FINAL}/, checkpoints/)")
+    raise CheckpointError(
+        f"no checkpoint found in {path} (looked for model.safetensors, {FINAL}/, checkpoints/)"
+    )
 
 
 def load_checkpoint(

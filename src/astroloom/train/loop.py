@@ -61,7 +61,9 @@ def tokenizer_for(data: ImageSet, cfg: RunConfig) -> ImageTokenizer:
     scale = norm.get("scale") if norm.get("kind") == "arcsinh" else None
     if scale is None:
         scale = robust_noise_scale(data.images[:1000])
-    return ImageTokenizer(patch_size=cfg.model.patch_size, scale=list(scale), bands=info.image.bands)
+    return ImageTokenizer(
+        patch_size=cfg.model.patch_size, scale=list(scale), bands=info.image.bands
+    )
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +74,9 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     # Matrices decay; biases, norms and position tables do not (as in nanoGPT).
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2 and p is not model.pos]
+    decay = [
+        p for p in model.parameters() if p.requires_grad and p.ndim >= 2 and p is not model.pos
+    ]
     rest = [p for p in model.parameters() if p.requires_grad and not any(p is q for q in decay)]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
@@ -136,7 +140,9 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         # Forget metrics logged after the checkpoint, so the curve has no repeated steps.
         if metrics_path.exists():
             rows = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= start))
+            metrics_path.write_text(
+                "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= start)
+            )
     else:
         metrics_path.write_text("")
     cfg.save(run / "config.json")
@@ -171,14 +177,17 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     began = time.perf_counter()
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     loss_value, val_loss = float("nan"), None
-    with metrics_path.open("a") as log, tqdm(
-        total=t.steps, initial=start, desc="train", unit="step", disable=not progress
-    ) as bar:
+    with (
+        metrics_path.open("a") as log,
+        tqdm(total=t.steps, initial=start, desc="train", unit="step", disable=not progress) as bar,
+    ):
         for step in range(start, t.steps):
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            pick = train_idx_t[torch.randint(len(train_idx_t), (t.batch_size,), generator=generator)]
+            pick = train_idx_t[
+                torch.randint(len(train_idx_t), (t.batch_size,), generator=generator)
+            ]
             x, m = batch(pick)
             with amp:
                 loss = model.loss(x, m, delta=t.huber_delta)
@@ -221,7 +230,9 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
                 }
-                save_checkpoint(run / "checkpoints" / f"step-{done:07d}", model, cfg, tokenizer, state)
+                save_checkpoint(
+                    run / "checkpoints" / f"step-{done:07d}", model, cfg, tokenizer, state
+                )
                 _prune(run / "checkpoints", t.keep_checkpoints)
     save_checkpoint(run / FINAL, model, cfg, tokenizer)
     wall = time.perf_counter() - began

@@ -1,0 +1,84 @@
+"""The command line end to end, as a user types it."""
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from astroloom.cli import app
+
+runner = CliRunner()
+
+
+def astroloom(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "astroloom.cli", *args], capture_output=True, text=True
+    )
+
+
+def test_every_command_has_help():
+    for cmd in [
+        [],
+        ["data"],
+        ["data", "simulate"],
+        ["data", "info"],
+        ["train"],
+        ["embed"],
+        ["probe"],
+        ["demo"],
+    ]:
+        result = runner.invoke(app, [*cmd, "--help"])
+        assert result.exit_code == 0, cmd
+        assert "Usage" in result.output
+
+
+def test_journey_through_the_cli(tmp_path):
+    data, run = tmp_path / "data", tmp_path / "run"
+    r = runner.invoke(app, ["data", "simulate", "--out", str(data), "--n", "120", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["data", "info", str(data)])
+    assert "120 objects" in r.output and "half_light_radius" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--set",
+            f"data.path='{data}'",
+            "--set",
+            f"out='{run}'",
+            "--set",
+            "train.steps=20",
+            "--set",
+            "model.n_layer=2",
+            "--set",
+            "model.n_embd=32",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.warmup_steps=2",
+            "--set",
+            "train.eval_every=10",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (run / "final" / "model.safetensors").exists() and (run / "loss.png").exists()
+    r = runner.invoke(app, ["embed", str(run), str(data)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app, ["probe", str(run / "embeddings.parquet"), "--target", "mag_r", "--folds", "3"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "| mag_r |" in r.output and (run / "probe.json").exists()
+
+
+def test_user_errors_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nstpes = 10\n")
+    r = astroloom("train", str(bad))
+    assert r.returncode == 2
+    assert "error: unknown key in [train] 'stpes'" in r.stderr and "steps" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = astroloom("data", "info", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "data path not found" in r.stderr
+    r = astroloom("embed", str(tmp_path), str(tmp_path))
+    assert r.returncode == 2 and "no checkpoint found" in r.stderr

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from astroloom.data.schema import DataError
+from astroloom.evaluate.embed import Embeddings, embed_dataset, read_embeddings, write_embeddings
+from astroloom.evaluate.probe import probe, ridge_probe
+
+
+def test_ridge_probe_scores_signal_and_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 20))
+    y = x @ rng.normal(size=20) + 0.1 * rng.normal(size=400)
+    good = ridge_probe(x, y)
+    assert good.r2 > 0.98 and good.rmse < 0.2
+    noise = ridge_probe(x, rng.normal(size=400))
+    assert noise.r2 < 0.05
+    with pytest.raises(ValueError, match="too few"):
+        ridge_probe(x[:6], y[:6])
+
+
+@pytest.fixture(scope="module")
+def embeddings(trained_run, mock_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("emb") / "emb.parquet"
+    return embed_dataset(trained_run, mock_dir, out, progress=False)
+
+
+def test_embeddings_file_round_trip(embeddings, mock_dir):
+    emb = read_embeddings(embeddings)
+    assert emb.vectors.shape == (400, 64) and emb.vectors.dtype == np.float32
+    assert emb.meta["layer"] == 1 and emb.meta["weights"] == "trained"
+    assert np.isfinite(emb.vectors).all()
+    assert set(emb.labels) >= {"mag_r", "g_r", "half_light_radius"}
+
+
+def test_probe_finds_physics_in_embeddings(embeddings):
+    report = probe(embeddings, targets=["mag_r", "half_light_radius"], progress=False)
+    assert report.methods == ["foundation", "pixel PCA", "random weights"]
+    # Brightness and size are plain in the pixels: even a briefly trained model encodes them.
+    assert report.scores["mag_r"]["foundation"].r2 > 0.8
+    assert report.scores["half_light_radius"]["foundation"].r2 > 0.5
+    for by in report.scores.values():
+        assert set(by) == set(report.methods)
+        assert all(s.n == 400 for s in by.values())
+    table = report.markdown()
+    assert table.count("\n") == 4 and "| mag_r |" in table
+
+
+def test_probe_saves_json_and_markdown(embeddings, tmp_path):
+    import json
+
+    report = probe(embeddings, targets=["g_r"], baselines=False, progress=False)
+    js, md = report.save(tmp_path)
+    saved = json.loads(js.read_text())
+    assert saved["labels"]["g_r"]["foundation"]["r2"] == pytest.approx(
+        report.scores["g_r"]["foundation"].r2
+    )
+    assert "g_r" in md.read_text()
+
+
+def test_nan_labels_are_dropped_and_counted(embeddings, tmp_path):
+    emb = read_embeddings(embeddings)
+    emb.labels["mag_r"][:37] = np.nan
+    path = write_embeddings(tmp_path / "nan.parquet", emb)
+    report = probe(path, targets=["mag_r"], baselines=False, progress=False)
+    assert report.dropped["mag_r"] == 37
+    assert report.scores["mag_r"]["foundation"].n == 400 - 37
+
+
+def test_unknown_label_and_missing_provenance(embeddings, tmp_path):
+    with pytest.raises(DataError, match="redshift.*available"):
+        probe(embeddings, targets=["redshift"], progress=False)
+    emb = read_embeddings(embeddings)
+    bare = write_embeddings(tmp_path / "bare.parquet", Embeddings(emb.ids, emb.vectors, emb.labels))
+    with pytest.raises(DataError, match="does not record its run"):
+        probe(bare, targets=["mag_r"], progress=False)
+    with pytest.raises(DataError, match="not found"):
+        read_embeddings(tmp_path / "none.parquet")
