@@ -1,0 +1,97 @@
+"""The record that travels the whole way, and the ``dataset.json`` that describes shards.
+
+An :class:`Observation` is an id, a dict of modality arrays with their physical metadata,
+and a dict of labels. On disk, observations live column-wise in Parquet shards; the
+``dataset.json`` beside them records what the columns mean (bands, units, pixel scale,
+normalisation, provenance), so that readers never guess.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATASET_FILE = "dataset.json"
+SCHEMA_VERSION = 1
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message names the file and object."""
+
+
+@dataclass
+class ImageMeta:
+    """Physical description of an image modality."""
+
+    bands: list[str]
+    shape: list[int]  # [bands, height, width]
+    pixel_scale_arcsec: float
+    unit: str = "nanomaggy"
+    zero_point_mag: float = 22.5
+
+
+@dataclass
+class Observation:
+    """One object: its id, its modalities (arrays) and its labels."""
+
+    id: str
+    modalities: dict[str, np.ndarray]
+    labels: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetInfo:
+    """Contents of ``dataset.json``."""
+
+    name: str
+    n_objects: int
+    shards: list[str]
+    image: ImageMeta
+    labels: dict[str, dict[str, str]]  # name → {"unit": …, "description": …}
+    normalisation: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / DATASET_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DatasetInfo:
+        directory = Path(directory)
+        if not directory.exists():
+            raise DataError(f"data path not found: {directory}")
+        path = directory / DATASET_FILE
+        if not path.is_file():
+            raise DataError(
+                f"{directory} has no {DATASET_FILE}; make one with `astroloom data simulate` "
+                "or point at a dataset directory"
+            )
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path} is not valid JSON: {err}") from err
+        try:
+            raw["image"] = ImageMeta(**raw["image"])
+            info = cls(**raw)
+        except (KeyError, TypeError) as err:
+            raise DataError(f"{path} does not have the expected fields: {err}") from err
+        if info.schema_version > SCHEMA_VERSION:
+            raise DataError(
+                f"{path} has schema version {info.schema_version}; this astroloom reads "
+                f"up to {SCHEMA_VERSION}"
+            )
+        return info

@@ -1,0 +1,123 @@
+"""Parquet shards: one row per object, ``id`` + flattened ``image`` + one column per label.
+
+The layout is plain Parquet, so Hugging Face ``datasets`` (``load_dataset("parquet", …)``)
+and pyarrow read it directly. Images are stored flattened (``list<float32>``) with their
+shape in ``dataset.json``; reading converts a whole column to one numpy array without a
+per-object Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from astroloom.data.schema import DataError, DatasetInfo, Observation
+
+
+def write_shard(
+    path: str | Path, ids: list[str], images: np.ndarray, labels: dict[str, np.ndarray]
+) -> None:
+    """Write one shard atomically (temporary name, then rename)."""
+    n = len(ids)
+    if images.shape[0] != n or any(len(v) != n for v in labels.values()):
+        raise ValueError("ids, images and every label column must have the same length")
+    flat = pa.array(images.reshape(n, -1).astype(np.float32, copy=False).ravel())
+    per_object = images[0].size if n else 0
+    offsets = pa.array(np.arange(0, n * per_object + 1, max(per_object, 1), dtype=np.int32))
+    columns = {"id": pa.array(ids, type=pa.string()), "image": pa.ListArray.from_arrays(offsets, flat)}
+    columns.update({k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in labels.items()})
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.table(columns), tmp, compression="zstd")
+    tmp.replace(path)
+
+
+@dataclass
+class ImageSet:
+    """A dataset held in memory: ids, ``(N, C, H, W)`` images and label columns."""
+
+    info: DatasetInfo
+    ids: np.ndarray
+    images: np.ndarray
+    labels: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def observation(self, i: int) -> Observation:
+        return Observation(
+            id=str(self.ids[i]),
+            modalities={"image": self.images[i]},
+            labels={k: float(v[i]) for k, v in self.labels.items()},
+        )
+
+
+def _read_shard(path: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path} is not a readable Parquet shard: {err}") from err
+    schema = table.schema
+    required = ["id", "image", *info.label_names]
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise DataError(
+            f"shard {path} lacks column(s) {missing}; dataset.json expects {required}, "
+            f"the shard has {schema.names}"
+        )
+    image_type = schema.field("image").type
+    if not (pa.types.is_list(image_type) or pa.types.is_large_list(image_type)) or not (
+        pa.types.is_floating(image_type.value_type)
+    ):
+        raise DataError(
+            f"shard {path}: column 'image' has type {image_type}; expected list<float32> "
+            "(each image flattened)"
+        )
+    shape = tuple(info.image.shape)
+    per_object = int(np.prod(shape))
+    column = table.column("image").combine_chunks()
+    lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    bad = np.flatnonzero(lengths != per_object)
+    if bad.size:
+        raise DataError(
+            f"shard {path}: object {ids[bad[0]]!r} has {lengths[bad[0]]} pixel values; "
+            f"dataset.json says images are {shape} = {per_object} values"
+            + (f" ({bad.size} objects affected)" if bad.size > 1 else "")
+        )
+    images = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    images = images.reshape(len(ids), *shape)
+    labels = {
+        k: table.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in info.label_names
+    }
+    return ids, images, labels
+
+
+def load_image_set(directory: str | Path, limit: int | None = None) -> ImageSet:
+    """Read every shard listed in ``dataset.json`` into memory, checking each one's schema."""
+    directory = Path(directory)
+    info = DatasetInfo.load(directory)
+    parts = []
+    total = 0
+    for name in info.shards:
+        path = directory / name
+        if not path.is_file():
+            raise DataError(f"shard {path} listed in dataset.json does not exist")
+        parts.append(_read_shard(path, info))
+        total += len(parts[-1][0])
+        if limit is not None and total >= limit:
+            break
+    if not parts:
+        raise DataError(f"{directory}/dataset.json lists no shards")
+    ids = np.concatenate([p[0] for p in parts])[:limit]
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dupes = unique[counts > 1]
+        raise DataError(f"{directory}: duplicate object ids, e.g. {list(dupes[:3])} ({len(dupes)} in all)")
+    images = np.concatenate([p[1] for p in parts])[:limit]
+    labels = {k: np.concatenate([p[2][k] for p in parts])[:limit] for k in info.label_names}
+    return ImageSet(info=info, ids=ids, images=images, labels=labels)
