@@ -1,6 +1,6 @@
 """Throughput of the skeleton's stages on this machine: simulate, train step, embed.
 
-    .venv/bin/python benchmarks/throughput.py [--threads 2] [--out benchmarks/results/throughput.json]
+    .venv/bin/python benchmarks/throughput.py --threads 2 --out FILE.json
 
 Figures go into docs/benchmarks.md with the command, machine and date. Never part of
 `make test`: timings on a shared machine are noisy.
@@ -84,8 +84,9 @@ def main() -> None:
         embed()
         results[f"embed_{name}_images_per_s"] = len(images) / best_of(embed)
 
-    text = json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in results.items()},
-                      indent=2)
+    text = json.dumps(
+        {k: (round(v, 1) if isinstance(v, float) else v) for k, v in results.items()}, indent=2
+    )
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

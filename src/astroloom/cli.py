@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make, bring in and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+scaling_app = typer.Typer(
+    help="Scaling laws: sweeps, fits and compute plans.", no_args_is_help=True
+)
+app.add_typer(scaling_app, name="scaling")
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError)
 
@@ -163,6 +167,93 @@ def demo(
     typer.echo(result.probe.markdown())
     typer.echo(json.dumps({k: round(v, 1) for k, v in result.timings.items()}))
     typer.echo(f"report: {result.report}")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from err
+
+
+@scaling_app.command("sweep")
+def scaling_sweep(
+    config: Annotated[
+        Path | None, typer.Argument(help="Base TOML config (data, optimiser).")
+    ] = None,
+    sizes: Annotated[str, typer.Option(help="Comma-separated model presets.")] = "nano,micro,tiny",
+    tokens: Annotated[str, typer.Option(help="Comma-separated token budgets.")] = "2.5e5,5e5,1e6",
+    out: Annotated[Path, typer.Option(help="Sweep directory.")] = Path("runs/sweep"),
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value.")
+    ] = None,
+) -> None:
+    """Train every size × token budget (skipping finished runs) and record N, D, C, loss."""
+    from astroloom.scaling.sweep import run_sweep
+
+    records = run_sweep(load_config(config, set_ or []), sizes.split(","), _floats(tokens), out)
+    typer.echo(f"{'run':<22}{'N':>10}{'D':>12}{'C':>12}{'val loss':>10}")
+    for r in records:
+        typer.echo(
+            f"{r['name']:<22}{r['N']:>10.3g}{r['D']:>12.3g}{r['C']:>12.3g}{r['val_loss']:>10.4f}"
+        )
+
+
+@scaling_app.command("fit")
+def scaling_fit(
+    runs: Annotated[list[Path], typer.Argument(help="Sweep directories or sweep.jsonl files.")],
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
+    plan: Annotated[
+        float | None, typer.Option(help="FLOPs to plan a compute-optimal run for.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write fit.json and scaling.png.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Fit L(N, D) = E + A/N^α + B/D^β to sweep results (Hoffmann et al.'s approach 3)."""
+    from astroloom.report.plots import plot_scaling
+    from astroloom.scaling.fit import bootstrap_fit
+    from astroloom.scaling.sweep import read_sweep, sweep_arrays
+
+    records = [r for path in runs for r in read_sweep(path)]
+    fit = bootstrap_fit(*sweep_arrays(records), n_boot=bootstrap, seed=seed)
+    out = out or (runs[0] if runs[0].is_dir() else runs[0].parent)
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit.to_dict()
+    for key, value in fit.law.to_dict().items():
+        lo, hi = fit.intervals[key]
+        typer.echo(f"{key:>6} = {value:.4g}   95% interval [{lo:.4g}, {hi:.4g}]")
+    if plan is not None:
+        planned = fit.plan(plan)
+        result["plan"] = {"flops": plan, **{k: list(v) for k, v in planned.items()}}
+        typer.echo(f"compute-optimal at C = {plan:.3g} FLOPs:")
+        for key in ("N", "D"):
+            best, lo, hi = planned[key]
+            typer.echo(f"  {key}* = {best:.3g}   95% interval [{lo:.3g}, {hi:.3g}]")
+        typer.echo(f"  predicted loss {planned['L'][0]:.4f}")
+    (out / "fit.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_scaling(records, fit.law, out / "scaling.png")
+    typer.echo(f"wrote {out / 'fit.json'} and {out / 'scaling.png'}")
+
+
+@scaling_app.command("table")
+def scaling_table(
+    models: Annotated[list[str], typer.Argument(help="NAME:N:D entries, e.g. GPT-3:175e9:300e9.")],
+    law: Annotated[
+        Path | None, typer.Option(help="fit.json to use (default: Hoffmann et al.).")
+    ] = None,
+) -> None:
+    """The review's Fig. 26: each model's A/N^α, B/D^β, E and predicted loss."""
+    from astroloom.scaling.law import PUBLISHED, ScalingLaw, loss_table
+
+    rows = []
+    for entry in models:
+        parts = entry.split(":")
+        if len(parts) != 3:
+            raise typer.BadParameter(f"expected NAME:N:D, got {entry!r}")
+        rows.append((parts[0], *_floats(",".join(parts[1:]))))
+    typer.echo(loss_table(ScalingLaw.load(law) if law else PUBLISHED, rows))
 
 
 def main() -> None:

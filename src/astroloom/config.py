@@ -58,11 +58,14 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must lie in [0, 1), got {self.dropout}")
 
 
-# Named model shapes. Parameter counts (measured by tests/test_model.py): tiny ≈ 1.0 M,
-# small ≈ 4.8 M.
+# Named model shapes, smallest first. Parameter counts (tests/test_model.py checks tiny and
+# small): nano ≈ 40 k, micro ≈ 0.18 M, tiny ≈ 1.05 M, small ≈ 4.85 M, base ≈ 85 M.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "nano": {"n_layer": 2, "n_head": 2, "n_embd": 32},
+    "micro": {"n_layer": 3, "n_head": 4, "n_embd": 64},
     "tiny": {"n_layer": 5, "n_head": 4, "n_embd": 128},
     "small": {"n_layer": 6, "n_head": 8, "n_embd": 256},
+    "base": {"n_layer": 12, "n_head": 12, "n_embd": 768},
 }
 
 

@@ -28,7 +28,10 @@ def write_shard(
     flat = pa.array(images.reshape(n, -1).astype(np.float32, copy=False).ravel())
     per_object = images[0].size if n else 0
     offsets = pa.array(np.arange(0, n * per_object + 1, max(per_object, 1), dtype=np.int32))
-    columns = {"id": pa.array(ids, type=pa.string()), "image": pa.ListArray.from_arrays(offsets, flat)}
+    columns = {
+        "id": pa.array(ids, type=pa.string()),
+        "image": pa.ListArray.from_arrays(offsets, flat),
+    }
     columns.update({k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in labels.items()})
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -56,7 +59,9 @@ class ImageSet:
         )
 
 
-def _read_shard(path: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _read_shard(
+    path: Path, info: DatasetInfo
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
@@ -92,7 +97,8 @@ def _read_shard(path: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray, 
     images = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     images = images.reshape(len(ids), *shape)
     labels = {
-        k: table.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in info.label_names
+        k: table.column(k).to_numpy(zero_copy_only=False).astype(np.float64)
+        for k in info.label_names
     }
     return ids, images, labels
 
@@ -117,7 +123,9 @@ def load_image_set(directory: str | Path, limit: int | None = None) -> ImageSet:
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dupes = unique[counts > 1]
-        raise DataError(f"{directory}: duplicate object ids, e.g. {list(dupes[:3])} ({len(dupes)} in all)")
+        raise DataError(
+            f"{directory}: duplicate object ids, e.g. {list(dupes[:3])} ({len(dupes)} in all)"
+        )
     images = np.concatenate([p[1] for p in parts])[:limit]
     labels = {k: np.concatenate([p[2][k] for p in parts])[:limit] for k in info.label_names}
     return ImageSet(info=info, ids=ids, images=images, labels=labels)

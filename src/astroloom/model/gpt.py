@@ -86,8 +86,14 @@ class FoundationModel(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.pos.numel() if non_embedding else n
+        """All parameters, or (``non_embedding``) those of the transformer blocks and final
+        norm only: the patch encoder/decoder and position table play the part of a language
+        model's token and position embeddings, which scaling laws leave out of N."""
+        if not non_embedding:
+            return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.blocks.parameters()) + sum(
+            p.numel() for p in self.ln_f.parameters()
+        )
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.ndim != 3 or tokens.shape[0] == 0:

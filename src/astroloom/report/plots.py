@@ -89,3 +89,74 @@ def plot_image_rows(
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
+
+
+def plot_scaling(records: Sequence[dict], law, out: str | Path) -> Path:
+    """Four panels: loss vs N (per D), loss vs D (per N), iso-FLOP curves, the frontier.
+
+    ``law`` is an :class:`astroloom.scaling.law.ScalingLaw` fitted to ``records``.
+    """
+    n = np.array([r["N"] for r in records], float)
+    d = np.array([r["D"] for r in records], float)
+    loss = np.array([r["val_loss"] for r in records], float)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), dpi=100)
+    colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(np.unique(d)), len(np.unique(n)))))
+
+    ax = axes[0, 0]
+    grid_n = np.geomspace(n.min() / 2, n.max() * 2, 100)
+    for colour, dv in zip(colours, np.unique(d), strict=False):
+        pick = d == dv
+        ax.scatter(n[pick], loss[pick], color=colour, label=f"D={dv:.2g}", zorder=3)
+        ax.plot(grid_n, law.loss(grid_n, dv), color=colour, lw=1)
+    ax.set(
+        xscale="log",
+        xlabel="N (non-embedding parameters)",
+        ylabel="validation loss",
+        title="Loss vs model size",
+    )
+    ax.legend(fontsize=8)
+
+    ax = axes[0, 1]
+    grid_d = np.geomspace(d.min() / 2, d.max() * 2, 100)
+    for colour, nv in zip(colours, np.unique(n), strict=False):
+        pick = n == nv
+        ax.scatter(d[pick], loss[pick], color=colour, label=f"N={nv:.2g}", zorder=3)
+        ax.plot(grid_d, law.loss(nv, grid_d), color=colour, lw=1)
+    ax.set(
+        xscale="log", xlabel="D (training tokens)", ylabel="validation loss", title="Loss vs data"
+    )
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 0]
+    c = 6 * n * d
+    budgets = np.geomspace(c.min(), c.max() * 10, 5)
+    for colour, cv in zip(plt.cm.plasma(np.linspace(0, 0.85, len(budgets))), budgets, strict=True):
+        sizes = np.geomspace(n.min() / 4, n.max() * 8, 200)
+        curve = law.loss(sizes, cv / (6 * sizes))
+        ax.plot(sizes, curve, color=colour, label=f"C={cv:.2g}")
+        n_opt, d_opt = law.compute_optimal(cv)
+        ax.plot(n_opt, law.loss(n_opt, d_opt), "o", color=colour)
+    ax.set(xscale="log", xlabel="N", ylabel="predicted loss", title="Iso-FLOP curves (fit)")
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 1]
+    flops = np.geomspace(c.min() / 10, c.max() * 1e3, 100)
+    n_opt, d_opt = law.compute_optimal(flops)
+    ax.plot(flops, n_opt, label="N*(C)")
+    ax.plot(flops, d_opt, label="D*(C)")
+    ax.scatter(c, n, s=10, color="C0", alpha=0.6)
+    ax.scatter(c, d, s=10, color="C1", alpha=0.6)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="C = 6ND (FLOPs)",
+        ylabel="compute-optimal N, D",
+        title=f"Frontier: α={law.alpha:.2f}, β={law.beta:.2f}, E={law.E:.3f}",
+    )
+    ax.legend(fontsize=8)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)

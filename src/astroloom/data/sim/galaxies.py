@@ -12,8 +12,8 @@ survey is the same whatever the number of worker processes.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,9 +101,7 @@ def band_fluxes(flux_r: float, colours: tuple[float, float]) -> np.ndarray:
     return flux_r * np.array([10 ** (-0.4 * g_r), 1.0, 10 ** (0.4 * r_z)])
 
 
-def render_galaxy(
-    index: int, seed: int, size: int = 64
-) -> tuple[np.ndarray, dict[str, float]]:
+def render_galaxy(index: int, seed: int, size: int = 64) -> tuple[np.ndarray, dict[str, float]]:
     """One galaxy's ``(3, size, size)`` image in nanomaggies and its labels."""
     rng = np.random.default_rng([seed, index])
     p = draw_params(rng)
