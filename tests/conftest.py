@@ -21,24 +21,26 @@ def mock_dir(tmp_path_factory) -> Path:
     return out
 
 
+def tiny_overrides(data: Path, out: Path, steps: int = 60, *extra: str) -> list[str]:
+    """``--set`` values of a small, fast model on ``data``; later ``extra`` ones win."""
+    return [
+        "model.n_layer=2",
+        "model.n_embd=64",
+        "model.n_head=4",
+        f"data.path='{data}'",
+        f"out='{out}'",
+        f"train.steps={steps}",
+        "train.batch_size=16",
+        "train.warmup_steps=5",
+        "train.lr=2e-3",
+        "train.eval_every=20",
+        "train.checkpoint_every=20",
+        *extra,
+    ]
+
+
 def tiny_config(data: Path, out: Path, steps: int = 60, *extra: str):
-    return load_config(
-        None,
-        [
-            "model.n_layer=2",
-            "model.n_embd=64",
-            "model.n_head=4",
-            f"data.path='{data}'",
-            f"out='{out}'",
-            f"train.steps={steps}",
-            "train.batch_size=16",
-            "train.warmup_steps=5",
-            "train.lr=2e-3",
-            "train.eval_every=20",
-            "train.checkpoint_every=20",
-            *extra,
-        ],
-    )
+    return load_config(None, tiny_overrides(data, out, steps, *extra))
 
 
 @pytest.fixture(scope="session")

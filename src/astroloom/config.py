@@ -83,7 +83,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimiser, schedule and bookkeeping of one training run."""
+    """Optimiser, schedule and bookkeeping of one training run.
+
+    ``batch_size`` is the global batch of one optimiser step: under torchrun it is split
+    across ranks, and on each rank into ``grad_accum_steps`` micro-batches.
+    """
 
     steps: int = 1000
     batch_size: int = 32
@@ -99,12 +103,22 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    grad_accum_steps: int = 1
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    grid_intensity: float = 0.429  # kg CO2e per kWh for the impact statement
+    device_power_w: float = 0.0  # 0: measure with codecarbon, else assume per device type
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_batches"):
+        for name in (
+            "steps",
+            "batch_size",
+            "eval_every",
+            "checkpoint_every",
+            "eval_batches",
+            "grad_accum_steps",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.keep_checkpoints < 1:
@@ -113,6 +127,13 @@ class TrainConfig:
             raise ConfigError(
                 f"train.min_lr ({self.min_lr}) must be positive and at most train.lr ({self.lr})"
             )
+        if self.batch_size % self.grad_accum_steps:
+            raise ConfigError(
+                f"train.batch_size ({self.batch_size}) must be divisible by "
+                f"train.grad_accum_steps ({self.grad_accum_steps})"
+            )
+        if self.grid_intensity < 0 or self.device_power_w < 0:
+            raise ConfigError("train.grid_intensity and train.device_power_w must be >= 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(
                 f"train.device must be one of auto, cpu, cuda, cuda:N; got {self.device!r}"

@@ -16,6 +16,21 @@ import torch.nn.functional as F
 from astroloom.config import ModelConfig
 
 
+def next_patch_error(
+    pred: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor | None, delta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of Huber errors, number of valid target values) of predicting patch t+1 at t.
+
+    Returned as a sum and a count so that micro-batches and ranks can be combined into the
+    exact mean of the whole batch.
+    """
+    err = F.huber_loss(pred[:, :-1].float(), tokens[:, 1:].float(), reduction="none", delta=delta)
+    if valid is None:
+        return err.sum(), torch.tensor(float(err.numel()), device=err.device)
+    mask = valid[:, 1:].to(err.dtype)
+    return (err * mask).sum(), mask.sum()
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -130,14 +145,15 @@ class FoundationModel(nn.Module):
     def loss(
         self, tokens: torch.Tensor, valid: torch.Tensor | None = None, delta: float = 1.0
     ) -> torch.Tensor:
-        """Huber loss of next-patch prediction over valid (finite) target pixels."""
-        pred = self(tokens)[:, :-1]
-        target = tokens[:, 1:]
-        err = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
-        if valid is None:
-            return err.mean()
-        mask = valid[:, 1:].to(err.dtype)
-        return (err * mask).sum() / mask.sum().clamp_min(1.0)
+        """Mean Huber loss of next-patch prediction over valid (finite) target pixels."""
+        total, count = next_patch_error(self(tokens), tokens, valid, delta)
+        return total / count.clamp_min(1.0)
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6 N for the weights plus the attention scores
+        (Kaplan et al. 2020: 2 · n_layer · n_ctx · n_embd forward, ×3 with backward)."""
+        c = self.cfg
+        return 6.0 * self.num_parameters() + 6.0 * c.n_layer * c.n_patches * c.n_embd
 
     def default_layer(self) -> int:
         return (self.cfg.n_layer + 1) // 2

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+from astroloom.train.impact import co2e_kg, energy_kwh, run_impact, training_hours
+
+
+def test_review_gpt3_example():
+    hours = training_hours(3.14e23, n_devices=10_000, flops_per_device=2.8e13)
+    assert hours == pytest.approx(311, rel=0.005)
+    kwh = energy_kwh(300.0 * 10_000, hours)
+    assert kwh == pytest.approx(933_000, rel=0.005)
+    assert co2e_kg(kwh, 0.429) == pytest.approx(400_000, rel=0.005)
+
+
+def test_review_palm_example():
+    chip_hours = 6144 * 1200 + 3072 * 336
+    assert energy_kwh(378.5, chip_hours) == pytest.approx(3_180_000, rel=0.001)
+
+
+def test_estimate_states_its_assumptions():
+    impact = run_impact(
+        parameters=10,
+        tokens_seen=100,
+        flops=6e3,
+        wall_time_s=3600.0,
+        measured_kwh=None,
+        device=torch.device("cpu"),
+        n_devices=1,
+        threads=2,
+        grid_intensity=0.2,
+    )
+    assert impact.energy_kwh == pytest.approx(0.020)  # 2 threads × 10 W × 1 h
+    assert impact.co2e_kg == pytest.approx(0.004)
+    assert "estimated" in impact.energy_method
+    assert any("10 W per busy thread" in a for a in impact.assumptions)
+    configured = run_impact(
+        parameters=10,
+        tokens_seen=100,
+        flops=6e3,
+        wall_time_s=1800.0,
+        measured_kwh=None,
+        device=torch.device("cpu"),
+        n_devices=2,
+        threads=2,
+        grid_intensity=0.4,
+        power_w=100.0,
+    )
+    assert configured.energy_kwh == pytest.approx(0.1)  # 2 devices × 100 W × 0.5 h
+    measured = run_impact(
+        parameters=10,
+        tokens_seen=100,
+        flops=6e3,
+        wall_time_s=10.0,
+        measured_kwh=0.5,
+        device=torch.device("cpu"),
+        n_devices=1,
+        threads=2,
+        grid_intensity=0.4,
+    )
+    assert measured.energy_kwh == 0.5 and measured.energy_method == "measured with codecarbon"
+
+
+def test_every_run_writes_impact_and_model_card(trained_run):
+    impact = json.loads((trained_run / "impact.json").read_text())
+    rows = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert impact["tokens_seen"] == 150 * 16 * 64
+    assert impact["flops"] > 6 * impact["parameters"] * impact["tokens_seen"]
+    assert 0 < impact["wall_time_s"] and impact["energy_kwh"] > 0
+    assert impact["co2e_kg"] == pytest.approx(impact["energy_kwh"] * 0.429)
+    assert all(0 < r["mfu"] < 1 for r in rows)
+    card = (trained_run / "MODEL_CARD.md").read_text()
+    assert "## Impact statement" in card and f"{impact['parameters']:,} parameters" in card
