@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -137,6 +138,8 @@ def plot_scaling(records: Sequence[dict], law, out: str | Path) -> Path:
         n_opt, d_opt = law.compute_optimal(cv)
         ax.plot(n_opt, law.loss(n_opt, d_opt), "o", color=colour)
     ax.set(xscale="log", xlabel="N", ylabel="predicted loss", title="Iso-FLOP curves (fit)")
+    spread = loss.max() - loss.min()
+    ax.set_ylim(law.E - 0.05 * spread, loss.max() + 0.5 * spread)
     ax.legend(fontsize=8)
 
     ax = axes[1, 1]
@@ -156,6 +159,7 @@ def plot_scaling(records: Sequence[dict], law, out: str | Path) -> Path:
     ax.legend(fontsize=8)
     for ax in axes.flat:
         ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
