@@ -1,6 +1,6 @@
 """Speed of the scaling-law fit on synthetic runs drawn from the published constants.
 
-    .venv/bin/python benchmarks/scaling_fit_speed.py
+.venv/bin/python benchmarks/scaling_fit_speed.py
 """
 
 from __future__ import annotations

@@ -34,10 +34,14 @@ def test_every_command_has_help():
 
 def test_journey_through_the_cli(tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
-    r = runner.invoke(app, ["data", "simulate", "--out", str(data), "--n", "120", "--workers", "1"])
+    r = runner.invoke(
+        app,
+        ["data", "simulate", "--out", str(data), "--n", "120", "--stars", "20", "--workers", "1"],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["data", "info", str(data)])
-    assert "120 objects" in r.output and "half_light_radius" in r.output
+    assert "140 objects" in r.output and "120 with images" in r.output
+    assert "redshift" in r.output and "lightcurve: bands=['I', 'V']" in r.output
     r = runner.invoke(
         app,
         [
@@ -65,10 +69,22 @@ def test_journey_through_the_cli(tmp_path):
     r = runner.invoke(app, ["embed", str(run), str(data)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(
-        app, ["probe", str(run / "embeddings.parquet"), "--target", "mag_r", "--folds", "3"]
+        app,
+        [
+            "probe",
+            str(run / "embeddings.parquet"),
+            "--target",
+            "mag_r",
+            "--target",
+            "redshift",
+            "--folds",
+            "3",
+        ],
     )
     assert r.exit_code == 0, r.output
-    assert "| mag_r |" in r.output and (run / "probe.json").exists()
+    assert "| mag_r |" in r.output and "| redshift |" in r.output and (run / "probe.json").exists()
+    r = runner.invoke(app, ["probe", str(run / "embeddings.parquet"), "--target", "morph_type"])
+    assert r.exit_code != 0 and "categorical" in str(r.exception)
 
 
 def test_user_errors_are_one_clear_line(tmp_path):

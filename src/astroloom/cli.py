@@ -35,17 +35,52 @@ def data_simulate(
         "data/mock"
     ),
     n: Annotated[int, typer.Option("--n", help="Number of galaxies.")] = 4000,
+    stars: Annotated[
+        int, typer.Option(help="Variable stars with light curves (survey only).")
+    ] = 1000,
+    kind: Annotated[
+        str, typer.Option(help="survey: multimodal sky; galaxies: images only.")
+    ] = "survey",
+    rare_fraction: Annotated[
+        float, typer.Option(help="Fraction of rare galaxies (survey).")
+    ] = 0.01,
+    filters: Annotated[
+        str, typer.Option(help="decam (g r z) or lsst (ugrizy) (survey).")
+    ] = "decam",
+    nan_fraction: Annotated[
+        float, typer.Option(help="Fraction of images with masked pixels.")
+    ] = 0.0,
     seed: Annotated[
         int, typer.Option(help="Random seed; the same seed gives the same survey.")
     ] = 0,
     shard_size: Annotated[int, typer.Option(help="Objects per Parquet shard.")] = 1000,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
 ) -> None:
-    """Simulate the mock galaxy survey (GalSim bulge+disk, g r z, 64×64 at 0.262″/px)."""
-    from astroloom.data.sim.galaxies import simulate_galaxies
+    """Simulate the mock survey: galaxies with images, spectra and photometry, rare objects,
+    and OGLE-III variable stars with light curves (or, with --kind galaxies, images only)."""
+    if kind == "survey":
+        from astroloom.data.sim.survey import simulate_survey
 
-    info = simulate_galaxies(out, n=n, seed=seed, shard_size=shard_size, workers=workers or None)
-    typer.echo(f"wrote {info.n_objects} galaxies in {len(info.shards)} shards to {out}")
+        info = simulate_survey(
+            out,
+            n_galaxies=n,
+            n_stars=stars,
+            seed=seed,
+            rare_fraction=rare_fraction,
+            filters=filters,
+            nan_fraction=nan_fraction,
+            shard_size=shard_size,
+            workers=workers or None,
+        )
+    elif kind == "galaxies":
+        from astroloom.data.sim.galaxies import simulate_galaxies
+
+        info = simulate_galaxies(
+            out, n=n, seed=seed, shard_size=shard_size, workers=workers or None
+        )
+    else:
+        raise typer.BadParameter(f"--kind must be survey or galaxies, got {kind!r}")
+    typer.echo(f"wrote {info.n_objects} objects in {len(info.shards)} shards to {out}")
 
 
 @data_app.command("info")
@@ -55,14 +90,24 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]
 
     data = load_image_set(path)
     meta = data.info.image
-    typer.echo(f"{data.info.name}: {len(data)} objects in {len(data.info.shards)} shards")
+    typer.echo(
+        f"{data.info.name}: {data.info.n_objects} objects in {len(data.info.shards)} shards, "
+        f"{len(data)} with images (label statistics below are over those)"
+    )
     typer.echo(
         f"image: bands {meta.bands}, shape {meta.shape}, {meta.pixel_scale_arcsec}″/px, "
         f"unit {meta.unit} (zero point {meta.zero_point_mag})"
     )
+    for extra, meta in data.info.modalities.items():
+        typer.echo(f"{extra}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if k != "columns"))
     typer.echo(f"{'label':<20}{'unit':<12}{'min':>10}{'median':>10}{'max':>10}{'NaN':>6}")
     for name, values in data.labels.items():
         unit = data.info.labels[name].get("unit", "")
+        if data.info.is_categorical(name):
+            kinds, counts = np.unique([v for v in values if v is not None], return_counts=True)
+            pairs = ", ".join(f"{k}: {c}" for k, c in zip(kinds, counts, strict=True))
+            typer.echo(f"{name:<20}{pairs or '(none among objects with images)'}")
+            continue
         finite = values[np.isfinite(values)]
         lo, mid, hi = np.percentile(finite, [0, 50, 100]) if finite.size else (np.nan,) * 3
         typer.echo(

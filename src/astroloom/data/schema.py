@@ -52,8 +52,11 @@ class DatasetInfo:
     n_objects: int
     shards: list[str]
     image: ImageMeta
-    labels: dict[str, dict[str, str]]  # name → {"unit": …, "description": …}
+    labels: dict[str, dict[str, str]]  # name → {"unit", "description", "kind": float|category}
     normalisation: dict[str, Any] = field(default_factory=dict)
+    # Other modalities present in the shards (spectrum, photometry, lightcurve) with their
+    # physical metadata; a row without one holds nulls in its columns.
+    modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     schema_version: int = SCHEMA_VERSION
@@ -61,6 +64,9 @@ class DatasetInfo:
     @property
     def label_names(self) -> list[str]:
         return list(self.labels)
+
+    def is_categorical(self, label: str) -> bool:
+        return self.labels.get(label, {}).get("kind") == "category"
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / DATASET_FILE

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from astroloom.data.schema import DataError, DatasetInfo, Observation
@@ -33,6 +34,23 @@ def write_shard(
         "image": pa.ListArray.from_arrays(offsets, flat),
     }
     columns.update({k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in labels.items()})
+    write_table(path, columns)
+
+
+def list_column(values: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array:
+    """A ``list<dtype>`` column from per-row arrays, ``None`` rows becoming nulls."""
+    lengths = np.array([0 if v is None else np.size(v) for v in values], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    present = [np.ravel(v) for v in values if v is not None]
+    flat = np.concatenate(present) if present else np.zeros(0)
+    mask = pa.array([v is None for v in values])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(flat.astype(dtype.to_pandas_dtype(), copy=False)), mask=mask
+    )
+
+
+def write_table(path: str | Path, columns: dict[str, pa.Array]) -> None:
+    """Write one shard atomically (temporary name, then rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(pa.table(columns), tmp, compression="zstd")
@@ -74,6 +92,8 @@ def _read_shard(
             f"shard {path} lacks column(s) {missing}; dataset.json expects {required}, "
             f"the shard has {schema.names}"
         )
+    # Rows without an image (a star with only a light curve, say) are not part of an ImageSet.
+    table = table.filter(pc.is_valid(table.column("image")))
     image_type = schema.field("image").type
     if not (pa.types.is_list(image_type) or pa.types.is_large_list(image_type)) or not (
         pa.types.is_floating(image_type.value_type)
@@ -97,7 +117,9 @@ def _read_shard(
     images = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     images = images.reshape(len(ids), *shape)
     labels = {
-        k: table.column(k).to_numpy(zero_copy_only=False).astype(np.float64)
+        k: np.asarray(table.column(k).to_pylist(), dtype=object)
+        if info.is_categorical(k)
+        else table.column(k).to_numpy(zero_copy_only=False).astype(np.float64)
         for k in info.label_names
     }
     return ids, images, labels

@@ -54,13 +54,19 @@ class Embeddings:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def _label_column(values: np.ndarray) -> pa.Array:
+    if values.dtype == object:  # categorical labels travel as strings, missing as null
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.array(np.asarray(values, np.float64))
+
+
 def write_embeddings(path: str | Path, emb: Embeddings) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n, d = emb.vectors.shape
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.vectors.astype(np.float32).ravel()), d)
     columns = {"id": pa.array([str(i) for i in emb.ids]), "vector": vectors}
-    columns.update({k: pa.array(np.asarray(v, np.float64)) for k, v in emb.labels.items()})
+    columns.update({k: _label_column(v) for k, v in emb.labels.items()})
     table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(emb.meta).encode()})
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
@@ -82,7 +88,9 @@ def read_embeddings(path: str | Path) -> Embeddings:
     n = len(vec)
     vectors = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, -1)
     labels = {
-        c: table.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+        c: np.asarray(table.column(c).to_pylist(), dtype=object)
+        if pa.types.is_string(table.schema.field(c).type)
+        else table.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
         for c in table.column_names
         if c not in ("id", "vector")
     }

@@ -139,11 +139,18 @@ def probe(
 ) -> ProbeReport:
     """Ridge-probe each target label with the foundation embeddings and the baselines."""
     emb = embeddings if isinstance(embeddings, Embeddings) else read_embeddings(embeddings)
-    targets = list(emb.labels) if targets is None else targets
+    numeric = [k for k, v in emb.labels.items() if v.dtype != object]
+    targets = numeric if targets is None else targets
     unknown = [t for t in targets if t not in emb.labels]
     if unknown:
         raise DataError(
             f"label(s) {unknown} are not in the embeddings; available: {sorted(emb.labels)}"
+        )
+    categorical = [t for t in targets if t not in numeric]
+    if categorical:
+        raise DataError(
+            f"label(s) {categorical} are categorical; the ridge probe regresses numeric labels "
+            f"({', '.join(numeric)})"
         )
     features = {"foundation": emb.vectors}
     if baselines:
@@ -154,6 +161,11 @@ def probe(
         y = emb.labels[label]
         keep = np.isfinite(y)
         dropped[label] = int((~keep).sum())
+        if keep.sum() < 2 * folds:
+            raise DataError(
+                f"label {label!r} has {int(keep.sum())} finite values among {len(y)} objects; "
+                f"{folds}-fold probing needs at least {2 * folds}"
+            )
         scores[label] = {
             name: ridge_probe(x[keep], y[keep], folds=folds, seed=seed)
             for name, x in features.items()

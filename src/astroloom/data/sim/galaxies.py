@@ -101,6 +101,30 @@ def band_fluxes(flux_r: float, colours: tuple[float, float]) -> np.ndarray:
     return flux_r * np.array([10 ** (-0.4 * g_r), 1.0, 10 ** (0.4 * r_z)])
 
 
+def bulge_disk_images(
+    r_bulge: float,
+    r_disk: float,
+    shear: galsim.Shear,
+    psf: galsim.GSObject,
+    size: int,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-flux PSF-convolved images of the bulge and of the disk.
+
+    Both components share one achromatic PSF, so each is drawn once and every band is a
+    flux-weighted sum of the two: 2 draws per galaxy instead of 2 per band.
+    """
+    return tuple(
+        galsim.Convolve(profile.shear(shear), psf)
+        .drawImage(nx=size, ny=size, scale=PIXEL_SCALE, offset=offset)
+        .array
+        for profile in (
+            galsim.DeVaucouleurs(half_light_radius=r_bulge),
+            galsim.Exponential(half_light_radius=r_disk),
+        )
+    )
+
+
 def render_galaxy(index: int, seed: int, size: int = 64) -> tuple[np.ndarray, dict[str, float]]:
     """One galaxy's ``(3, size, size)`` image in nanomaggies and its labels."""
     rng = np.random.default_rng([seed, index])
@@ -110,18 +134,8 @@ def render_galaxy(index: int, seed: int, size: int = 64) -> tuple[np.ndarray, di
     disk_flux = band_fluxes((1.0 - p.bulge_to_total) * flux_r, p.disk_colours)
     shear = galsim.Shear(g=p.g, beta=p.beta * galsim.radians)
     psf = galsim.Moffat(beta=MOFFAT_BETA, fwhm=p.psf_fwhm)
-    # Both components share one achromatic PSF, so each is drawn once at unit flux and
-    # the bands are flux-weighted sums: 2 draws per galaxy instead of 6.
-    unit_images = [
-        galsim.Convolve(profile.shear(shear), psf)
-        .drawImage(nx=size, ny=size, scale=PIXEL_SCALE, offset=p.offset)
-        .array
-        for profile in (
-            galsim.DeVaucouleurs(half_light_radius=p.r_bulge),
-            galsim.Exponential(half_light_radius=p.r_disk),
-        )
-    ]
-    image = bulge_flux[:, None, None] * unit_images[0] + disk_flux[:, None, None] * unit_images[1]
+    bulge, disk = bulge_disk_images(p.r_bulge, p.r_disk, shear, psf, size, p.offset)
+    image = bulge_flux[:, None, None] * bulge + disk_flux[:, None, None] * disk
     sigma = np.array([NOISE_SIGMA[b] for b in BANDS])[:, None, None]
     image = image + rng.normal(0.0, 1.0, image.shape) * sigma
     total = bulge_flux + disk_flux

@@ -1,0 +1,153 @@
+"""The multimodal mock survey: physics consistent across modalities, rare objects, stars."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import speclite.filters
+
+from astroloom.data.schema import DatasetInfo
+from astroloom.data.shards import load_image_set
+from astroloom.data.sim.lightcurves import load_ogle3, render_light_curve
+from astroloom.data.sim.population import draw_population
+from astroloom.data.sim.rare import RARE_KINDS
+from astroloom.data.sim.spectra import observed_spectra
+from astroloom.data.sim.survey import simulate_survey
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    out = tmp_path_factory.mktemp("survey")
+    simulate_survey(
+        out,
+        n_galaxies=150,
+        n_stars=60,
+        seed=5,
+        rare_fraction=0.1,
+        shard_size=80,
+        nan_fraction=0.1,
+        workers=2,
+        progress=False,
+    )
+    return out
+
+
+def test_population_is_seeded_and_physical():
+    a, b = draw_population(300, seed=3), draw_population(300, seed=3)
+    np.testing.assert_array_equal(a.redshift, b.redshift)
+    assert not np.array_equal(a.redshift, draw_population(300, seed=4).redshift)
+    assert np.all(a.mags[:, 1] < 21.5)  # the r-band selection
+    g_r = a.mags[:, 0] - a.mags[:, 1]
+    early, late = a.morphology == "early", a.morphology == "late"
+    assert early.any() and late.any()
+    assert np.median(g_r[early]) > np.median(g_r[late]) + 0.2  # red sequence vs blue cloud
+    mass = np.log10(a.stellar_mass)
+    assert 8 < np.median(mass) < 12
+
+
+def test_spectra_reproduce_the_catalogue_magnitudes():
+    pop = draw_population(40, seed=8)
+    wave = np.arange(3000.0, 11500.0, 2.0)  # wide enough for the filters' response
+    flux = observed_spectra(pop.coefficients, pop.redshift, pop.stellar_mass, wave)
+    bands = speclite.filters.load_filters(*pop.filters)
+    mags = bands.get_ab_magnitudes(flux * 1e-17, wave)
+    for i, name in enumerate(pop.filters):
+        np.testing.assert_allclose(np.asarray(mags[name]), pop.mags[:, i], atol=0.02)
+
+
+def test_survey_rows_modalities_and_labels(survey):
+    info = DatasetInfo.load(survey)
+    assert info.n_objects == 210 and set(info.modalities) == {
+        "spectrum",
+        "photometry",
+        "lightcurve",
+    }
+    data = load_image_set(survey)
+    assert len(data) == 150  # stars carry no image
+    kinds = list(data.labels["morph_type"])
+    for kind in RARE_KINDS:
+        assert kinds.count(kind) == 3  # 10 % of 150, shared evenly between the five kinds
+    assert data.labels["is_rare"].sum() == 15
+    # About a tenth of the images carry a NaN mask; nothing else is missing.
+    with_nan = np.isnan(data.images).any(axis=(1, 2, 3)).sum()
+    assert 5 <= with_nan <= 30
+    galaxies = pq.read_table(survey / info.shards[0])
+    flux, ivar = galaxies.column("spectrum_flux"), galaxies.column("spectrum_ivar")
+    assert len(flux[0]) == info.modalities["spectrum"]["n_pixels"] == len(ivar[0])
+    assert galaxies.column("lc_time").null_count == len(galaxies)
+
+
+def test_image_catalogue_and_labels_agree(survey):
+    table = pq.read_table(survey / "galaxies-00000.parquet").to_pylist()
+    checked = 0
+    for row in table:
+        if (
+            row["morph_type"] in ("early", "late")
+            and row["mag_r"] < 19
+            and row["half_light_radius"] < 1
+        ):
+            image = np.array(row["image"]).reshape(3, 64, 64)
+            true_flux = 10 ** (-0.4 * (row["mag_r"] - 22.5))
+            assert np.nansum(image[1]) == pytest.approx(true_flux, rel=0.05)
+            phot = np.array(row["phot_flux"])
+            err = 1 / np.sqrt(np.array(row["phot_ivar"]))
+            assert abs(phot[1] - true_flux) < 5 * err[1]
+            checked += 1
+    assert checked >= 1
+
+
+def test_stars_carry_ogle_light_curves(survey):
+    info = DatasetInfo.load(survey)
+    stars = pq.read_table(survey / [s for s in info.shards if s.startswith("stars")][0]).to_pylist()
+    catalogue = load_ogle3()
+    periods = dict(zip(catalogue["ID"], catalogue["P_1"], strict=True))
+    for row in stars:
+        assert row["image"] is None and row["spectrum_flux"] is None
+        t = np.array(row["lc_time"])
+        assert np.all(np.diff(t) >= 0) and np.diff(t).max() > 100  # seasonal gaps
+        bands = np.array(row["lc_band"])
+        assert (bands == 0).sum() > (bands == 1).sum() > 0  # I dense, V sparse
+        ogle_id = row["id"].split("-", 3)[3]
+        assert row["period"] == pytest.approx(periods[ogle_id])
+    classes = {row["var_class"] for row in stars}
+    assert len(classes) >= 5  # balanced sampling reaches rare classes
+
+
+def test_light_curve_amplitude_and_period():
+    catalogue = load_ogle3()
+    bright = np.flatnonzero((catalogue["Type"] == "RRLyr") & (catalogue["I"] < 16.5))[0]
+    star = {k: v[bright] for k, v in catalogue.items()}
+    lc = render_light_curve(star, np.random.default_rng(0))
+    i_band = lc["band"] == 0
+    assert np.ptp(lc["mag"][i_band]) == pytest.approx(star["A_1"], rel=0.25)
+    assert np.median(lc["mag"][i_band]) == pytest.approx(star["I"], abs=0.2)
+
+
+def test_shards_load_with_hugging_face_datasets(survey):
+    import datasets
+
+    files = sorted(str(p) for p in survey.glob("*.parquet"))
+    stream = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+    first = next(iter(stream))
+    assert len(first["image"]) == 3 * 64 * 64 and first["var_class"] is None
+    table = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert table.num_rows == 210
+
+
+def test_survey_is_reproducible_across_worker_counts(tmp_path):
+    a = simulate_survey(tmp_path / "a", n_galaxies=20, n_stars=5, seed=9, workers=1, progress=False)
+    simulate_survey(
+        tmp_path / "b", n_galaxies=20, n_stars=5, seed=9, shard_size=7, workers=2, progress=False
+    )
+    ta = pq.read_table(tmp_path / "a" / a.shards[0])
+    sa, sb = load_image_set(tmp_path / "a"), load_image_set(tmp_path / "b")
+    np.testing.assert_array_equal(sa.images, sb.images)
+    assert ta.num_rows == 20
+
+
+def test_survey_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="n_galaxies"):
+        simulate_survey(tmp_path, n_galaxies=0, progress=False)
+    with pytest.raises(ValueError, match="rare_fraction"):
+        simulate_survey(tmp_path, n_galaxies=5, rare_fraction=2.0, progress=False)
+    with pytest.raises(ValueError, match="filter set"):
+        simulate_survey(tmp_path, n_galaxies=5, filters="hst", progress=False)
