@@ -151,3 +151,67 @@ def test_survey_rejects_bad_arguments(tmp_path):
         simulate_survey(tmp_path, n_galaxies=5, rare_fraction=2.0, progress=False)
     with pytest.raises(ValueError, match="filter set"):
         simulate_survey(tmp_path, n_galaxies=5, filters="hst", progress=False)
+
+
+def test_colours_redden_with_redshift():
+    from scipy.stats import spearmanr
+
+    pop = draw_population(800, seed=11)
+    for kind in ("late", "early"):
+        pick = pop.morphology == kind
+        g_r = pop.mags[pick, 0] - pop.mags[pick, 1]
+        assert spearmanr(pop.redshift[pick], g_r).statistic > 0.3, kind
+
+
+def test_emission_lines_sit_at_redshifted_wavelengths():
+    from astroloom.data.sim.spectra import DESI_GRID
+
+    pop = draw_population(300, seed=12)
+    pick = np.flatnonzero((pop.morphology == "late") & (pop.redshift < 0.45))[:40]
+    flux = observed_spectra(pop.coefficients[pick], pop.redshift[pick], pop.stellar_mass[pick])
+    hits = 0
+    for row, z in zip(flux, pop.redshift[pick], strict=True):
+        expected = 6562.24 * (1 + z)  # H-alpha as the kcorrect templates place it
+        near = np.abs(DESI_GRID - expected) < 150
+        peak = DESI_GRID[near][np.argmax(row[near])]
+        hits += abs(peak - expected) <= 8 and row[near].max() > 1.1 * np.median(row[near])
+    assert hits >= 0.8 * len(pick)
+
+
+def test_brighter_galaxies_have_higher_signal_to_noise(survey):
+    from scipy.stats import spearmanr
+
+    rows = pq.read_table(
+        survey / "galaxies-00000.parquet",
+        columns=["spectrum_flux", "spectrum_ivar", "mag_r", "morph_type"],
+    ).to_pylist()
+    snr, mag = [], []
+    for row in rows:
+        if row["spectrum_flux"] is None:
+            continue
+        flux, ivar = np.array(row["spectrum_flux"]), np.array(row["spectrum_ivar"])
+        snr.append(np.median(flux * np.sqrt(ivar)))
+        mag.append(row["mag_r"])
+    assert spearmanr(mag, snr).statistic < -0.8
+
+
+def test_lomb_scargle_recovers_ogle_periods():
+    from astropy.timeseries import LombScargle
+
+    catalogue = load_ogle3()
+    rng = np.random.default_rng(4)
+    short = np.flatnonzero(
+        np.isin(catalogue["Type"], ["RRLyr", "Cep", "DSCT"]) & (catalogue["I"] < 18.0)
+    )
+    recovered = 0
+    chosen = rng.choice(short, 12, replace=False)
+    for k in chosen:
+        star = {key: v[k] for key, v in catalogue.items()}
+        lc = render_light_curve(star, rng)
+        i_band = lc["band"] == 0
+        freq, power = LombScargle(lc["time"][i_band], lc["mag"][i_band]).autopower(
+            minimum_frequency=0.02, maximum_frequency=30.0, samples_per_peak=10
+        )
+        best = 1.0 / freq[np.argmax(power)]
+        recovered += abs(best - star["P_1"]) / star["P_1"] < 0.01
+    assert recovered >= 10, f"{recovered} of {len(chosen)} periods recovered"

@@ -1,0 +1,132 @@
+"""Streaming shards: every object exactly once per epoch across ranks and loader workers.
+
+The shards' row groups are the units of work. Each epoch they are permuted with
+``(seed, epoch)``; consumer ``c`` of ``C = world × workers`` (rank-major) takes units
+``c, c + C, c + 2C, …``, so the consumers partition the data. Within a consumer, rows pass
+through a shuffle buffer seeded by ``(seed, epoch, consumer)``. Memory holds one row
+group and the buffer, whatever the dataset's size. The order is a pure function of the
+seed, so a position recorded as "objects yielded so far" is enough to resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from astroloom.data.schema import DataError, DatasetInfo
+
+
+class ShardStream(IterableDataset):
+    """Iterate ``{"id", "image", <labels>}`` dicts of the objects that have ``require``.
+
+    ``rank``/``world`` default to torch.distributed's when it is initialised. Set
+    ``epoch`` before each pass (as with a DistributedSampler) and pass ``start`` (from
+    :meth:`position`) to resume within an epoch.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        labels: Sequence[str] = (),
+        require: str = "image",
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        rank: int | None = None,
+        world: int | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.info = DatasetInfo.load(self.directory)
+        unknown = [k for k in labels if k not in self.info.labels]
+        if unknown:
+            raise DataError(f"labels {unknown} are not in {self.directory}/dataset.json")
+        self.labels = list(labels)
+        self.require = require
+        self.seed = seed
+        self.shuffle_buffer = max(1, shuffle_buffer)
+        if rank is None or world is None:
+            dist = torch.distributed
+            ready = dist.is_available() and dist.is_initialized()
+            rank, world = (dist.get_rank(), dist.get_world_size()) if ready else (0, 1)
+        self.rank, self.world = rank, world
+        self.epoch = 0
+        self.start = 0
+        self.units = []
+        for name in self.info.shards:
+            path = self.directory / name
+            try:
+                groups = pq.ParquetFile(path).metadata.num_row_groups
+            except (OSError, ValueError) as err:
+                raise DataError(f"shard {path} is not a readable Parquet file: {err}") from err
+            self.units.extend((path, g) for g in range(groups))
+        self._yielded = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def position(self) -> dict[str, int]:
+        """Where this (single-worker) stream is: pass to :meth:`set_epoch` to resume."""
+        return {"epoch": self.epoch, "start": self._yielded}
+
+    def _consumer(self) -> tuple[int, int]:
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        return self.rank * workers + worker_id, self.world * workers
+
+    def _rows(self, units: list[tuple[Path, int]]) -> Iterator[dict[str, Any]]:
+        shape = tuple(self.info.image.shape)
+        columns = ["id", self.require, *self.labels]
+        for path, group in units:
+            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
+            table = table.filter(pc.is_valid(table.column(self.require)))
+            ids = table.column("id").to_pylist()
+            values = table.column(self.require).combine_chunks()
+            flat = values.flatten().to_numpy(zero_copy_only=False)
+            offsets = values.offsets.to_numpy()
+            label_cols = {k: table.column(k).to_pylist() for k in self.labels}
+            for i, obj in enumerate(ids):
+                data = flat[offsets[i] : offsets[i + 1]].copy()  # writable, owned by the row
+                if self.require == "image":
+                    if data.size != np.prod(shape):
+                        raise DataError(
+                            f"shard {path}: object {obj!r} has {data.size} pixel "
+                            f"values; dataset.json says {shape}"
+                        )
+                    data = data.reshape(shape)
+                yield {"id": obj, self.require: data, **{k: v[i] for k, v in label_cols.items()}}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        consumer, consumers = self._consumer()
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.units))
+        mine = [self.units[u] for u in order[consumer::consumers]]
+        rng = np.random.default_rng([self.seed, self.epoch, consumer])
+        buffer: list[dict[str, Any]] = []
+        self._yielded = 0
+
+        def past_start() -> bool:
+            self._yielded += 1
+            return self._yielded > self.start
+
+        for row in self._rows(mine):
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(row)
+                continue
+            k = rng.integers(len(buffer))
+            buffer[k], row = row, buffer[k]
+            if past_start():
+                yield row
+        rng.shuffle(buffer)
+        for row in buffer:
+            if past_start():
+                yield row
+
+
+def collate_images(rows: list[dict[str, Any]]) -> tuple[list[str], torch.Tensor]:
+    """DataLoader ``collate_fn``: ids and a ``(B, C, H, W)`` float32 image tensor."""
+    return [r["id"] for r in rows], torch.from_numpy(np.stack([r["image"] for r in rows]))
