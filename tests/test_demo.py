@@ -16,8 +16,8 @@ def test_demo_writes_a_complete_report(tmp_path):
     )
     html = result.report.read_text()
     assert result.report == tmp_path / "demo" / "report.html"
-    # Loss curve, probe scatter and reconstructions are embedded as PNG images.
-    assert len(re.findall(r"data:image/png;base64,", html)) == 3
+    # Loss curve, probe scatter, modalities and reconstructions are embedded as PNG images.
+    assert len(re.findall(r"data:image/png;base64,", html)) == 4
     for label in DEMO_TARGETS:
         assert f"<td>{label}</td>" in html
     probe = json.loads((tmp_path / "demo" / "probe.json").read_text())

@@ -14,17 +14,24 @@ import torch
 from astroloom.config import load_config
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import load_image_set
-from astroloom.data.sim.galaxies import simulate_galaxies
+from astroloom.data.sim.survey import simulate_survey
 from astroloom.evaluate.embed import embed_dataset
 from astroloom.evaluate.probe import ProbeReport, probe
 from astroloom.evaluate.reconstruct import next_patch_reconstruction
 from astroloom.report.html import Report
-from astroloom.report.plots import plot_image_rows, plot_loss, plot_predicted_vs_true
+from astroloom.report.plots import (
+    plot_image_rows,
+    plot_loss,
+    plot_predicted_vs_true,
+    plot_survey_modalities,
+)
 from astroloom.train.checkpoint import load_checkpoint
 from astroloom.train.loop import TrainResult, train
 
-# Labels the demo probes; flux_r is left to mag_r, its logarithm, which a linear probe suits.
+# Numeric labels of the mock survey's galaxies that the demo probes.
 DEMO_TARGETS = [
+    "redshift",
+    "log_stellar_mass",
     "mag_r",
     "g_r",
     "r_z",
@@ -45,13 +52,15 @@ class DemoResult:
 
 def _ensure_data(path: Path, n: int, seed: int, progress: bool) -> DatasetInfo:
     """Reuse a mock survey already simulated with the same size and seed."""
+    n_stars = max(20, n // 20)
     try:
         info = DatasetInfo.load(path)
-        if info.n_objects == n and info.seed == seed and info.normalisation:
+        same = info.name == "mock-survey" and info.n_objects == n + n_stars and info.seed == seed
+        if same and info.normalisation:
             return info
     except DataError:
         pass
-    return simulate_galaxies(path, n=n, seed=seed, progress=progress)
+    return simulate_survey(path, n_galaxies=n, n_stars=n_stars, seed=seed, progress=progress)
 
 
 def probe_table(report: Report, result: ProbeReport) -> None:
@@ -143,8 +152,9 @@ def write_demo_report(
         [
             [
                 "simulate",
-                f"{len(load_image_set(data_dir).ids)} GalSim bulge+disk galaxies, g r z, "
-                "64×64 at 0.262″/px",
+                f"mock survey: {len(load_image_set(data_dir).ids)} galaxies (SkyPy population; "
+                "GalSim g r z images 64×64 at 0.262″/px, spectra, photometry; 1 % rare) and "
+                "OGLE-III variable stars with light curves",
                 f"{timings['simulate']:.1f}",
             ],
             [
@@ -188,6 +198,13 @@ def write_demo_report(
     report.figure(
         plot_predicted_vs_true(panels, figs / "probe_scatter.png"),
         "Out-of-fold predictions from the foundation embeddings against the true labels.",
+    )
+    report.heading("The survey's other modalities")
+    report.figure(
+        plot_survey_modalities(data_dir, figs / "modalities.png"),
+        "A galaxy's spectrum (observed frame) and an OGLE-III variable star's I and V light "
+        "curve folded on its catalogue period. This demo pretrains on the images; the other "
+        "modalities are there for the multimodal model.",
     )
     report.heading("Next-patch reconstructions")
     report.figure(

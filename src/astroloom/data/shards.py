@@ -50,10 +50,14 @@ def list_column(values: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array
 
 
 def write_table(path: str | Path, columns: dict[str, pa.Array]) -> None:
-    """Write one shard atomically (temporary name, then rename)."""
+    """Write one shard atomically (temporary name, then rename).
+
+    LZ4, not zstd: noisy pixels barely compress either way, and LZ4 shards decode about 3×
+    faster (measured in docs/benchmarks.md), which is what a streaming loader pays for.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table(columns), tmp, compression="zstd")
+    pq.write_table(pa.table(columns), tmp, compression="lz4")
     tmp.replace(path)
 
 

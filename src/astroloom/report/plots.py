@@ -164,3 +164,57 @@ def plot_scaling(records: Sequence[dict], law, out: str | Path) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
+
+
+def plot_survey_modalities(directory: str | Path, out: str | Path) -> Path:
+    """First galaxy's spectrum and first variable star's folded light curve of a survey."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from astroloom.data.schema import DatasetInfo
+
+    directory = Path(directory)
+    info = DatasetInfo.load(directory)
+    spec_meta = info.modalities["spectrum"]
+    fig, (ax_s, ax_l) = plt.subplots(1, 2, figsize=(11, 3.4), dpi=100)
+    for name in info.shards:
+        table = pq.read_table(directory / name)
+        galaxies = table.filter(pc.is_valid(table.column("spectrum_flux")))
+        stars = table.filter(pc.is_valid(table.column("lc_time")))
+        if len(galaxies) and not ax_s.lines:
+            row = galaxies.slice(0, 1).to_pylist()[0]
+            flux = np.asarray(row["spectrum_flux"])
+            wave = spec_meta["wavelength_start"] + spec_meta["wavelength_step"] * np.arange(
+                len(flux)
+            )
+            ax_s.plot(wave, flux, lw=0.5, color="0.3")
+            ax_s.set(
+                xlabel="observed wavelength (Å)",
+                ylabel=f"flux ({spec_meta['flux_unit']})",
+                title=f"{row['id']}: z = {row['redshift']:.3f}, {row['morph_type']}",
+            )
+            ax_s.set_ylim(np.percentile(flux, 0.5), np.percentile(flux, 99.8) * 1.2)
+        if len(stars) and not ax_l.collections:
+            row = stars.slice(0, 1).to_pylist()[0]
+            t, mag, band = (np.asarray(row[k]) for k in ("lc_time", "lc_mag", "lc_band"))
+            phase = (t / row["period"]) % 1.0
+            for code, colour in ((0, "C3"), (1, "C0")):
+                pick = band == code
+                ax_l.scatter(
+                    phase[pick],
+                    mag[pick],
+                    s=6,
+                    color=colour,
+                    label=info.modalities["lightcurve"]["bands"][code],
+                )
+            ax_l.invert_yaxis()
+            ax_l.set(
+                xlabel="phase",
+                ylabel="magnitude",
+                title=f"{row['var_class']} P = {row['period']:.4g} d",
+            )
+            ax_l.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,74 @@
+"""Survey simulation rate, bytes per object, and streaming shards → tokenised tensors.
+
+    .venv/bin/python benchmarks/data_loading.py --galaxies 4000 --stars 1000
+    .venv/bin/python benchmarks/data_loading.py --reuse DIR --copies 250   # ~1 M objects streamed
+
+Streaming reads the shards through ShardStream (one loader process, batch 256) and
+tokenises every batch; peak RSS is reported so that memory can be seen to stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from astroloom.data.schema import DatasetInfo
+from astroloom.data.sim.survey import simulate_survey
+from astroloom.data.stream import ShardStream, collate_images
+from astroloom.tokenize.image import ImageTokenizer
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def stream_rate(directory: Path, copies: int) -> tuple[float, int]:
+    info = DatasetInfo.load(directory)
+    if copies > 1:  # list the same shards many times: a large dataset without the disk
+        info.shards = info.shards * copies
+        info.save(directory)
+    stream = ShardStream(directory, shuffle_buffer=1000, rank=0, world=1)
+    tokenizer = ImageTokenizer(8, info.normalisation["image"]["scale"])
+    loader = DataLoader(stream, batch_size=256, collate_fn=collate_images)
+    count, start = 0, time.perf_counter()
+    for _, images in loader:
+        tokenizer.encode(images)
+        count += len(images)
+    return count / (time.perf_counter() - start), count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--galaxies", type=int, default=4000)
+    parser.add_argument("--stars", type=int, default=1000)
+    parser.add_argument("--reuse", type=Path, default=None)
+    parser.add_argument("--copies", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.reuse or Path(tmp)
+        if args.reuse is None:
+            start = time.perf_counter()
+            simulate_survey(directory, n_galaxies=args.galaxies, n_stars=args.stars, progress=False)
+            elapsed = time.perf_counter() - start
+            n = args.galaxies + args.stars
+            print(f"simulate_survey: {n} objects in {elapsed:.1f} s = {n / elapsed:.0f} objects/s "
+                  f"(2 processes, population and OGLE catalogue load included)")
+            for prefix in ("galaxies", "stars"):
+                files = list(directory.glob(f"{prefix}-*.parquet"))
+                count = args.galaxies if prefix == "galaxies" else args.stars
+                size = sum(f.stat().st_size for f in files)
+                print(f"storage {prefix}: {size / max(count, 1):,.0f} bytes/object")
+        rate, count = stream_rate(directory, args.copies)
+        print(f"stream → tokens: {count} images at {rate:,.0f} images/s (1 process, 1 thread); "
+              f"peak RSS {peak_rss_mb():,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
