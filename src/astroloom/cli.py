@@ -83,6 +83,75 @@ def data_simulate(
     typer.echo(f"wrote {info.n_objects} objects in {len(info.shards)} shards to {out}")
 
 
+@data_app.command("ingest")
+def data_ingest(
+    fmt: Annotated[
+        str,
+        typer.Argument(
+            help="fits-folder, fits-image, hdf5, images, parquet, spectra or lightcurves."
+        ),
+    ],
+    source: Annotated[Path, typer.Argument(help="The file or folder to read.")],
+    out: Annotated[Path, typer.Option(help="Directory for the shards and dataset.json.")],
+    catalog: Annotated[
+        Path | None, typer.Option(help="Catalogue/labels table (FITS, CSV, ECSV).")
+    ] = None,
+    id_column: Annotated[str, typer.Option(help="Catalogue column holding object ids.")] = "id",
+    bands: Annotated[str | None, typer.Option(help="Comma-separated band names.")] = None,
+    pixel_scale: Annotated[float, typer.Option(help="Arcsec per pixel.")] = float("nan"),
+    unit: Annotated[str, typer.Option(help="Pixel unit, e.g. nanomaggy.")] = "unknown",
+    shape: Annotated[
+        str | None, typer.Option(help="Image shape C,H,W for flat Parquet images.")
+    ] = None,
+    stamp: Annotated[int, typer.Option(help="Cutout size for fits-image.")] = 64,
+    skip_bad: Annotated[
+        bool, typer.Option(help="Skip and log bad objects instead of stopping.")
+    ] = False,
+    max_bad_fraction: Annotated[
+        float, typer.Option(help="Most NaN/inf pixels an image may have.")
+    ] = 0.5,
+) -> None:
+    """Bring your own data in: check every object and write shards plus dataset.json."""
+    from astroloom.data import readers
+
+    if fmt == "fits-folder":
+        if catalog is None:
+            raise typer.BadParameter("fits-folder needs --catalog")
+        records = readers.read_fits_folder(source, catalog, id_column, max_bad_fraction)
+    elif fmt == "fits-image":
+        records = readers.read_fits_image(source, stamp=stamp, max_bad=max_bad_fraction)
+    elif fmt == "hdf5":
+        records = readers.read_hdf5(source, max_bad=max_bad_fraction)
+    elif fmt == "images":
+        records = readers.read_image_folder(source, catalog, id_column, max_bad_fraction)
+    elif fmt == "parquet":
+        dims = tuple(int(x) for x in shape.split(",")) if shape else None
+        records = readers.read_parquet(
+            source, id_column=id_column, shape=dims, max_bad=max_bad_fraction
+        )
+    elif fmt == "spectra":
+        records = readers.read_sdss_spectra(source)
+    elif fmt == "lightcurves":
+        records = readers.read_light_curves(source)
+    else:
+        raise typer.BadParameter(
+            f"unknown format {fmt!r}; choose from {', '.join(readers.FORMATS)}"
+        )
+    report = readers.ingest(
+        records,
+        out,
+        name=source.stem,
+        bands=bands.split(",") if bands else None,
+        pixel_scale=pixel_scale,
+        unit=unit,
+        skip_bad=skip_bad,
+        provenance={"format": fmt, "source": str(source)},
+    )
+    typer.echo(f"wrote {report.written} objects to {out}")
+    if report.skipped:
+        typer.echo(f"skipped {len(report.skipped)} bad objects; reasons in {out / 'skipped.jsonl'}")
+
+
 @data_app.command("info")
 def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]) -> None:
     """Print a dataset's schema, size and label statistics."""

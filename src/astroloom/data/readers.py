@@ -1,0 +1,479 @@
+"""Bring survey data astronomers already have into astroloom's shards.
+
+Every reader produces :class:`Observation` records and hands them to :func:`ingest`, which
+checks them (shape, finite pixels, unique ids), writes shards and ``dataset.json``, and
+either stops at the first bad object with a message naming its file and id or, with
+``skip_bad``, leaves it out, counts it and logs why in ``skipped.jsonl``. Nothing is
+dropped silently.
+
+Formats:
+
+* ``fits-folder``: a folder of FITS cutouts plus a catalogue (FITS, CSV or ECSV table)
+  joined on an id column (the file stem is the id);
+* ``fits-image``: one large FITS image with WCS; sources are detected with photutils and
+  cut into stamps, their RA/Dec recorded;
+* ``hdf5``: an image array and label arrays (the Galaxy10 DECaLS layout: ``images``
+  ``(N, H, W, C)``, labels such as ``ans``, ``redshift``, ``ra``, ``dec``);
+* ``images``: a folder of PNG/JPEG files with an optional CSV of labels;
+* ``parquet``: Parquet files or a Hugging Face dataset saved to disk, with an image column;
+* ``spectra``: SDSS spec-lite FITS files (``loglam``, ``flux``, ``ivar`` in HDU 1);
+* ``lightcurves``: CSV files of ``time, mag, err, band``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from astropy.io import fits
+from astropy.table import Table
+from tqdm.auto import tqdm
+
+from astroloom.data.schema import DataError, DatasetInfo, ImageMeta, Observation
+from astroloom.data.shards import list_column, write_table
+from astroloom.tokenize.image import robust_noise_scale
+
+FORMATS = ["fits-folder", "fits-image", "hdf5", "images", "parquet", "spectra", "lightcurves"]
+
+
+class BadObject(DataError):
+    """One object that cannot be used; ``skip_bad`` turns it into a logged skip."""
+
+    def __init__(self, source: str, object_id: str, reason: str) -> None:
+        super().__init__(f"{source}: object {object_id!r}: {reason}")
+        self.source, self.object_id, self.reason = source, object_id, reason
+
+
+@dataclass
+class IngestReport:
+    written: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    info: DatasetInfo | None = None
+
+
+def _each(
+    items: Iterable[Any], load: Callable[[Any], Observation]
+) -> Iterator[Observation | BadObject]:
+    """Load every item; a bad one is *yielded* as its BadObject so the stream goes on and
+    :func:`ingest` decides whether to stop or to skip and log it."""
+    for item in items:
+        try:
+            yield load(item)
+        except BadObject as bad:
+            yield bad
+
+
+def _read_table(path: Path) -> Table:
+    try:
+        if path.suffix.lower() in (".fits", ".fit", ".fz"):
+            return Table.read(path)
+        if path.suffix.lower() == ".ecsv":
+            return Table.read(path, format="ascii.ecsv")
+        return Table.read(path, format="ascii.csv")
+    except Exception as err:  # noqa: BLE001 — astropy raises many kinds; name the file
+        raise DataError(f"cannot read catalogue {path}: {err}") from err
+
+
+def _image_of(source: str, object_id: str, array: np.ndarray, max_bad: float) -> np.ndarray:
+    """``(C, H, W)`` float32 with non-finite pixels as NaN; refuse mostly-empty images."""
+    image = np.asarray(array, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise BadObject(
+            source, object_id, f"image has shape {image.shape}; expected (H, W) or (bands, H, W)"
+        )
+    bad = ~np.isfinite(image)
+    if bad.mean() > max_bad:
+        raise BadObject(
+            source,
+            object_id,
+            f"{bad.mean():.0%} of its pixels are NaN/inf (more than max_bad_fraction={max_bad})",
+        )
+    return np.where(bad, np.float32(np.nan), image)
+
+
+def read_fits_folder(
+    folder: Path, catalog: Path, id_column: str = "id", max_bad: float = 0.5
+) -> Iterator[Observation]:
+    table = _read_table(catalog)
+    if id_column not in table.colnames:
+        raise DataError(
+            f"catalogue {catalog} has no id column {id_column!r}; columns: {table.colnames}"
+        )
+    ids = [str(v) for v in table[id_column]]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"catalogue {catalog} repeats ids {dupes[:5]}")
+    rows = {obj: table[i] for i, obj in enumerate(ids)}
+    labels = [c for c in table.colnames if c != id_column and table[c].dtype.kind in "fiub"]
+    files = sorted(
+        p for p in Path(folder).iterdir() if p.suffix.lower() in (".fits", ".fit", ".fz")
+    )
+    if not files:
+        raise DataError(f"no FITS files in {folder}")
+
+    def one(path: Path) -> Observation:
+        obj = path.stem
+        if obj not in rows:
+            raise BadObject(
+                str(path), obj, f"id is not in the catalogue {catalog} (column {id_column!r})"
+            )
+        try:
+            with fits.open(path) as hdul:
+                hdu = next((h for h in hdul if h.data is not None), None)
+                data = None if hdu is None else np.array(hdu.data)
+        except Exception as err:  # noqa: BLE001 — truncated/corrupt files raise many kinds
+            raise BadObject(str(path), obj, f"not a readable FITS file ({err})") from err
+        if data is None:
+            raise BadObject(str(path), obj, "the file holds no image data")
+        return Observation(
+            obj,
+            {"image": _image_of(str(path), obj, data, max_bad)},
+            {k: float(rows[obj][k]) for k in labels},
+            {"source": str(path)},
+        )
+
+    yield from _each(files, one)
+
+
+def read_fits_image(
+    path: Path, stamp: int = 64, threshold: float = 5.0, max_bad: float = 0.5
+) -> Iterator[Observation]:
+    """Detect sources in a big WCS image (photutils) and cut ``stamp``-pixel cutouts."""
+    from astropy.nddata import Cutout2D
+    from astropy.stats import sigma_clipped_stats
+    from astropy.wcs import WCS
+    from photutils.segmentation import SourceCatalog, detect_sources
+
+    try:
+        with fits.open(path) as hdul:
+            hdu = next(h for h in hdul if h.data is not None and h.data.ndim == 2)
+            data, header = np.array(hdu.data, dtype=float), hdu.header
+    except StopIteration as err:
+        raise DataError(f"{path} has no 2-D image HDU") from err
+    except Exception as err:  # noqa: BLE001
+        raise DataError(f"{path} is not a readable FITS image: {err}") from err
+    wcs = WCS(header)
+    _, median, std = sigma_clipped_stats(data[np.isfinite(data)])
+    segments = detect_sources(np.nan_to_num(data - median), threshold * std, npixels=10)
+    if segments is None:
+        return
+    catalog = SourceCatalog(data - median, segments)
+    for k, source in enumerate(catalog):
+        x, y = float(source.xcentroid), float(source.ycentroid)
+        cut = Cutout2D(data, (x, y), stamp, wcs=wcs, mode="partial", fill_value=np.nan)
+        sky = wcs.pixel_to_world(x, y)
+        obj = f"{Path(path).stem}-{k:06d}"
+        try:
+            image = _image_of(str(path), obj, cut.data, max_bad)
+        except BadObject as bad:
+            yield bad
+            continue
+        yield Observation(
+            obj,
+            {"image": image},
+            {
+                "ra": float(sky.ra.deg),
+                "dec": float(sky.dec.deg),
+                "flux": float(source.segment_flux),
+            },
+            {"x": x, "y": y},
+        )
+
+
+def read_hdf5(path: Path, image_key: str = "images", max_bad: float = 0.5) -> Iterator[Observation]:
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise DataError(f"{path} is not a readable HDF5 file: {err}") from err
+    with handle:
+        if image_key not in handle:
+            raise DataError(f"{path} has no {image_key!r} dataset; it has {list(handle)}")
+        images = handle[image_key]
+        n = images.shape[0]
+        labels = {
+            k: np.asarray(handle[k])
+            for k in handle
+            if k != image_key and isinstance(handle[k], h5py.Dataset) and handle[k].ndim == 1
+        }
+        wrong = {k: len(v) for k, v in labels.items() if len(v) != n}
+        if wrong:
+            raise DataError(
+                f"{path}: label arrays {wrong} do not match the {n} images in {image_key!r}"
+            )
+        channels_last = images.ndim == 4 and images.shape[-1] <= 16 < images.shape[1]
+
+        def one(i: int) -> Observation:
+            array = np.moveaxis(images[i], -1, 0) if channels_last else images[i]
+            return Observation(
+                str(i),
+                {"image": _image_of(str(path), str(i), array, max_bad)},
+                {k: float(v[i]) for k, v in labels.items()},
+            )
+
+        yield from _each(range(n), one)
+
+
+def read_image_folder(
+    folder: Path, labels_csv: Path | None = None, id_column: str = "id", max_bad: float = 0.5
+) -> Iterator[Observation]:
+    from PIL import Image, UnidentifiedImageError
+
+    rows: dict[str, Any] = {}
+    names: list[str] = []
+    if labels_csv is not None:
+        table = _read_table(labels_csv)
+        if id_column not in table.colnames:
+            raise DataError(
+                f"{labels_csv} has no id column {id_column!r}; columns: {table.colnames}"
+            )
+        names = [c for c in table.colnames if c != id_column and table[c].dtype.kind in "fiub"]
+        rows = {str(r[id_column]): r for r in table}
+    files = sorted(
+        p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+    )
+    if not files:
+        raise DataError(f"no PNG or JPEG files in {folder}")
+
+    def one(path: Path) -> Observation:
+        obj = path.stem
+        try:
+            with Image.open(path) as img:
+                array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as err:
+            raise BadObject(str(path), obj, f"not a readable image ({err})") from err
+        if labels_csv is not None and obj not in rows:
+            raise BadObject(str(path), obj, f"id is not in {labels_csv}")
+        image = _image_of(str(path), obj, np.moveaxis(array, -1, 0), max_bad)
+        return Observation(
+            obj, {"image": image}, {k: float(rows[obj][k]) for k in names} if rows else {}
+        )
+
+    yield from _each(files, one)
+
+
+def read_parquet(
+    path: Path,
+    image_column: str = "image",
+    id_column: str = "id",
+    shape: tuple[int, ...] | None = None,
+    max_bad: float = 0.5,
+) -> Iterator[Observation]:
+    """Parquet files (a file or a folder of them) or a Hugging Face dataset saved to disk."""
+    path = Path(path)
+    if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+        import datasets
+
+        table = datasets.load_from_disk(str(path)).data.table
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    for column in (image_column, id_column):
+        if column not in table.column_names:
+            raise DataError(f"{path} has no column {column!r}; columns: {table.column_names}")
+    numeric = (pa.types.is_floating, pa.types.is_integer)
+    labels = [
+        c
+        for c in table.column_names
+        if c not in (image_column, id_column)
+        and any(test(table.schema.field(c).type) for test in numeric)
+    ]
+
+    def one(row: dict[str, Any]) -> Observation:
+        obj = str(row[id_column])
+        array = np.asarray(row[image_column], dtype=np.float32)
+        if shape is not None:
+            if array.size != int(np.prod(shape)):
+                raise BadObject(str(path), obj, f"{array.size} values do not make shape {shape}")
+            array = array.reshape(shape)
+        return Observation(
+            obj,
+            {"image": _image_of(str(path), obj, array, max_bad)},
+            {k: float(row[k]) for k in labels if row[k] is not None},
+        )
+
+    yield from _each(table.to_pylist(), one)
+
+
+def read_sdss_spectra(folder: Path) -> Iterator[Observation]:
+    """SDSS spec-lite files: ``loglam``, ``flux`` (1e-17 erg/s/cm²/Å) and ``ivar`` in HDU 1."""
+    files = sorted(Path(folder).glob("*.fits"))
+    if not files:
+        raise DataError(f"no FITS spectra in {folder}")
+
+    def one(path: Path) -> Observation:
+        obj = path.stem
+        try:
+            with fits.open(path) as hdul:
+                coadd = hdul[1].data
+                wave = 10 ** np.asarray(coadd["loglam"], dtype=float)
+                flux = np.asarray(coadd["flux"], dtype=np.float32)
+                ivar = np.asarray(coadd["ivar"], dtype=np.float32)
+                z = (
+                    float(hdul[2].data["Z"][0])
+                    if len(hdul) > 2 and "Z" in hdul[2].columns.names
+                    else np.nan
+                )
+        except Exception as err:  # noqa: BLE001
+            raise BadObject(str(path), obj, f"not a readable SDSS spec-lite file ({err})") from err
+        return Observation(
+            obj,
+            {"spectrum_wave": wave, "spectrum_flux": flux, "spectrum_ivar": ivar},
+            {"redshift": z},
+        )
+
+    yield from _each(files, one)
+
+
+def read_light_curves(folder: Path) -> Iterator[Observation]:
+    """CSV files with columns time (days), mag, err, band; one file per object."""
+    files = sorted(Path(folder).glob("*.csv"))
+    if not files:
+        raise DataError(f"no CSV light curves in {folder}")
+
+    def one(path: Path) -> Observation:
+        obj = path.stem
+        try:
+            table = _read_table(path)
+        except DataError as err:
+            raise BadObject(str(path), obj, str(err)) from err
+        missing = [c for c in ("time", "mag", "err", "band") if c not in table.colnames]
+        if missing:
+            raise BadObject(str(path), obj, f"lacks column(s) {missing}")
+        return Observation(
+            obj,
+            {
+                "lc_time": np.asarray(table["time"], float),
+                "lc_mag": np.asarray(table["mag"], np.float32),
+                "lc_err": np.asarray(table["err"], np.float32),
+                "lc_band_name": np.asarray(table["band"]).astype(str),
+            },
+        )
+
+    yield from _each(files, one)
+
+
+def ingest(
+    records: Iterable[Observation | BadObject],
+    out: str | Path,
+    name: str,
+    bands: list[str] | None = None,
+    pixel_scale: float = float("nan"),
+    unit: str = "unknown",
+    skip_bad: bool = False,
+    shard_size: int = 1000,
+    provenance: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Check and write ``records`` as shards plus ``dataset.json`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = IngestReport()
+    seen: set[str] = set()
+    batch: list[Observation] = []
+    shards: list[str] = []
+    shape: tuple[int, ...] | None = None
+    label_names: list[str] = []
+    iterator = iter(records)
+    with (
+        (out / "skipped.jsonl").open("w") as log,
+        tqdm(desc=f"ingest {name}", unit="obj", disable=not progress) as bar,
+    ):
+        while True:
+            try:
+                obs = next(iterator)
+                if isinstance(obs, BadObject):
+                    raise obs
+                if obs.id in seen:
+                    raise BadObject(str(obs.meta.get("source", out)), obs.id, "duplicate id")
+                image = obs.modalities.get("image")
+                if image is not None:
+                    if shape is None:
+                        shape = image.shape
+                    elif image.shape != shape:
+                        raise BadObject(
+                            str(obs.meta.get("source", out)),
+                            obs.id,
+                            f"image shape {image.shape} differs from the first object's {shape}",
+                        )
+            except StopIteration:
+                break
+            except BadObject as bad:
+                if not skip_bad:
+                    raise
+                report.skipped.append(
+                    {"source": bad.source, "id": bad.object_id, "reason": bad.reason}
+                )
+                log.write(json.dumps(report.skipped[-1]) + "\n")
+                continue
+            seen.add(obs.id)
+            for key in obs.labels:
+                if key not in label_names:
+                    label_names.append(key)
+            batch.append(obs)
+            bar.update(1)
+            if len(batch) == shard_size:
+                shards.append(_write_batch(out, len(shards), batch, label_names))
+                report.written += len(batch)
+                batch = []
+        if batch:
+            shards.append(_write_batch(out, len(shards), batch, label_names))
+            report.written += len(batch)
+    if not report.written:
+        raise DataError(
+            f"nothing to write: all {len(report.skipped)} objects were bad "
+            f"(see {out / 'skipped.jsonl'})"
+        )
+    if shape is not None and bands is None:
+        bands = [f"band{i}" for i in range(shape[0])]
+    info = DatasetInfo(
+        name=name,
+        n_objects=report.written,
+        shards=shards,
+        image=ImageMeta(
+            bands=bands or [], shape=list(shape or []), pixel_scale_arcsec=pixel_scale, unit=unit
+        ),
+        labels={k: {"unit": "", "description": "from the ingested catalogue"} for k in label_names},
+        provenance={**(provenance or {}), "skipped": len(report.skipped)},
+    )
+    info.save(out)
+    if shape is not None:
+        from astroloom.data.shards import load_image_set
+
+        sample = load_image_set(out, limit=500).images
+        info.normalisation = {"image": {"kind": "arcsinh", "scale": robust_noise_scale(sample)}}
+        info.save(out)
+    report.info = info
+    return report
+
+
+def _write_batch(out: Path, index: int, batch: list[Observation], label_names: list[str]) -> str:
+    """Rows share one schema: a label an object lacks is NaN; a modality it lacks is null."""
+    keys = sorted({k for obs in batch for k in obs.modalities})
+    columns: dict[str, pa.Array] = {"id": pa.array([o.id for o in batch], pa.string())}
+    for key in keys:
+        values = [obs.modalities.get(key) for obs in batch]
+        sample = next(v for v in values if v is not None)
+        if sample.dtype.kind in "US":
+            columns[key] = pa.array(
+                [None if v is None else list(map(str, v)) for v in values], pa.list_(pa.string())
+            )
+        else:
+            dtype = pa.float64() if sample.dtype == np.float64 else pa.float32()
+            columns[key] = list_column(values, dtype)
+    if "image" not in columns:
+        columns["image"] = list_column([None] * len(batch), pa.float32())
+    for label in label_names:
+        columns[label] = pa.array([obs.labels.get(label, np.nan) for obs in batch], pa.float64())
+    name = f"shard-{index:05d}.parquet"
+    write_table(out / name, columns)
+    return name

@@ -1,0 +1,289 @@
+"""Each reader round-trips a small file it writes itself; bad input is named or logged."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from astroloom.data.readers import (
+    BadObject,
+    ingest,
+    read_fits_folder,
+    read_fits_image,
+    read_hdf5,
+    read_image_folder,
+    read_light_curves,
+    read_parquet,
+    read_sdss_spectra,
+)
+from astroloom.data.schema import DataError
+from astroloom.data.shards import load_image_set
+
+
+@pytest.fixture
+def cutouts(tmp_path, mock_dir):
+    data = load_image_set(mock_dir, limit=6)
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    for obj, image in zip(data.ids[:6], data.images[:6], strict=True):
+        fits.PrimaryHDU(image).writeto(folder / f"{obj}.fits")
+    catalog = tmp_path / "catalog.csv"
+    Table({"id": data.ids[:6].astype(str), "mag_r": data.labels["mag_r"][:6]}).write(catalog)
+    return folder, catalog, data
+
+
+def test_fits_folder_round_trip(cutouts, tmp_path):
+    folder, catalog, data = cutouts
+    report = ingest(
+        read_fits_folder(folder, catalog),
+        tmp_path / "out",
+        "mine",
+        bands=["g", "r", "z"],
+        pixel_scale=0.262,
+        progress=False,
+    )
+    back = load_image_set(tmp_path / "out")
+    order = np.argsort(back.ids)
+    np.testing.assert_array_equal(back.images[order], data.images[:6][np.argsort(data.ids[:6])])
+    np.testing.assert_allclose(np.sort(back.labels["mag_r"]), np.sort(data.labels["mag_r"][:6]))
+    assert report.written == 6 and report.skipped == []
+    assert back.info.image.bands == ["g", "r", "z"]
+
+
+def test_corrupt_fits_is_named_or_skipped_and_logged(cutouts, tmp_path):
+    folder, catalog, _ = cutouts
+    victim = sorted(folder.iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:3000])  # truncated
+    with pytest.raises(BadObject, match=rf"{victim.name}.*{victim.stem}.*not a readable FITS"):
+        ingest(read_fits_folder(folder, catalog), tmp_path / "a", "mine", progress=False)
+    report = ingest(
+        read_fits_folder(folder, catalog), tmp_path / "b", "mine", skip_bad=True, progress=False
+    )
+    assert report.written == 5 and len(report.skipped) == 1
+    logged = [json.loads(x) for x in (tmp_path / "b" / "skipped.jsonl").read_text().splitlines()]
+    assert logged[0]["id"] == victim.stem and "FITS" in logged[0]["reason"]
+
+
+def test_missing_id_duplicates_and_nan_pixels(cutouts, tmp_path):
+    folder, catalog, data = cutouts
+    fits.PrimaryHDU(data.images[0]).writeto(folder / "stranger.fits")
+    with pytest.raises(BadObject, match="stranger.*not in the catalogue"):
+        ingest(read_fits_folder(folder, catalog), tmp_path / "a", "x", progress=False)
+    (folder / "stranger.fits").unlink()
+    dup = tmp_path / "dup.csv"
+    Table({"id": ["a", "a"], "v": [1.0, 2.0]}).write(dup)
+    with pytest.raises(DataError, match="repeats ids"):
+        list(read_fits_folder(folder, dup))
+    holes = data.images[1].copy()
+    holes[:, :5, :5] = np.inf
+    path = sorted(folder.iterdir())[1]
+    fits.PrimaryHDU(holes).writeto(path, overwrite=True)
+    ingest(read_fits_folder(folder, catalog), tmp_path / "c", "x", progress=False)
+    back = load_image_set(tmp_path / "c")
+    assert int(np.isnan(back.images).sum()) == 3 * 25  # inf became masked NaN, nothing else
+    fits.PrimaryHDU(np.full((3, 64, 64), np.nan, np.float32)).writeto(path, overwrite=True)
+    with pytest.raises(BadObject, match="NaN/inf"):
+        ingest(read_fits_folder(folder, catalog), tmp_path / "d", "x", progress=False)
+
+
+def test_wrong_shape_is_refused(cutouts, tmp_path):
+    folder, catalog, data = cutouts
+    path = sorted(folder.iterdir())[3]
+    fits.PrimaryHDU(data.images[3][:, :32, :32]).writeto(path, overwrite=True)
+    with pytest.raises(BadObject, match=r"shape \(3, 32, 32\) differs"):
+        ingest(read_fits_folder(folder, catalog), tmp_path / "a", "x", progress=False)
+
+
+def test_fits_image_detects_sources_with_sky_positions(tmp_path):
+    import galsim
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.crpix = [128.5, 128.5]
+    wcs.wcs.cdelt = [-0.262 / 3600, 0.262 / 3600]
+    image = galsim.ImageF(256, 256, scale=0.262)
+    positions = [(60.0, 70.0), (180.0, 120.0), (100.0, 200.0)]
+    for x, y in positions:
+        stamp = galsim.Exponential(half_light_radius=0.8, flux=2000.0).drawImage(
+            scale=0.262, nx=41, ny=41, center=galsim.PositionI(int(x) + 1, int(y) + 1)
+        )
+        image[stamp.bounds & image.bounds] += stamp[stamp.bounds & image.bounds]
+    noisy = image.array + np.random.default_rng(0).normal(0, 1.0, image.array.shape)
+    path = tmp_path / "field.fits"
+    fits.PrimaryHDU(noisy.astype(np.float32), header=wcs.to_header()).writeto(path)
+    found = list(read_fits_image(path, stamp=32))
+    assert len(found) == 3
+    truth = wcs.pixel_to_world([p[0] for p in positions], [p[1] for p in positions])
+    for obs in found:
+        sep = (
+            np.min(
+                np.hypot(
+                    (truth.ra.deg - obs.labels["ra"]) * np.cos(np.radians(2.0)),
+                    truth.dec.deg - obs.labels["dec"],
+                )
+            )
+            * 3600
+        )
+        assert sep < 0.5  # arcsec
+        assert obs.modalities["image"].shape == (1, 32, 32)
+
+
+def test_hdf5_galaxy10_layout(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "Galaxy10_DECals.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+        f["ans"] = np.array([0, 3, 7, 9], np.uint8)
+        f["redshift"] = np.array([0.01, 0.05, 0.1, 0.2])
+    ingest(read_hdf5(path), tmp_path / "out", "galaxy10", bands=["g", "r", "z"], progress=False)
+    back = load_image_set(tmp_path / "out")
+    np.testing.assert_array_equal(back.images[2], np.moveaxis(images[2], -1, 0).astype(np.float32))
+    assert list(back.labels["ans"]) == [0, 3, 7, 9]
+    with pytest.raises(DataError, match="not a readable HDF5"):
+        list(read_hdf5(tmp_path / "out" / "dataset.json"))
+    images[1] = 0
+    with h5py.File(path, "a") as f:
+        del f["images"]
+        f["images"] = np.concatenate([images, images[:1]])  # one more image than labels
+    with pytest.raises(
+        DataError, match=r"label arrays \{'ans': 4, 'redshift': 4\} do not match the 5"
+    ):
+        list(read_hdf5(path))
+
+
+def test_png_folder_with_labels(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    pixels = {}
+    for name in ("a", "b"):
+        pixels[name] = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels[name]).save(folder / f"{name}.png")
+    labels = tmp_path / "labels.csv"
+    Table({"id": ["a", "b"], "spiral": [1, 0]}).write(labels)
+    ingest(read_image_folder(folder, labels), tmp_path / "out", "pngs", progress=False)
+    back = load_image_set(tmp_path / "out")
+    i = list(back.ids).index("b")
+    np.testing.assert_allclose(back.images[i], np.moveaxis(pixels["b"], -1, 0) / 255.0, atol=1e-6)
+    assert back.labels["spiral"][i] == 0
+    (folder / "c.png").write_bytes(b"not a png")
+    with pytest.raises(BadObject, match="c.png.*not a readable image"):
+        ingest(read_image_folder(folder, labels), tmp_path / "x", "pngs", progress=False)
+
+
+def test_parquet_and_saved_hugging_face_dataset(tmp_path):
+    import datasets
+
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(5, 2, 8, 8)).astype(np.float32)
+    table = pa.table(
+        {
+            "id": [f"o{i}" for i in range(5)],
+            "image": [im.ravel().tolist() for im in images],
+            "z": np.linspace(0, 1, 5),
+        }
+    )
+    pq.write_table(table, tmp_path / "mine.parquet")
+    ingest(
+        read_parquet(tmp_path / "mine.parquet", shape=(2, 8, 8)),
+        tmp_path / "out",
+        "pq",
+        progress=False,
+    )
+    back = load_image_set(tmp_path / "out")
+    np.testing.assert_array_equal(back.images, images)
+    np.testing.assert_allclose(back.labels["z"], np.linspace(0, 1, 5))
+    datasets.Dataset(table).save_to_disk(str(tmp_path / "hf"))
+    again = list(read_parquet(tmp_path / "hf", shape=(2, 8, 8)))
+    np.testing.assert_array_equal(again[4].modalities["image"], images[4])
+    with pytest.raises(BadObject, match="do not make shape"):
+        ingest(
+            read_parquet(tmp_path / "mine.parquet", shape=(3, 8, 8)),
+            tmp_path / "bad",
+            "pq",
+            progress=False,
+        )
+
+
+def test_sdss_spectra_and_csv_light_curves(tmp_path):
+    spectra = tmp_path / "spectra"
+    spectra.mkdir()
+    loglam = np.linspace(np.log10(3800), np.log10(9200), 200)
+    coadd = fits.BinTableHDU(
+        Table(
+            {
+                "loglam": loglam,
+                "flux": np.ones(200, np.float32) * 3,
+                "ivar": np.ones(200, np.float32) * 4,
+            }
+        )
+    )
+    specobj = fits.BinTableHDU(Table({"Z": [0.123]}))
+    fits.HDUList([fits.PrimaryHDU(), coadd, specobj]).writeto(spectra / "spec-0001-51000-0001.fits")
+    obs = list(read_sdss_spectra(spectra))[0]
+    np.testing.assert_allclose(obs.modalities["spectrum_wave"], 10**loglam)
+    assert obs.labels["redshift"] == pytest.approx(0.123)
+    report = ingest(read_sdss_spectra(spectra), tmp_path / "spec-out", "sdss", progress=False)
+    assert report.written == 1
+
+    curves = tmp_path / "lc"
+    curves.mkdir()
+    Table(
+        {
+            "time": [1.0, 2.5, 4.0],
+            "mag": [15.1, 15.3, 15.0],
+            "err": [0.01, 0.01, 0.02],
+            "band": ["I", "V", "I"],
+        }
+    ).write(curves / "star1.csv")
+    obs = list(read_light_curves(curves))[0]
+    assert list(obs.modalities["lc_band_name"]) == ["I", "V", "I"]
+    ingest(read_light_curves(curves), tmp_path / "lc-out", "lcs", progress=False)
+    row = pq.read_table(tmp_path / "lc-out" / "shard-00000.parquet").to_pylist()[0]
+    assert row["lc_time"] == [1.0, 2.5, 4.0] and row["image"] is None
+    Table({"time": [1.0], "mag": [1.0]}).write(curves / "broken.csv")
+    with pytest.raises(BadObject, match=r"broken.*lacks column\(s\) \['err', 'band'\]"):
+        ingest(read_light_curves(curves), tmp_path / "lc-bad", "lcs", progress=False)
+    report = ingest(
+        read_light_curves(curves), tmp_path / "lc-skip", "lcs", skip_bad=True, progress=False
+    )
+    assert report.written == 1 and report.skipped[0]["id"] == "broken"
+
+
+def test_ingest_command(cutouts, tmp_path):
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+
+    folder, catalog, _ = cutouts
+    sorted(folder.iterdir())[0].write_bytes(b"SIMPLE  =   garbage")
+    args = [
+        "data",
+        "ingest",
+        "fits-folder",
+        str(folder),
+        "--catalog",
+        str(catalog),
+        "--out",
+        str(tmp_path / "out"),
+        "--bands",
+        "g,r,z",
+        "--pixel-scale",
+        "0.262",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "not a readable FITS" in str(result.exception)
+    result = CliRunner().invoke(app, [*args, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 5 objects" in result.output and "skipped 1 bad objects" in result.output
