@@ -22,6 +22,11 @@ def test_every_command_has_help():
         ["data"],
         ["data", "simulate"],
         ["data", "info"],
+        ["data", "show"],
+        ["data", "ingest"],
+        ["scaling", "sweep"],
+        ["scaling", "fit"],
+        ["scaling", "table"],
         ["train"],
         ["embed"],
         ["probe"],
@@ -39,6 +44,25 @@ def test_journey_through_the_cli(tmp_path):
         ["data", "simulate", "--out", str(data), "--n", "120", "--stars", "20", "--workers", "1"],
     )
     assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [
+            "data",
+            "show",
+            str(data),
+            "--out",
+            str(tmp_path / "show.png"),
+            "--n",
+            "8",
+            "--labels",
+            "redshift,morph_type",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "show.png").stat().st_size > 10_000
+    assert (tmp_path / "show-modalities.png").stat().st_size > 10_000
+    r = runner.invoke(app, ["data", "show", str(data), "--labels", "shoe_size"])
+    assert r.exit_code != 0 and "shoe_size" in str(r.exception)
     r = runner.invoke(app, ["data", "info", str(data)])
     assert "140 objects" in r.output and "120 with images" in r.output
     assert "redshift" in r.output and "lightcurve: bands=['I', 'V']" in r.output

@@ -152,6 +152,44 @@ def data_ingest(
         typer.echo(f"skipped {len(report.skipped)} bad objects; reasons in {out / 'skipped.jsonl'}")
 
 
+@data_app.command("show")
+def data_show(
+    path: Annotated[Path, typer.Argument(help="A dataset directory.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="PNG to write (a second, -modalities.png, for spectra and light curves)."
+        ),
+    ] = Path("show.png"),
+    n: Annotated[int, typer.Option(help="Objects to show.")] = 24,
+    labels: Annotated[str, typer.Option(help="Comma-separated labels for the captions.")] = "",
+) -> None:
+    """A PNG grid of objects with their labels; spectra and light curves plotted too."""
+    from astroloom.data.shards import load_image_set
+    from astroloom.report.plots import plot_object_grid, plot_survey_modalities
+
+    data = load_image_set(path, limit=n)
+    names = [x for x in labels.split(",") if x] or list(data.labels)[:2]
+    unknown = [x for x in names if x not in data.labels]
+    if unknown:
+        raise DataError(f"labels {unknown} are not in {path}; available: {sorted(data.labels)}")
+
+    def fmt(value) -> str:
+        return value if isinstance(value, str) else f"{value:.3g}"
+
+    captions = [
+        "\n".join([str(obj)[-12:], *(f"{k}={fmt(data.labels[k][i])}" for k in names)])
+        for i, obj in enumerate(data.ids[:n])
+    ]
+    scale = data.info.normalisation.get("image", {}).get("scale") or [1.0] * data.images.shape[1]
+    plot_object_grid(data.images[:n], captions, scale, out)
+    typer.echo(f"wrote {out}")
+    if {"spectrum", "lightcurve"} <= set(data.info.modalities):
+        extra = out.with_name(out.stem + "-modalities.png")
+        plot_survey_modalities(path, extra)
+        typer.echo(f"wrote {extra}")
+
+
 @data_app.command("info")
 def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]) -> None:
     """Print a dataset's schema, size and label statistics."""

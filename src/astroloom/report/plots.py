@@ -167,7 +167,8 @@ def plot_scaling(records: Sequence[dict], law, out: str | Path) -> Path:
 
 
 def plot_survey_modalities(directory: str | Path, out: str | Path) -> Path:
-    """First galaxy's spectrum and first variable star's folded light curve of a survey."""
+    """The brightest galaxy's spectrum (5-pixel running mean) of the first shard with
+    spectra, and the first variable star's light curve folded on its period."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -182,8 +183,9 @@ def plot_survey_modalities(directory: str | Path, out: str | Path) -> Path:
         galaxies = table.filter(pc.is_valid(table.column("spectrum_flux")))
         stars = table.filter(pc.is_valid(table.column("lc_time")))
         if len(galaxies) and not ax_s.lines:
-            row = galaxies.slice(0, 1).to_pylist()[0]
-            flux = np.asarray(row["spectrum_flux"])
+            brightest = int(np.nanargmin(galaxies.column("mag_r").to_numpy(zero_copy_only=False)))
+            row = galaxies.slice(brightest, 1).to_pylist()[0]
+            flux = np.convolve(np.asarray(row["spectrum_flux"]), np.ones(5) / 5, mode="same")
             wave = spec_meta["wavelength_start"] + spec_meta["wavelength_step"] * np.arange(
                 len(flux)
             )
@@ -214,6 +216,32 @@ def plot_survey_modalities(directory: str | Path, out: str | Path) -> Path:
                 title=f"{row['var_class']} P = {row['period']:.4g} d",
             )
             ax_l.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
+def plot_object_grid(
+    images: np.ndarray,
+    captions: Sequence[str],
+    scale: Sequence[float],
+    out: str | Path,
+    ncols: int = 8,
+) -> Path:
+    """Cutouts in a grid, each titled with its caption (id and labels)."""
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.9 * ncols, 2.4 * nrows), dpi=100, squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        if len(image) >= 3:
+            ax.imshow(rgb_composite(image[:3], scale[:3]), origin="lower")
+        else:
+            ax.imshow(np.arcsinh(np.nan_to_num(image[0]) / scale[0]), origin="lower", cmap="gray")
+        ax.set_title(caption, fontsize=6)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
