@@ -303,6 +303,95 @@ def probe(
 
 
 @app.command()
+def bench(
+    run: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    data: Annotated[Path, typer.Argument(help="A dataset directory with labels.")],
+    out: Annotated[Path | None, typer.Option(help="Directory for bench.json/.md/.png.")] = None,
+    seeds: Annotated[int, typer.Option(help="Random label subsets per budget.")] = 5,
+    budgets: Annotated[
+        str, typer.Option(help="Comma-separated label counts; 'all' for every labelled object.")
+    ] = "10,30,100,300,1000,all",
+    target: Annotated[list[str] | None, typer.Option(help="Targets (default: every one).")] = None,
+) -> None:
+    """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
+    from astroloom.evaluate.bench import MAIN_METRIC, run_bench
+    from astroloom.report.plots import plot_label_curves
+
+    sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
+    result = run_bench(run, data, budgets=sizes, seeds=seeds, targets=target)
+    out = out or Path(run) / "bench"
+    js, md = result.save(out)
+    panels = [
+        (c.target, MAIN_METRIC[c.task], c.summary(MAIN_METRIC[c.task])) for c in result.curves
+    ]
+    plot_label_curves(panels, out / "bench.png")
+    typer.echo(result.markdown())
+    typer.echo(f"wrote {js}, {md} and {out / 'bench.png'}")
+
+
+@app.command()
+def search(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],
+    like: Annotated[str, typer.Option(help="Id of the object to find neighbours of.")],
+    k: Annotated[int, typer.Option("-k", help="Number of neighbours.")] = 10,
+    out: Annotated[
+        Path | None, typer.Option(help="PNG grid of the object and its neighbours.")
+    ] = None,
+) -> None:
+    """The k most similar objects (cosine distance in embedding space, FAISS)."""
+    from astroloom.discover.search import SimilarityIndex
+    from astroloom.evaluate.embed import read_embeddings
+
+    emb = read_embeddings(embeddings)
+    ids, dist = SimilarityIndex(emb.vectors, emb.ids).query(like, k)
+    for obj, d in zip(ids, dist, strict=True):
+        typer.echo(f"{obj}\t{d:.4f}")
+    if out is not None:
+        from astroloom.data.shards import load_image_set
+        from astroloom.report.plots import plot_object_grid
+
+        data = load_image_set(emb.meta["data"])
+        where = {obj: i for i, obj in enumerate(data.ids)}
+        chosen = [like, *ids]
+        captions = [f"{like[-10:]}\n(query)"] + [
+            f"{o[-10:]}\nd={d:.3f}" for o, d in zip(ids, dist, strict=True)
+        ]
+        plot_object_grid(
+            data.images[[where[o] for o in chosen]],
+            captions,
+            data.info.normalisation["image"]["scale"],
+            out,
+            ncols=min(11, len(chosen)),
+        )
+        typer.echo(f"wrote {out}")
+
+
+@app.command()
+def anomalies(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],
+    method: Annotated[str, typer.Option(help="iforest or knn.")] = "iforest",
+    top: Annotated[int, typer.Option(help="How many of the most unusual objects to list.")] = 20,
+    label: Annotated[
+        str, typer.Option(help="A 0/1 label to score against, if present.")
+    ] = "is_rare",
+) -> None:
+    """Rank objects by how unusual their embeddings are; score against known rare objects."""
+    from astroloom.discover.anomaly import anomaly_scores
+    from astroloom.evaluate.embed import read_embeddings
+    from astroloom.evaluate.metrics import anomaly_metrics
+
+    emb = read_embeddings(embeddings)
+    scores = anomaly_scores(emb.vectors, method)
+    for i in np.argsort(-scores)[:top]:
+        extra = "".join(
+            f"\t{k}={emb.labels[k][i]}" for k in ("morph_type", label) if k in emb.labels
+        )
+        typer.echo(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
+    if label in emb.labels:
+        typer.echo(json.dumps(anomaly_metrics(scores, emb.labels[label] == 1)))
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for data, run and report.")] = Path(
         "runs/demo"

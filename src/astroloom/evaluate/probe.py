@@ -102,31 +102,38 @@ class ProbeReport:
         return js, md
 
 
+def baseline_feature_sets(
+    cfg, tokenizer, pixels: np.ndarray, n_components: int, layer: int | None, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
+    the same transformer, untrained (seeded), embedded at ``layer``."""
+    torch.manual_seed(cfg.train.seed + 1)
+    random_model = FoundationModel(cfg.model).eval()
+    return {
+        "pixel PCA": pixel_pca_features(pixels, tokenizer.stretch, n_components, cfg.train.seed),
+        "random weights": embed_images(
+            random_model, tokenizer, pixels, layer, progress=progress, desc="embed (random weights)"
+        ),
+    }
+
+
 def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.ndarray]:
-    """PCA-of-pixels and random-weights features for the objects of ``emb``, row-aligned."""
+    """Baseline features for the objects of ``emb``, row-aligned with its vectors."""
     run, data = emb.meta.get("run"), emb.meta.get("data")
     if not run or not data:
         raise DataError(
             "the embeddings file does not record its run and data; cannot build baselines"
         )
-    model, cfg, tokenizer = load_checkpoint(run)
+    _, cfg, tokenizer = load_checkpoint(run)
     images = load_image_set(data)
     position = {obj: i for i, obj in enumerate(images.ids)}
     missing = [obj for obj in emb.ids if obj not in position]
     if missing:
         raise DataError(f"{len(missing)} embedded ids are not in {data}, e.g. {missing[:3]}")
     pixels = images.images[[position[obj] for obj in emb.ids]]
-    torch.manual_seed(cfg.train.seed + 1)
-    random_model = FoundationModel(cfg.model).eval()
-    layer = emb.meta.get("layer")
-    return {
-        "pixel PCA": pixel_pca_features(
-            pixels, tokenizer.stretch, emb.vectors.shape[1], cfg.train.seed
-        ),
-        "random weights": embed_images(
-            random_model, tokenizer, pixels, layer, progress=progress, desc="embed (random weights)"
-        ),
-    }
+    return baseline_feature_sets(
+        cfg, tokenizer, pixels, emb.vectors.shape[1], emb.meta.get("layer"), progress
+    )
 
 
 def probe(

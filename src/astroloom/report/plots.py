@@ -246,3 +246,45 @@ def plot_object_grid(
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
+
+
+def plot_label_curves(
+    panels: Sequence[tuple[str, str, dict[tuple[str, str, int], tuple[float, float]]]],
+    out: str | Path,
+    ncols: int = 4,
+) -> Path:
+    """Metric vs number of labelled objects, one line per (features, probe), one panel per
+    (target, metric, summary); ``summary`` maps (feature, method, budget) → (mean, std), with
+    budget −1 meaning every labelled object."""
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), dpi=100, squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (target, metric, summary) in zip(axes.flat, panels, strict=False):
+        ax.axis("on")
+        full = max((b for (_, _, b) in summary), default=1)
+        for feature, method in dict.fromkeys((f, m) for (f, m, _) in summary):
+            points = sorted(
+                (full * 2 if b < 0 else b, v)
+                for (f, m, b), v in summary.items()
+                if (f, m) == (feature, method)
+            )
+            x = [p[0] for p in points]
+            mean = np.array([p[1][0] for p in points])
+            std = np.array([p[1][1] for p in points])
+            ax.errorbar(
+                x, mean, yerr=std, marker="o", ms=3, capsize=2, label=f"{feature} · {method}"
+            )
+        ax.set(
+            xscale="log", xlabel="labelled objects (rightmost: all)", ylabel=metric, title=target
+        )
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,181 @@
+"""``astroloom bench``: every target of the mock survey × every method × every label budget.
+
+For a run and a dataset it embeds every image-bearing object with the pretrained model,
+builds the baselines on the same objects (PCA of the pixels, the untrained transformer),
+draws label-efficiency curves for the regression and classification targets that the
+dataset has, and scores anomaly detection against the rare-object labels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astroloom.data.shards import load_image_set
+from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
+from astroloom.evaluate.embed import embed_images
+from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
+from astroloom.evaluate.metrics import anomaly_metrics
+from astroloom.evaluate.probe import baseline_feature_sets
+from astroloom.train.checkpoint import load_checkpoint
+
+REGRESSION_TARGETS = [
+    "redshift",
+    "log_stellar_mass",
+    "mag_r",
+    "g_r",
+    "bulge_to_total",
+    "half_light_radius",
+    "ellipticity",
+]
+MAIN_METRIC = {"regression": "r2", "classification": "macro_f1"}
+
+
+@dataclass
+class BenchResult:
+    curves: list[Curve]
+    anomalies: dict[str, dict[str, dict[str, float]]]  # feature → method → metrics
+    meta: dict
+
+    def to_json(self) -> dict:
+        return {
+            "meta": self.meta,
+            "anomalies": self.anomalies,
+            "curves": [
+                {"target": c.target, "task": c.task, "notes": c.notes, "rows": c.rows}
+                for c in self.curves
+            ],
+        }
+
+    def markdown(self) -> str:
+        lines = [f"# astroloom bench: {self.meta['run']}", ""]
+        for curve in self.curves:
+            metric = MAIN_METRIC[curve.task]
+            summary = curve.summary(metric)
+            budgets = sorted({b for (_, _, b) in summary}, key=lambda b: (b < 0, b))
+            head = [f"{'all' if b < 0 else b}" for b in budgets]
+            lines += [
+                f"## {curve.target} ({metric}, mean ± std over seeds; columns: labelled objects)",
+                "",
+                "| features | probe | " + " | ".join(head) + " |",
+                "|---|---|" + "---:|" * len(budgets),
+            ]
+            for feature, method in dict.fromkeys((f, m) for (f, m, _) in summary):
+                cells = []
+                for b in budgets:
+                    mean, std = summary.get((feature, method, b), (np.nan, np.nan))
+                    cells.append(f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "–")
+                lines.append(f"| {feature} | {method} | " + " | ".join(cells) + " |")
+            lines += [f"- {n}" for n in curve.notes] + [""]
+        if self.anomalies:
+            lines += [
+                "## Anomalies (rare objects)",
+                "",
+                "| features | method | ROC-AUC | precision@10 | precision@50 | random |",
+                "|---|---|---:|---:|---:|---:|",
+            ]
+            for feature, by in self.anomalies.items():
+                for method, m in by.items():
+                    lines.append(
+                        f"| {feature} | {method} | {m.get('roc_auc', np.nan):.3f} | "
+                        f"{m.get('precision_at_10', np.nan):.2f} | "
+                        f"{m.get('precision_at_50', np.nan):.2f} | "
+                        f"{m.get('random_precision', np.nan):.3f} |"
+                    )
+        return "\n".join(lines) + "\n"
+
+    def save(self, out: str | Path) -> tuple[Path, Path]:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        js, md = out / "bench.json", out / "bench.md"
+        js.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        md.write_text(self.markdown())
+        return js, md
+
+
+def run_bench(
+    run: str | Path,
+    data: str | Path,
+    budgets: Sequence[int | None] = BUDGETS,
+    seeds: int = 5,
+    targets: Sequence[str] | None = None,
+    progress: bool = True,
+) -> BenchResult:
+    model, cfg, tokenizer = load_checkpoint(run)
+    images = load_image_set(data)
+    layer = model.default_layer()
+    features = {
+        "foundation": embed_images(model, tokenizer, images.images, layer, progress=progress)
+    }
+    features.update(
+        baseline_feature_sets(cfg, tokenizer, images.images, cfg.model.n_embd, layer, progress)
+    )
+    labels = images.labels
+    wanted = [t for t in (targets or REGRESSION_TARGETS) if t in labels and t != "morph_type"]
+    curves = []
+    for target in wanted:
+        curves.append(
+            few_shot_curve(
+                features,
+                labels[target],
+                target,
+                "regression",
+                budgets,
+                methods=("linear",),
+                seeds=seeds,
+            )
+        )
+        extra = few_shot_curve(
+            {"foundation": features["foundation"]},
+            labels[target],
+            target,
+            "regression",
+            budgets,
+            methods=("knn", "mlp"),
+            seeds=seeds,
+        )
+        curves[-1].rows += extra.rows
+    if "morph_type" in labels and (targets is None or "morph_type" in targets):
+        # The early/late split of ordinary galaxies; rare kinds are the anomaly task's.
+        kinds = np.array(
+            [k if k in ("early", "late") else None for k in labels["morph_type"]], dtype=object
+        )
+        curve = few_shot_curve(
+            features,
+            kinds,
+            "morph_type",
+            "classification",
+            budgets,
+            methods=("linear",),
+            seeds=seeds,
+        )
+        curve.rows += few_shot_curve(
+            {"foundation": features["foundation"]},
+            kinds,
+            "morph_type",
+            "classification",
+            budgets,
+            methods=("knn",),
+            seeds=seeds,
+        ).rows
+        curves.append(curve)
+    anomalies: dict[str, dict[str, dict[str, float]]] = {}
+    if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
+        rare = labels["is_rare"] == 1
+        for name, x in features.items():
+            anomalies[name] = {
+                m: anomaly_metrics(anomaly_scores(x, m), rare) for m in ANOMALY_METHODS
+            }
+    meta = {
+        "run": str(run),
+        "data": str(data),
+        "layer": layer,
+        "n_objects": len(images),
+        "seeds": seeds,
+        "budgets": [b if b is not None else "all" for b in budgets],
+    }
+    return BenchResult(curves=curves, anomalies=anomalies, meta=meta)

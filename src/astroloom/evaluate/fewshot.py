@@ -1,0 +1,140 @@
+"""Label-efficiency curves: a probe trained on 10, 30, 100, … labelled objects, 5 seeds each.
+
+Every feature set (foundation embeddings, baselines) is scored on the *same* held-out test
+objects and the *same* labelled subsets, so the curves differ only by the features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from astroloom.data.schema import DataError
+from astroloom.evaluate.metrics import classification_metrics, redshift_metrics, regression_metrics
+
+BUDGETS: tuple[int | None, ...] = (10, 30, 100, 300, 1000, None)  # None: every labelled object
+METHODS = ("linear", "knn", "mlp")
+ALPHAS = np.logspace(-3, 4, 15)
+
+
+def make_probe(method: str, task: str, n_train: int, seed: int):
+    """A standardised scikit-learn estimator for ``task`` ∈ {regression, classification}."""
+    if method == "linear":
+        head = (
+            RidgeCV(alphas=ALPHAS)
+            if task == "regression"
+            else LogisticRegression(C=1.0, max_iter=2000)
+        )
+    elif method == "knn":
+        k = max(1, min(10, n_train // 3))
+        head = KNeighborsRegressor(k) if task == "regression" else KNeighborsClassifier(k)
+    elif method == "mlp":
+        kwargs = {
+            "hidden_layer_sizes": (128,),
+            "max_iter": 400,
+            "random_state": seed,
+            "early_stopping": n_train >= 100,
+            "alpha": 1e-3,
+        }
+        head = MLPRegressor(**kwargs) if task == "regression" else MLPClassifier(**kwargs)
+    else:
+        raise ValueError(f"unknown probe method {method!r}; choose from {', '.join(METHODS)}")
+    return make_pipeline(StandardScaler(), head)
+
+
+def score(task: str, target: str, truth: np.ndarray, model, x_test: np.ndarray) -> dict[str, float]:
+    pred = model.predict(x_test)
+    if task == "classification":
+        proba = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
+        return classification_metrics(truth, pred, proba, model.classes_)
+    if target == "redshift":
+        return redshift_metrics(truth, pred)
+    return regression_metrics(truth, pred)
+
+
+@dataclass
+class Curve:
+    target: str
+    task: str
+    rows: list[dict] = field(default_factory=list)  # one per feature × method × budget × seed
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self, metric: str) -> dict[tuple[str, str, int], tuple[float, float]]:
+        """(feature, method, budget) → (mean, std) of ``metric`` over seeds."""
+        groups: dict[tuple[str, str, int], list[float]] = {}
+        for row in self.rows:
+            if metric in row:
+                groups.setdefault((row["feature"], row["method"], row["budget"]), []).append(
+                    row[metric]
+                )
+        return {k: (float(np.mean(v)), float(np.std(v))) for k, v in groups.items()}
+
+
+def few_shot_curve(
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    target: str,
+    task: str = "regression",
+    budgets: Sequence[int | None] = BUDGETS,
+    methods: Sequence[str] = ("linear",),
+    seeds: int = 5,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> Curve:
+    """Train each probe on ``budget`` labelled objects per seed; test on a fixed held-out set.
+
+    Objects whose label is missing (NaN or None) are left out and counted in the notes; a
+    budget larger than the labelled training pool is skipped with a note, never silently.
+    """
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be regression or classification, got {task!r}")
+    if task == "regression":
+        known = np.isfinite(labels.astype(float))
+    else:
+        known = np.array([v is not None and v == v for v in labels])
+    curve = Curve(target=target, task=task)
+    if (~known).any():
+        curve.notes.append(f"{int((~known).sum())} objects without a {target} label left out")
+    index = np.flatnonzero(known)
+    y_all = labels[index] if task == "classification" else labels[index].astype(float)
+    rng = np.random.default_rng([seed, 7])
+    order = rng.permutation(len(index))
+    n_test = int(round(test_fraction * len(index)))
+    test, pool = order[:n_test], order[n_test:]
+    if len(pool) < 2 or n_test < 2:
+        raise DataError(f"{target}: {len(index)} labelled objects are too few for a few-shot curve")
+    for budget in budgets:
+        size = len(pool) if budget is None else budget
+        if size > len(pool):
+            curve.notes.append(
+                f"budget {budget} skipped: only {len(pool)} labelled training objects"
+            )
+            continue
+        for s in range(seeds if budget is not None else 1):
+            pick = np.random.default_rng([seed, s, size]).choice(pool, size, replace=False)
+            y_train = y_all[pick]
+            if task == "classification" and len(set(y_train)) < 2:
+                curve.notes.append(f"budget {budget}, seed {s}: one class only; skipped")
+                continue
+            for name, x in features.items():
+                x = x[index]
+                for method in methods:
+                    model = make_probe(method, task, size, s).fit(x[pick], y_train)
+                    row = score(task, target, y_all[test], model, x[test])
+                    curve.rows.append(
+                        {
+                            "feature": name,
+                            "method": method,
+                            "seed": s,
+                            "budget": size if budget is not None else -1,
+                            **row,
+                        }
+                    )
+    return curve

@@ -1,0 +1,169 @@
+"""Few-shot curves, metrics, similarity search, anomalies and the bench command."""
+
+import json
+
+import numpy as np
+import pytest
+
+from astroloom.data.schema import DataError
+from astroloom.discover.anomaly import anomaly_scores
+from astroloom.discover.search import SimilarityIndex
+from astroloom.evaluate.fewshot import few_shot_curve
+from astroloom.evaluate.metrics import (
+    anomaly_metrics,
+    classification_metrics,
+    precision_at_k,
+    redshift_metrics,
+)
+
+
+def test_redshift_metrics_nmad_and_outliers():
+    rng = np.random.default_rng(0)
+    z = rng.uniform(0.1, 1.0, 20000)
+    z_pred = z + 0.02 * (1 + z) * rng.normal(size=z.size)
+    out = redshift_metrics(z, z_pred)
+    assert out["nmad"] == pytest.approx(0.02, rel=0.05)
+    assert out["outlier_fraction"] < 0.001
+    z_pred[:2000] += 0.6 * (1 + z[:2000])  # 10 % catastrophic outliers
+    assert redshift_metrics(z, z_pred)["outlier_fraction"] == pytest.approx(0.1, abs=0.005)
+
+
+def test_classification_and_ranking_metrics():
+    truth = np.array(["a", "b", "a", "b"])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    out = classification_metrics(truth, truth, proba, np.array(["a", "b"]))
+    assert out == {"accuracy": 1.0, "macro_f1": 1.0, "roc_auc": 1.0}
+    scores = np.array([0.9, 0.1, 0.8, 0.2])
+    assert precision_at_k(scores, np.array([1, 0, 0, 1], bool), 2) == 0.5
+
+
+def test_few_shot_curve_improves_with_labels_and_notes_gaps():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1200, 30))
+    y = x @ rng.normal(size=30) + 0.5 * rng.normal(size=1200)
+    y[:50] = np.nan
+    noise = rng.normal(size=(1200, 30))
+    curve = few_shot_curve(
+        {"signal": x, "noise": noise}, y, "y", budgets=(10, 100, 5000, None), seeds=3
+    )
+    summary = curve.summary("r2")
+    assert summary[("signal", "linear", 100)][0] > summary[("signal", "linear", 10)][0]
+    assert summary[("signal", "linear", -1)][0] > 0.9
+    assert summary[("noise", "linear", -1)][0] < 0.05
+    assert summary[("signal", "linear", 10)][1] > 0  # spread over seeds is reported
+    assert any("50 objects without a y label" in n for n in curve.notes)
+    assert any("budget 5000 skipped" in n for n in curve.notes)
+
+
+def test_few_shot_classification_and_methods():
+    rng = np.random.default_rng(2)
+    kinds = np.where(rng.random(600) < 0.5, "early", "late").astype(object)
+    x = rng.normal(size=(600, 8)) + (kinds == "early")[:, None] * 2.0
+    curve = few_shot_curve(
+        {"emb": x},
+        kinds,
+        "kind",
+        "classification",
+        budgets=(30, None),
+        methods=("linear", "knn", "mlp"),
+        seeds=2,
+    )
+    summary = curve.summary("accuracy")
+    for method in ("linear", "knn", "mlp"):
+        assert summary[("emb", method, -1)][0] > 0.9
+    with pytest.raises(ValueError, match="unknown probe method"):
+        few_shot_curve({"emb": x}, kinds, "kind", "classification", methods=("svm",), seeds=1)
+
+
+def test_similarity_search_finds_the_twin():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    vectors[42] = vectors[7] * 3.0 + 0.01  # same direction, different length
+    ids = np.array([f"obj{i}" for i in range(500)])
+    found, dist = SimilarityIndex(vectors, ids).query("obj7", k=5)
+    assert found[0] == "obj42" and dist[0] < 1e-3 and "obj7" not in found
+    assert np.all(np.diff(dist) >= 0)
+    with pytest.raises(DataError, match="not among"):
+        SimilarityIndex(vectors, ids).query("nobody")
+
+
+@pytest.mark.parametrize("method", ["iforest", "knn"])
+def test_anomaly_scores_rank_outliers_first(method):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1000, 10))
+    x[:10] += 6.0
+    rare = np.zeros(1000, bool)
+    rare[:10] = True
+    metrics = anomaly_metrics(anomaly_scores(x, method), rare)
+    assert metrics["roc_auc"] > 0.99 and metrics["precision_at_10"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def survey_run(tmp_path_factory):
+    from conftest import tiny_config
+
+    from astroloom.data.sim.survey import simulate_survey
+    from astroloom.train.loop import train
+
+    data = tmp_path_factory.mktemp("survey-bench")
+    simulate_survey(
+        data, n_galaxies=400, n_stars=10, seed=3, rare_fraction=0.05, workers=2, progress=False
+    )
+    run = tmp_path_factory.mktemp("survey-run") / "run"
+    train(tiny_config(data, run, 150), progress=False)
+    return run, data
+
+
+def test_bench_on_the_mock_survey(survey_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+
+    run, data = survey_run
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            str(run),
+            str(data),
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "2",
+            "--budgets",
+            "30,100,all",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    targets = {c["target"] for c in bench["curves"]}
+    assert {"redshift", "log_stellar_mass", "morph_type"} <= targets
+    rows = [r for c in bench["curves"] if c["target"] == "mag_r" for r in c["rows"]]
+    best = max(r["r2"] for r in rows if r["feature"] == "foundation" and r["budget"] == -1)
+    assert best > 0.6  # brightness is in the pixels; even a brief pretraining encodes it
+    z_rows = [r for c in bench["curves"] if c["target"] == "redshift" for r in c["rows"]]
+    assert all("nmad" in r and "outlier_fraction" in r for r in z_rows)
+    assert set(bench["anomalies"]) == {"foundation", "pixel PCA", "random weights"}
+    assert bench["anomalies"]["foundation"]["iforest"]["n_positive"] == 20
+    assert (tmp_path / "bench.png").stat().st_size > 20_000
+    assert "| foundation | linear |" in (tmp_path / "bench.md").read_text()
+
+
+def test_search_and_anomaly_commands(survey_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+    from astroloom.evaluate.embed import embed_dataset, read_embeddings
+
+    run, data = survey_run
+    path = embed_dataset(run, data, tmp_path / "emb.parquet", progress=False)
+    first = read_embeddings(path).ids[0]
+    result = CliRunner().invoke(
+        app, ["search", str(path), "--like", first, "-k", "5", "--out", str(tmp_path / "near.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip().splitlines()) == 6 and (tmp_path / "near.png").exists()
+    result = CliRunner().invoke(app, ["anomalies", str(path), "--top", "5"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    assert metrics["n_positive"] == 20 and 0.0 <= metrics["roc_auc"] <= 1.0
