@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from astroloom.data.schema import DatasetInfo
 from astroloom.data.sim.survey import simulate_survey
 from astroloom.data.stream import ShardStream, collate_images
 from astroloom.tokenize.image import ImageTokenizer
@@ -29,11 +28,10 @@ def peak_rss_mb() -> float:
 
 
 def stream_rate(directory: Path, copies: int) -> tuple[float, int]:
-    info = DatasetInfo.load(directory)
-    if copies > 1:  # list the same shards many times: a large dataset without the disk
-        info.shards = info.shards * copies
-        info.save(directory)
     stream = ShardStream(directory, shuffle_buffer=1000, rank=0, world=1)
+    info = stream.info
+    # Listing the same row groups many times makes a large dataset without the disk space.
+    stream.units = stream.units * copies
     tokenizer = ImageTokenizer(8, info.normalisation["image"]["scale"])
     loader = DataLoader(stream, batch_size=256, collate_fn=collate_images)
     count, start = 0, time.perf_counter()
@@ -41,6 +39,18 @@ def stream_rate(directory: Path, copies: int) -> tuple[float, int]:
         tokenizer.encode(images)
         count += len(images)
     return count / (time.perf_counter() - start), count
+
+
+def render_rate(n: int = 300) -> float:
+    """Survey galaxies (3-band 64×64, PSF, noise) rendered per second on one core."""
+    from astroloom.data.sim.population import draw_population
+    from astroloom.data.sim.survey import render_survey_galaxy
+
+    pop = draw_population(n, seed=0)
+    start = time.perf_counter()
+    for j in range(n):
+        render_survey_galaxy(pop, j, j, 0, ["g", "r", "z"], None, 0.0)
+    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -51,6 +61,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.reuse is None:
+        print(f"render survey galaxies, one core: {render_rate():,.0f} galaxies/s")
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.reuse or Path(tmp)
         if args.reuse is None:
@@ -58,16 +70,20 @@ def main() -> None:
             simulate_survey(directory, n_galaxies=args.galaxies, n_stars=args.stars, progress=False)
             elapsed = time.perf_counter() - start
             n = args.galaxies + args.stars
-            print(f"simulate_survey: {n} objects in {elapsed:.1f} s = {n / elapsed:.0f} objects/s "
-                  f"(2 processes, population and OGLE catalogue load included)")
+            print(
+                f"simulate_survey: {n} objects in {elapsed:.1f} s = {n / elapsed:.0f} objects/s "
+                f"(2 processes, population and OGLE catalogue load included)"
+            )
             for prefix in ("galaxies", "stars"):
                 files = list(directory.glob(f"{prefix}-*.parquet"))
                 count = args.galaxies if prefix == "galaxies" else args.stars
                 size = sum(f.stat().st_size for f in files)
                 print(f"storage {prefix}: {size / max(count, 1):,.0f} bytes/object")
         rate, count = stream_rate(directory, args.copies)
-        print(f"stream → tokens: {count} images at {rate:,.0f} images/s (1 process, 1 thread); "
-              f"peak RSS {peak_rss_mb():,.0f} MB")
+        print(
+            f"stream → tokens: {count} images at {rate:,.0f} images/s (1 process, 1 thread); "
+            f"peak RSS {peak_rss_mb():,.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -287,3 +287,18 @@ def test_ingest_command(cutouts, tmp_path):
     result = CliRunner().invoke(app, [*args, "--skip-bad"])
     assert result.exit_code == 0, result.output
     assert "wrote 5 objects" in result.output and "skipped 1 bad objects" in result.output
+
+
+def test_duplicate_object_ids_are_refused_or_skipped(tmp_path):
+    from astroloom.data.schema import Observation
+
+    def records():
+        for obj in ("a", "b", "a"):
+            yield Observation(
+                obj, {"image": np.zeros((1, 8, 8), np.float32) + len(obj)}, {"v": 1.0}
+            )
+
+    with pytest.raises(BadObject, match="'a': duplicate id"):
+        ingest(records(), tmp_path / "x", "dups", progress=False)
+    report = ingest(records(), tmp_path / "y", "dups", skip_bad=True, progress=False)
+    assert report.written == 2 and report.skipped[0]["reason"] == "duplicate id"

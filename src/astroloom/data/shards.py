@@ -97,7 +97,8 @@ def _read_shard(
             f"the shard has {schema.names}"
         )
     # Rows without an image (a star with only a light curve, say) are not part of an ImageSet.
-    table = table.filter(pc.is_valid(table.column("image")))
+    if table.column("image").null_count:
+        table = table.filter(pc.is_valid(table.column("image")))
     image_type = schema.field("image").type
     if not (pa.types.is_list(image_type) or pa.types.is_large_list(image_type)) or not (
         pa.types.is_floating(image_type.value_type)

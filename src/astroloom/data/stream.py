@@ -84,7 +84,8 @@ class ShardStream(IterableDataset):
         columns = ["id", self.require, *self.labels]
         for path, group in units:
             table = pq.ParquetFile(path).read_row_group(group, columns=columns)
-            table = table.filter(pc.is_valid(table.column(self.require)))
+            if table.column(self.require).null_count:  # filtering copies: only when needed
+                table = table.filter(pc.is_valid(table.column(self.require)))
             ids = table.column("id").to_pylist()
             values = table.column(self.require).combine_chunks()
             flat = values.flatten().to_numpy(zero_copy_only=False)

@@ -280,11 +280,12 @@ def plot_label_curves(
         ax.set(
             xscale="log", xlabel="labelled objects (rightmost: all)", ylabel=metric, title=target
         )
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], -0.5))  # tiny budgets can score far below 0
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.set_minor_formatter(NullFormatter())
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower right", fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(out)
     plt.close(fig)
     return Path(out)

@@ -94,15 +94,21 @@ class ImageTokenizer:
         b, c, h, _ = images.shape
         p, g = self.patch_size, h // self.patch_size
         valid = torch.isfinite(images)
-        x = self.stretch(torch.where(valid, images, torch.zeros((), dtype=images.dtype)))
+        complete = bool(valid.all())
+        x = self.stretch(images if complete else torch.where(valid, images, images.new_zeros(())))
         order = torch.tensor(spiral_order(g), device=images.device)
+        rows, cols = order // g, order % g
 
         def patchify(t: torch.Tensor) -> torch.Tensor:
-            # (B, C, g, p, g, p) → (B, g, g, p, p, C) → (B, g·g, p·p·C), then spiral order.
-            t = t.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(b, g * g, p * p * c)
-            return t[:, order]
+            # (B, C, g, p, g, p) viewed as (B, g, g, p, p, C); one gather picks the patches in
+            # spiral order and makes the only copy; the last reshape is a view.
+            t = t.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)
+            return t[:, rows, cols].reshape(b, g * g, p * p * c)
 
-        return patchify(x), patchify(valid)
+        tokens = patchify(x)
+        # Complete cutouts (the common case) need no mask copy: a broadcast view will do.
+        mask = torch.ones((), dtype=torch.bool, device=images.device).expand(tokens.shape)
+        return tokens, mask if complete else patchify(valid)
 
     def decode(self, tokens: torch.Tensor, image_size: int) -> torch.Tensor:
         """Inverse of :meth:`encode` for valid pixels: tokens → fluxes ``(B, C, H, W)``."""
