@@ -84,3 +84,33 @@ def test_unknown_label_and_bad_shard(sharded, tmp_path):
     next(broken.glob("*.parquet")).write_bytes(b"not parquet")
     with pytest.raises(DataError, match="not a readable Parquet"):
         ShardStream(broken)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_mode_sees_everything_once_and_resumes(sharded, workers):
+    everything = set(load_image_set(sharded).ids)
+    seen = []
+    for rank in range(2):
+        stream = ShardStream(
+            sharded, labels=["mag_r"], shuffle_buffer=16, rank=rank, world=2, batch_size=8
+        )
+        for batch in DataLoader(stream, batch_size=None, num_workers=workers):
+            assert batch["image"].shape[1:] == (3, 64, 64)
+            assert len(batch["mag_r"]) == len(batch["id"]) <= 8
+            seen += list(batch["id"])
+    assert len(seen) == len(set(seen)) == len(everything)
+    single = ShardStream(sharded, shuffle_buffer=16, rank=0, world=1, batch_size=8)
+    full = [obj for b in single for obj in b["id"]]
+    assert full != sorted(full)  # shuffled
+    resumed = ShardStream(sharded, shuffle_buffer=16, rank=0, world=1, batch_size=8)
+    resumed.set_epoch(0, start=21)
+    assert [obj for b in resumed for obj in b["id"]] == full[21:]
+
+
+def test_batch_images_match_the_shards(sharded):
+    data = load_image_set(sharded)
+    lookup = {obj: i for i, obj in enumerate(data.ids)}
+    batch = next(iter(ShardStream(sharded, labels=["mag_r"], rank=0, world=1, batch_size=16)))
+    for k, obj in enumerate(batch["id"]):
+        np.testing.assert_array_equal(batch["image"][k], data.images[lookup[obj]])
+        assert batch["mag_r"][k] == pytest.approx(data.labels["mag_r"][lookup[obj]])

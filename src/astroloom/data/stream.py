@@ -26,6 +26,10 @@ from astroloom.data.schema import DataError, DatasetInfo
 class ShardStream(IterableDataset):
     """Iterate ``{"id", "image", <labels>}`` dicts of the objects that have ``require``.
 
+    With ``batch_size`` it yields whole batches instead (NumPy arrays, images stacked),
+    assembled with one copy per image and no per-object Python work: the fast path for
+    training (use ``DataLoader(stream, batch_size=None)``).
+
     ``rank``/``world`` default to torch.distributed's when it is initialised. Set
     ``epoch`` before each pass (as with a DistributedSampler) and pass ``start`` (from
     :meth:`position`) to resume within an epoch.
@@ -40,6 +44,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 1000,
         rank: int | None = None,
         world: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.info = DatasetInfo.load(self.directory)
@@ -50,6 +55,7 @@ class ShardStream(IterableDataset):
         self.require = require
         self.seed = seed
         self.shuffle_buffer = max(1, shuffle_buffer)
+        self.batch_size = batch_size
         if rank is None or world is None:
             dist = torch.distributed
             ready = dist.is_available() and dist.is_initialized()
@@ -102,6 +108,64 @@ class ShardStream(IterableDataset):
                     data = data.reshape(shape)
                 yield {"id": obj, self.require: data, **{k: v[i] for k, v in label_cols.items()}}
 
+    def _chunks(self, units: list[tuple[Path, int]]) -> Iterator[dict[str, np.ndarray]]:
+        """Each row group as arrays: ids, stacked images, label columns."""
+        shape = tuple(self.info.image.shape)
+        columns = ["id", "image", *self.labels]
+        for path, group in units:
+            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
+            if table.column("image").null_count:  # filtering copies: only when needed
+                table = table.filter(pc.is_valid(table.column("image")))
+            values = table.column("image").combine_chunks()
+            lengths = np.diff(values.offsets.to_numpy())
+            bad = np.flatnonzero(lengths != np.prod(shape))
+            if bad.size:
+                obj = table.column("id")[int(bad[0])].as_py()
+                raise DataError(
+                    f"shard {path}: object {obj!r} has {lengths[bad[0]]} pixel values; "
+                    f"dataset.json says {shape}"
+                )
+            chunk = {
+                "id": np.asarray(table.column("id").to_pylist(), dtype=object),
+                "image": values.flatten().to_numpy(zero_copy_only=False).reshape(-1, *shape),
+            }
+            for k in self.labels:
+                chunk[k] = np.asarray(
+                    table.column(k).to_pylist(),
+                    dtype=object if self.info.is_categorical(k) else float,
+                )
+            yield chunk
+
+    def _batches(
+        self, units: list[tuple[Path, int]], rng: np.random.Generator
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Batches drawn at random from a pool of at least ``shuffle_buffer`` pending rows."""
+        size = self.batch_size
+        chunks: dict[int, dict[str, np.ndarray]] = {}
+        pending = np.zeros((0, 2), dtype=np.int64)  # (chunk, row) not yet emitted
+
+        def take(sel: np.ndarray) -> dict[str, np.ndarray]:
+            parts: dict[str, list[np.ndarray]] = {}
+            for c in np.unique(sel[:, 0]):
+                rows = sel[sel[:, 0] == c, 1]
+                for key, values in chunks[int(c)].items():
+                    parts.setdefault(key, []).append(values[rows])
+            return {key: np.concatenate(v) for key, v in parts.items()}
+
+        for c, chunk in enumerate(self._chunks(units)):
+            chunks[c] = chunk
+            rows = np.arange(len(chunk["id"]))
+            pending = np.concatenate([pending, np.stack([np.full_like(rows, c), rows], axis=1)])
+            pending = pending[rng.permutation(len(pending))]
+            while len(pending) >= self.shuffle_buffer + size:
+                sel, pending = pending[:size], pending[size:]
+                yield take(sel)
+                for done in set(chunks) - set(np.unique(pending[:, 0]).tolist()):
+                    del chunks[done]
+        while len(pending):
+            sel, pending = pending[:size], pending[size:]
+            yield take(sel)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         consumer, consumers = self._consumer()
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.units))
@@ -109,6 +173,16 @@ class ShardStream(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch, consumer])
         buffer: list[dict[str, Any]] = []
         self._yielded = 0
+        if self.batch_size:
+            if self.require != "image":
+                raise ValueError("batch mode streams images; use batch_size=None for other columns")
+            for batch in self._batches(mine, rng):
+                n = len(batch["id"])
+                skip = min(max(self.start - self._yielded, 0), n)
+                self._yielded += n
+                if skip < n:
+                    yield {k: v[skip:] for k, v in batch.items()}
+            return
 
         def past_start() -> bool:
             self._yielded += 1
