@@ -146,6 +146,10 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert set(bench["anomalies"]) == {"foundation", "pixel PCA", "random weights"}
     assert bench["anomalies"]["foundation"]["iforest"]["n_positive"] == 20
     assert (tmp_path / "bench.png").stat().st_size > 20_000
+    layers = bench["layers"]
+    assert sorted(int(k) for k in layers) == [0, 1, 2]  # embeddings and both blocks
+    assert all("redshift" in by for by in layers.values())
+    assert "## Layer sweep" in (tmp_path / "bench.md").read_text()
     assert "| foundation | linear |" in (tmp_path / "bench.md").read_text()
 
 

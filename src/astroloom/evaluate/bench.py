@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
 from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
 from astroloom.evaluate.metrics import anomaly_metrics
-from astroloom.evaluate.probe import baseline_feature_sets
+from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe
 from astroloom.train.checkpoint import load_checkpoint
 
 REGRESSION_TARGETS = [
@@ -40,11 +40,13 @@ class BenchResult:
     curves: list[Curve]
     anomalies: dict[str, dict[str, dict[str, float]]]  # feature → method → metrics
     meta: dict
+    layers: dict[int, dict[str, float]] = field(default_factory=dict)  # layer → target → R²
 
     def to_json(self) -> dict:
         return {
             "meta": self.meta,
             "anomalies": self.anomalies,
+            "layers": self.layers,
             "curves": [
                 {"target": c.target, "task": c.task, "notes": c.notes, "rows": c.rows}
                 for c in self.curves
@@ -71,6 +73,17 @@ class BenchResult:
                     cells.append(f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "–")
                 lines.append(f"| {feature} | {method} | " + " | ".join(cells) + " |")
             lines += [f"- {n}" for n in curve.notes] + [""]
+        if self.layers:
+            names = list(next(iter(self.layers.values())))
+            lines += [
+                "## Layer sweep (5-fold ridge R² with every label; layer 0 = patch embeddings)",
+                "",
+                "| layer | " + " | ".join(names) + " |",
+                "|---|" + "---:|" * len(names),
+            ]
+            for layer, by in self.layers.items():
+                lines.append(f"| {layer} | " + " | ".join(f"{by[n]:.3f}" for n in names) + " |")
+            lines.append("")
         if self.anomalies:
             lines += [
                 "## Anomalies (rare objects)",
@@ -103,6 +116,7 @@ def run_bench(
     budgets: Sequence[int | None] = BUDGETS,
     seeds: int = 5,
     targets: Sequence[str] | None = None,
+    layer_sweep: bool = True,
     progress: bool = True,
 ) -> BenchResult:
     model, cfg, tokenizer = load_checkpoint(run)
@@ -170,6 +184,18 @@ def run_bench(
             anomalies[name] = {
                 m: anomaly_metrics(anomaly_scores(x, m), rare) for m in ANOMALY_METHODS
             }
+    layers: dict[int, dict[str, float]] = {}
+    if layer_sweep:
+        for depth in range(cfg.model.n_layer + 1):
+            x = (
+                features["foundation"]
+                if depth == layer
+                else embed_images(model, tokenizer, images.images, depth, progress=False)
+            )
+            layers[depth] = {}
+            for target in wanted:
+                keep = np.isfinite(labels[target])
+                layers[depth][target] = ridge_probe(x[keep], labels[target][keep], seed=0).r2
     meta = {
         "run": str(run),
         "data": str(data),
@@ -178,4 +204,4 @@ def run_bench(
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],
     }
-    return BenchResult(curves=curves, anomalies=anomalies, meta=meta)
+    return BenchResult(curves=curves, anomalies=anomalies, meta=meta, layers=layers)

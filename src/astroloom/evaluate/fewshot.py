@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
@@ -27,10 +27,13 @@ ALPHAS = np.logspace(-3, 4, 15)
 
 def make_probe(method: str, task: str, n_train: int, seed: int):
     """A standardised scikit-learn estimator for ``task`` ∈ {regression, classification}."""
-    if method == "linear":
+    if method == "linear" and task == "regression":
+        head = RidgeCV(alphas=ALPHAS)
+    elif method == "linear":
+        # Cross-validated regularisation once there are labels enough to hold some out.
         head = (
-            RidgeCV(alphas=ALPHAS)
-            if task == "regression"
+            LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring="neg_log_loss")
+            if n_train >= 60
             else LogisticRegression(C=1.0, max_iter=2000)
         )
     elif method == "knn":
