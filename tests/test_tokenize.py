@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from astroloom.tokenize.image import ImageTokenizer, robust_noise_scale, spiral_order
+from astroloom.data.normalise import robust_noise_scale
+from astroloom.tokenize.image import ImageTokenizer, spiral_order
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8])

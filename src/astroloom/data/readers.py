@@ -34,9 +34,9 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
+from astroloom.data.normalise import save_with_normalisation
 from astroloom.data.schema import DataError, DatasetInfo, ImageMeta, Observation
 from astroloom.data.shards import list_column, write_table
-from astroloom.tokenize.image import robust_noise_scale
 
 FORMATS = ["fits-folder", "fits-image", "hdf5", "images", "parquet", "spectra", "lightcurves"]
 
@@ -445,12 +445,9 @@ def ingest(
         labels={k: {"unit": "", "description": "from the ingested catalogue"} for k in label_names},
         provenance={**(provenance or {}), "skipped": len(report.skipped)},
     )
-    info.save(out)
     if shape is not None:
-        from astroloom.data.shards import load_image_set
-
-        sample = load_image_set(out, limit=500).images
-        info.normalisation = {"image": {"kind": "arcsinh", "scale": robust_noise_scale(sample)}}
+        save_with_normalisation(info, out)
+    else:  # spectra or light curves only: nothing to normalise yet
         info.save(out)
     report.info = info
     return report

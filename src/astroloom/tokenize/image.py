@@ -132,25 +132,3 @@ class ImageTokenizer:
         raw = json.loads(Path(path).read_text())
         raw.pop("kind", None)
         return cls(**raw)
-
-
-def robust_noise_scale(images: np.ndarray, border: int = 4) -> list[float]:
-    """Per-band sky noise from the cutouts' borders (median absolute deviation × 1.4826)."""
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, bands, H, W); got {images.shape}")
-    edge = np.concatenate(
-        [
-            images[:, :, :border, :].reshape(*images.shape[:2], -1),
-            images[:, :, -border:, :].reshape(*images.shape[:2], -1),
-        ],
-        axis=2,
-    )
-    scales = []
-    for band in range(images.shape[1]):
-        values = edge[:, band].ravel()
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            raise ValueError(f"band {band} has no finite border pixels to estimate its noise")
-        mad = np.median(np.abs(values - np.median(values))) * 1.4826
-        scales.append(float(mad) if mad > 0 else float(np.std(values) or 1.0))
-    return scales

@@ -25,10 +25,11 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from astroloom.config import RunConfig
+from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import ImageSet, load_image_set
 from astroloom.model.gpt import FoundationModel, next_patch_error
-from astroloom.tokenize.image import ImageTokenizer, robust_noise_scale
+from astroloom.tokenize.image import ImageTokenizer
 from astroloom.train.checkpoint import (
     FINAL,
     CheckpointError,

@@ -23,9 +23,9 @@ from scipy.optimize import brentq
 from scipy.special import gammainc, gammaincinv
 from tqdm.auto import tqdm
 
+from astroloom.data.normalise import save_with_normalisation
 from astroloom.data.schema import DatasetInfo, ImageMeta
-from astroloom.data.shards import load_image_set, write_shard
-from astroloom.tokenize.image import robust_noise_scale
+from astroloom.data.shards import write_shard
 
 BANDS = ["g", "r", "z"]
 PIXEL_SCALE = 0.262  # arcsec/pixel, DECam as in the DESI Legacy Surveys
@@ -197,7 +197,6 @@ def simulate_galaxies(
         for name, count in (pool.map if pool else map)(_make_shard, jobs):
             names.append(name)
             bar.update(count)
-    # The arcsinh softening is the sky noise, measured on the first shard's borders.
     info = DatasetInfo(
         name="mock-galaxies",
         n_objects=n,
@@ -212,8 +211,4 @@ def simulate_galaxies(
         },
         seed=seed,
     )
-    info.save(out)
-    sample = load_image_set(out, limit=min(n, 500)).images
-    info.normalisation = {"image": {"kind": "arcsinh", "scale": robust_noise_scale(sample)}}
-    info.save(out)
-    return info
+    return save_with_normalisation(info, out)

@@ -22,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from astroloom.data.normalise import save_with_normalisation
 from astroloom.data.schema import DatasetInfo, ImageMeta
-from astroloom.data.shards import list_column, load_image_set, write_table
+from astroloom.data.shards import list_column, write_table
 from astroloom.data.sim import rare
 from astroloom.data.sim.galaxies import (
     MOFFAT_BETA,
@@ -35,7 +36,6 @@ from astroloom.data.sim.galaxies import (
 from astroloom.data.sim.lightcurves import CLASS_NAMES, LC_BANDS, render_light_curve, sample_stars
 from astroloom.data.sim.population import Population, draw_population
 from astroloom.data.sim.spectra import DESI_GRID, FLUX_UNIT, add_noise, observed_spectra
-from astroloom.tokenize.image import robust_noise_scale
 
 IMAGE_SIZE = 64
 # Per-pixel sky noise (nanomaggies) and catalogue 5σ depths (AB) per band.
@@ -352,8 +352,4 @@ def simulate_survey(
         },
         seed=seed,
     )
-    info.save(out)
-    sample = load_image_set(out, limit=min(n_galaxies, 500)).images
-    info.normalisation = {"image": {"kind": "arcsinh", "scale": robust_noise_scale(sample)}}
-    info.save(out)
-    return info
+    return save_with_normalisation(info, out)
