@@ -1,6 +1,6 @@
 """The probe harness on 50,000 × 256 embeddings: ridge probes and few-shot curves.
 
-    .venv/bin/python benchmarks/probe_speed.py
+.venv/bin/python benchmarks/probe_speed.py
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def main(n: int = 50_000, dim: int = 256) -> None:
     start = time.perf_counter()
     report = probe(emb, baselines=False, progress=False)
     ridge_s = time.perf_counter() - start
-    print(f"5-fold ridge probes of 5 labels: {ridge_s:.1f} s "
-          f"(R² {min(s['foundation'].r2 for s in report.scores.values()):.3f}+)")
+    print(
+        f"5-fold ridge probes of 5 labels: {ridge_s:.1f} s "
+        f"(R² {min(s['foundation'].r2 for s in report.scores.values()):.3f}+)"
+    )
 
     start = time.perf_counter()
     few_shot_curve({"emb": vectors}, labels["y0"], "y0", methods=("linear", "knn"))

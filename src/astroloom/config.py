@@ -104,6 +104,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     grad_accum_steps: int = 1
+    compile: bool = (
+        False  # torch.compile the model (measured +10 % tokens/s on CPU, ~30 s to compile)
+    )
     seed: int = 0
     device: str = "auto"
     threads: int = 0
