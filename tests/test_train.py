@@ -95,8 +95,12 @@ def test_data_shape_must_match_model(mock_dir, tmp_path):
 
 
 def test_compiled_training_follows_eager(mock_dir, tmp_path):
-    eager = train(tiny_config(mock_dir, tmp_path / "eager", 3, "train.eval_every=1"), progress=False)
-    compiled = train(tiny_config(mock_dir, tmp_path / "compiled", 3, "train.eval_every=1",
-                                 "train.compile=true"), progress=False)
+    eager = train(
+        tiny_config(mock_dir, tmp_path / "eager", 3, "train.eval_every=1"), progress=False
+    )
+    compiled = train(
+        tiny_config(mock_dir, tmp_path / "compiled", 3, "train.eval_every=1", "train.compile=true"),
+        progress=False,
+    )
     assert compiled.final_train_loss == pytest.approx(eager.final_train_loss, rel=1e-3)
     assert compiled.final_val_loss == pytest.approx(eager.final_val_loss, rel=1e-3)

@@ -8,6 +8,7 @@ per-object Python loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,38 @@ class ImageSet:
         )
 
 
+def image_rows(
+    table: pa.Table, path: Path, info: DatasetInfo, labels: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The rows of a shard that have an image, as arrays: ``id``, ``image`` ``(N, C, H, W)``
+    float32 and the requested labels. Rows without an image (a star that has only a light
+    curve, say) are left out; an image of the wrong size stops with its object's id."""
+    if table.column("image").null_count:  # filtering copies the table: only when needed
+        table = table.filter(pc.is_valid(table.column("image")))
+    shape = tuple(info.image.shape)
+    per_object = int(np.prod(shape))
+    column = table.column("image").combine_chunks()
+    lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    bad = np.flatnonzero(lengths != per_object)
+    if bad.size:
+        raise DataError(
+            f"shard {path}: object {ids[bad[0]]!r} has {lengths[bad[0]]} pixel values; "
+            f"dataset.json says images are {shape} = {per_object} values"
+            + (f" ({bad.size} objects affected)" if bad.size > 1 else "")
+        )
+    images = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    rows = {"id": ids, "image": images.reshape(len(ids), *shape)}
+    for k in labels:
+        values = table.column(k)
+        rows[k] = (
+            np.asarray(values.to_pylist(), dtype=object)
+            if info.is_categorical(k)
+            else values.to_numpy(zero_copy_only=False).astype(np.float64)
+        )
+    return rows
+
+
 def _read_shard(
     path: Path, info: DatasetInfo
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -96,9 +129,6 @@ def _read_shard(
             f"shard {path} lacks column(s) {missing}; dataset.json expects {required}, "
             f"the shard has {schema.names}"
         )
-    # Rows without an image (a star with only a light curve, say) are not part of an ImageSet.
-    if table.column("image").null_count:
-        table = table.filter(pc.is_valid(table.column("image")))
     image_type = schema.field("image").type
     if not (pa.types.is_list(image_type) or pa.types.is_large_list(image_type)) or not (
         pa.types.is_floating(image_type.value_type)
@@ -107,27 +137,8 @@ def _read_shard(
             f"shard {path}: column 'image' has type {image_type}; expected list<float32> "
             "(each image flattened)"
         )
-    shape = tuple(info.image.shape)
-    per_object = int(np.prod(shape))
-    column = table.column("image").combine_chunks()
-    lengths = column.value_lengths().to_numpy(zero_copy_only=False)
-    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    bad = np.flatnonzero(lengths != per_object)
-    if bad.size:
-        raise DataError(
-            f"shard {path}: object {ids[bad[0]]!r} has {lengths[bad[0]]} pixel values; "
-            f"dataset.json says images are {shape} = {per_object} values"
-            + (f" ({bad.size} objects affected)" if bad.size > 1 else "")
-        )
-    images = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    images = images.reshape(len(ids), *shape)
-    labels = {
-        k: np.asarray(table.column(k).to_pylist(), dtype=object)
-        if info.is_categorical(k)
-        else table.column(k).to_numpy(zero_copy_only=False).astype(np.float64)
-        for k in info.label_names
-    }
-    return ids, images, labels
+    rows = image_rows(table, path, info, info.label_names)
+    return rows.pop("id"), rows.pop("image"), rows
 
 
 def load_image_set(directory: str | Path, limit: int | None = None) -> ImageSet:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.shards import image_rows
 
 
 class ShardStream(IterableDataset):
@@ -109,32 +110,11 @@ class ShardStream(IterableDataset):
                 yield {"id": obj, self.require: data, **{k: v[i] for k, v in label_cols.items()}}
 
     def _chunks(self, units: list[tuple[Path, int]]) -> Iterator[dict[str, np.ndarray]]:
-        """Each row group as arrays: ids, stacked images, label columns."""
-        shape = tuple(self.info.image.shape)
+        """Each row group's objects with images, as arrays."""
         columns = ["id", "image", *self.labels]
         for path, group in units:
             table = pq.ParquetFile(path).read_row_group(group, columns=columns)
-            if table.column("image").null_count:  # filtering copies: only when needed
-                table = table.filter(pc.is_valid(table.column("image")))
-            values = table.column("image").combine_chunks()
-            lengths = np.diff(values.offsets.to_numpy())
-            bad = np.flatnonzero(lengths != np.prod(shape))
-            if bad.size:
-                obj = table.column("id")[int(bad[0])].as_py()
-                raise DataError(
-                    f"shard {path}: object {obj!r} has {lengths[bad[0]]} pixel values; "
-                    f"dataset.json says {shape}"
-                )
-            chunk = {
-                "id": np.asarray(table.column("id").to_pylist(), dtype=object),
-                "image": values.flatten().to_numpy(zero_copy_only=False).reshape(-1, *shape),
-            }
-            for k in self.labels:
-                chunk[k] = np.asarray(
-                    table.column(k).to_pylist(),
-                    dtype=object if self.info.is_categorical(k) else float,
-                )
-            yield chunk
+            yield image_rows(table, path, self.info, self.labels)
 
     def _batches(
         self, units: list[tuple[Path, int]], rng: np.random.Generator
