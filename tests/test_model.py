@@ -78,3 +78,15 @@ def test_bad_token_shapes():
         model(torch.randn(1, 4, 10))
     with pytest.raises(ValueError, match="batch>0"):
         model(torch.randn(0, 4, model.cfg.patch_dim))
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    model = small_model().train()
+    x = torch.randn(4, 16, model.cfg.patch_dim)
+    model.loss(x).backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing = True
+    model.loss(x).backward()
+    for a, p in zip(plain, model.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-7)

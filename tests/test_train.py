@@ -104,3 +104,12 @@ def test_compiled_training_follows_eager(mock_dir, tmp_path):
     )
     assert compiled.final_train_loss == pytest.approx(eager.final_train_loss, rel=1e-3)
     assert compiled.final_val_loss == pytest.approx(eager.final_val_loss, rel=1e-3)
+
+
+def test_activation_checkpointed_training_matches(mock_dir, tmp_path):
+    plain = train(tiny_config(mock_dir, tmp_path / "plain", 3), progress=False)
+    saved = train(
+        tiny_config(mock_dir, tmp_path / "ckpt", 3, "train.activation_checkpointing=true"),
+        progress=False,
+    )
+    assert saved.final_train_loss == pytest.approx(plain.final_train_loss, rel=1e-5)

@@ -104,6 +104,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     grad_accum_steps: int = 1
+    activation_checkpointing: bool = False  # trade compute for memory in deep models
     compile: bool = (
         False  # torch.compile the model (measured +10 % tokens/s on CPU, ~30 s to compile)
     )

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from astroloom.config import ModelConfig
 
@@ -86,6 +87,9 @@ class FoundationModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.decoder = nn.Linear(cfg.n_embd, cfg.patch_dim)
+        # Recompute each block's activations in the backward pass instead of storing them:
+        # less memory for deep models or long sequences, at about one extra forward pass.
+        self.activation_checkpointing = False
         self.apply(self._init_weights)
         nn.init.normal_(self.pos, std=0.02)
         # GPT-2's scaled init of the residual projections keeps deep stacks stable.
@@ -134,7 +138,10 @@ class FoundationModel(nn.Module):
         x = self.drop(self.encoder(tokens) + self.pos[:, : tokens.shape[1]])
         states = [x]
         for block in self.blocks[: upto if upto is not None else len(self.blocks)]:
-            x = block(x)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
             states.append(x)
         return states
 

@@ -193,6 +193,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     values_per_object = (cfg.model.n_patches - 1) * cfg.model.patch_dim
 
     model = FoundationModel(cfg.model).to(device)
+    model.activation_checkpointing = t.activation_checkpointing
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(t.seed)
     start = 0
