@@ -75,3 +75,70 @@ def test_unknown_label_and_missing_provenance(embeddings, tmp_path):
         probe(bare, targets=["mag_r"], progress=False)
     with pytest.raises(DataError, match="not found"):
         read_embeddings(tmp_path / "none.parquet")
+
+
+def test_interrupted_embedding_resumes_without_redoing_parts(
+    trained_run, mock_dir, tmp_path, monkeypatch
+):
+    import astroloom.evaluate.embed as embed_module
+
+    reference = read_embeddings(
+        embed_dataset(trained_run, mock_dir, tmp_path / "ref.parquet", progress=False)
+    )
+    real = embed_module.embed_images
+    calls = []
+
+    def dies_on_second_part(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user's Ctrl-C, half-way through
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "embed_images", dies_on_second_part)
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(trained_run, mock_dir, tmp_path / "out.parquet", progress=False)
+    assert len(list((tmp_path / "out.parquet.parts").glob("part-*.parquet"))) == 1
+    calls.clear()
+    monkeypatch.setattr(
+        embed_module, "embed_images", lambda *a, **k: (calls.append(1), real(*a, **k))[1]
+    )
+    embed_dataset(trained_run, mock_dir, tmp_path / "out.parquet", progress=False)
+    assert len(calls) == 2  # three row groups, one already done
+    resumed = read_embeddings(tmp_path / "out.parquet")
+    assert list(resumed.ids) == list(reference.ids)
+    np.testing.assert_allclose(resumed.vectors, reference.vectors, rtol=1e-6, atol=1e-6)
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_torchrun_embedding_matches_one_process(trained_run, mock_dir, tmp_path):
+    import subprocess
+    import sys
+
+    single = read_embeddings(
+        embed_dataset(trained_run, mock_dir, tmp_path / "one.parquet", progress=False)
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "astroloom.cli",
+            "embed",
+            str(trained_run),
+            str(mock_dir),
+            "--out",
+            str(tmp_path / "two.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    both = read_embeddings(tmp_path / "two.parquet")
+    assert list(both.ids) == list(single.ids) and len(set(both.ids)) == 400
+    np.testing.assert_allclose(both.vectors, single.vectors, rtol=1e-4, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from astroloom.data.schema import DataError
-from astroloom.data.shards import load_image_set
+from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.shards import image_rows
 from astroloom.model.gpt import FoundationModel
 from astroloom.tokenize.image import ImageTokenizer
 from astroloom.train.checkpoint import find_checkpoint, load_checkpoint
@@ -86,7 +87,8 @@ def read_embeddings(path: str | Path) -> Embeddings:
         raise DataError(f"{path} lacks the 'id' and 'vector' columns of an embeddings file")
     vec = table.column("vector").combine_chunks()
     n = len(vec)
-    vectors = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, -1)
+    dim = vec.type.list_size if pa.types.is_fixed_size_list(vec.type) else -1
+    vectors = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, dim)
     labels = {
         c: np.asarray(table.column(c).to_pylist(), dtype=object)
         if pa.types.is_string(table.schema.field(c).type)
@@ -112,22 +114,66 @@ def embed_dataset(
 ) -> Path:
     """Embed every object of ``data`` with the checkpoint in ``run``; write Parquet at ``out``.
 
+    The dataset is streamed one shard row group at a time, so memory stays flat. Each row
+    group's embeddings are written as a part file beside ``out`` first: a run that is
+    interrupted continues where it stopped, and under torchrun each rank embeds its own
+    share of the row groups; rank 0 then joins the parts, in dataset order, into ``out``.
+
     With ``random_weights`` the same architecture is used untrained (seeded): the baseline
     that tells how much of a probe's score pretraining earned.
     """
+    from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
+
+    out = Path(out)
     model, cfg, tokenizer = load_checkpoint(run)
     if random_weights:
         torch.manual_seed(cfg.train.seed + 1)
         model = FoundationModel(cfg.model).eval()
-    images = load_image_set(data)
     layer = model.default_layer() if layer is None else layer
-    vectors = embed_images(model, tokenizer, images.images, layer, pool, batch_size, progress)
-    meta = {
-        "run": str(find_checkpoint(run)),
-        "data": str(Path(data)),
-        "layer": layer,
-        "pool": pool,
-        "weights": "random" if random_weights else "trained",
-        "n_embd": cfg.model.n_embd,
-    }
-    return write_embeddings(out, Embeddings(images.ids, vectors, images.labels, meta))
+    info = DatasetInfo.load(data)
+    units = []
+    for name in info.shards:
+        path = Path(data) / name
+        if not path.is_file():
+            raise DataError(f"shard {path} listed in dataset.json does not exist")
+        units += [(path, g) for g in range(pq.ParquetFile(path).metadata.num_row_groups)]
+    ranks = Ranks.from_env()
+    if ranks.world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    mine = list(range(ranks.rank, len(units), ranks.world))
+    for k in tqdm(mine, desc="embed", unit="part", disable=not (progress and ranks.main)):
+        part = parts / f"part-{k:06d}.parquet"
+        if part.exists():  # done before an interruption
+            continue
+        path, group = units[k]
+        table = pq.ParquetFile(path).read_row_group(group, columns=["id", "image", *info.labels])
+        rows = image_rows(table, path, info, info.label_names)
+        vectors = embed_images(
+            model, tokenizer, rows.pop("image"), layer, pool, batch_size, progress=False
+        )
+        write_embeddings(part, Embeddings(rows.pop("id"), vectors, rows))
+    if ranks.world > 1:
+        torch.distributed.barrier()
+    if ranks.main:
+        pieces = [read_embeddings(parts / f"part-{k:06d}.parquet") for k in range(len(units))]
+        meta = {
+            "run": str(find_checkpoint(run)),
+            "data": str(Path(data)),
+            "layer": layer,
+            "pool": pool,
+            "weights": "random" if random_weights else "trained",
+            "n_embd": cfg.model.n_embd,
+        }
+        joined = Embeddings(
+            np.concatenate([p.ids for p in pieces]),
+            np.concatenate([p.vectors for p in pieces]),
+            {k: np.concatenate([p.labels[k] for p in pieces]) for k in pieces[0].labels},
+            meta,
+        )
+        write_embeddings(out, joined)
+        shutil.rmtree(parts)
+    if ranks.world > 1:
+        torch.distributed.barrier()
+    return out
