@@ -1,7 +1,8 @@
 """``astroloom bench``: every target of the mock survey × every method × every label budget.
 
 For a run and a dataset it embeds every image-bearing object with the pretrained model,
-builds the baselines on the same objects (PCA of the pixels, the untrained transformer),
+builds the baselines on the same objects (PCA of the pixels, the untrained transformer,
+hand-crafted photutils photometry and morphology),
 draws label-efficiency curves for the regression and classification targets that the
 dataset has, and scores anomaly detection against the rare-object labels.
 """
@@ -19,6 +20,7 @@ from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
 from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
+from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.metrics import anomaly_metrics
 from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe
 from astroloom.train.checkpoint import load_checkpoint
@@ -128,6 +130,8 @@ def run_bench(
     features.update(
         baseline_feature_sets(cfg, tokenizer, images.images, cfg.model.n_embd, layer, progress)
     )
+    # The first wave: photometry and morphology measured by photutils, not learned.
+    features["hand-crafted"] = handcrafted_features(images.images, tokenizer.scale, progress)
     labels = images.labels
     wanted = [t for t in (targets or REGRESSION_TARGETS) if t in labels and t != "morph_type"]
     curves = []
