@@ -161,7 +161,7 @@ def read_fits_image(
         raise DataError(f"{path} is not a readable FITS image: {err}") from err
     wcs = WCS(header)
     _, median, std = sigma_clipped_stats(data[np.isfinite(data)])
-    segments = detect_sources(np.nan_to_num(data - median), threshold * std, npixels=10)
+    segments = detect_sources(np.nan_to_num(data - median), threshold * std, 10)  # >= 10 px
     if segments is None:
         return
     catalog = SourceCatalog(data - median, segments)

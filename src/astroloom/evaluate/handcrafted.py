@@ -21,7 +21,7 @@ SHAPE_FEATURES = ["r20", "r50", "r80", "concentration", "ellipticity", "gini", "
 def _central_segment(band: np.ndarray, noise: float):
     from photutils.segmentation import detect_sources
 
-    segments = detect_sources(np.nan_to_num(band), 1.5 * noise, npixels=5)
+    segments = detect_sources(np.nan_to_num(band), 1.5 * noise, 5)  # at least 5 pixels
     if segments is None:
         return None
     c = band.shape[0] // 2
