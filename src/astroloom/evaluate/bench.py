@@ -9,7 +9,6 @@ dataset has, and scores anomaly detection against the rare-object labels.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.metrics import anomaly_metrics
-from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe
+from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe, save_tables
 from astroloom.train.checkpoint import load_checkpoint
 
 REGRESSION_TARGETS = [
@@ -104,12 +103,7 @@ class BenchResult:
         return "\n".join(lines) + "\n"
 
     def save(self, out: str | Path) -> tuple[Path, Path]:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        js, md = out / "bench.json", out / "bench.md"
-        js.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        md.write_text(self.markdown())
-        return js, md
+        return save_tables(out, "bench", self.to_json(), self.markdown())
 
 
 def run_bench(

@@ -65,6 +65,16 @@ def pixel_pca_features(images: np.ndarray, stretch, n_components: int, seed: int
     )
 
 
+def save_tables(out_dir: str | Path, stem: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    """Write ``stem.json`` and ``stem.md`` side by side; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    js.write_text(json.dumps(payload, indent=1) + "\n")
+    md.write_text(markdown)
+    return js, md
+
+
 @dataclass
 class ProbeReport:
     methods: list[str]
@@ -94,12 +104,7 @@ class ProbeReport:
         return "\n".join(rows) + "\n"
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        js, md = out_dir / "probe.json", out_dir / "probe.md"
-        js.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        md.write_text(self.markdown())
-        return js, md
+        return save_tables(out_dir, "probe", self.to_json(), self.markdown())
 
 
 def baseline_feature_sets(
