@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,24 @@ def trained_run(mock_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
     train(tiny_config(mock_dir, out, 150), progress=False)
     return out
+
+
+def torchrun_cli(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node RANKS -m astroloom.cli ARGS`` on CPU."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(ranks),
+            "-m",
+            "astroloom.cli",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )

@@ -1,7 +1,6 @@
 """Scale-out and robustness of the training loop: accumulation, DDP under torchrun, SIGKILL."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_overrides
+from conftest import tiny_config, tiny_overrides, torchrun_cli
 
 from astroloom.train.checkpoint import load_checkpoint
 from astroloom.train.loop import Ranks, train
@@ -58,25 +57,7 @@ def cli_train_args(data, out, steps, *extra):
 
 def test_torchrun_two_ranks_match_one_process(mock_dir, tmp_path):
     args = cli_train_args(mock_dir, tmp_path / "ddp", 4, "train.checkpoint_every=1000")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "astroloom.cli",
-            "train",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    result = torchrun_cli("train", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     train(
         tiny_config(

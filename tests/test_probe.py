@@ -111,32 +111,13 @@ def test_interrupted_embedding_resumes_without_redoing_parts(
 
 
 def test_torchrun_embedding_matches_one_process(trained_run, mock_dir, tmp_path):
-    import subprocess
-    import sys
+    from conftest import torchrun_cli
 
     single = read_embeddings(
         embed_dataset(trained_run, mock_dir, tmp_path / "one.parquet", progress=False)
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "astroloom.cli",
-            "embed",
-            str(trained_run),
-            str(mock_dir),
-            "--out",
-            str(tmp_path / "two.parquet"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    result = torchrun_cli(
+        "embed", str(trained_run), str(mock_dir), "--out", str(tmp_path / "two.parquet")
     )
     assert result.returncode == 0, result.stderr[-2000:]
     both = read_embeddings(tmp_path / "two.parquet")

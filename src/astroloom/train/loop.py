@@ -283,7 +283,8 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         pick = train_idx_t[torch.randint(len(train_idx_t), (t.batch_size,), generator=generator)]
         # Each micro-batch's loss is its error sum over the whole global batch's count, and
         # DDP averages over ranks, hence the × world: the sum of gradients is the batch mean's.
-        scale = ranks.world / count_valid(pick)
+        n_valid = count_valid(pick)
+        scale = ranks.world / n_valid
         optimizer.zero_grad(set_to_none=True)
         step_error = torch.zeros((), device=device)
         chunks = ranks.share(pick).split(micro)
@@ -298,7 +299,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         optimizer.step()
         if ranks.world > 1:
             dist.all_reduce(step_error)
-        loss_value = float(step_error) / count_valid(pick)
+        loss_value = float(step_error) / n_valid
         if not math.isfinite(loss_value):
             raise FloatingPointError(
                 f"training loss became {loss_value} at step {step + 1}; lower train.lr "
