@@ -21,6 +21,10 @@ class ConfigError(ValueError):
     """A configuration key or value the user must fix."""
 
 
+MODALITIES = ("image", "spectrum", "photometry", "lightcurve")
+OBJECTIVES = ("autoregressive", "masked", "mixed")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the transformer and of the image tokens it reads."""
@@ -32,6 +36,15 @@ class ModelConfig:
     n_bands: int = 3
     patch_size: int = 8
     dropout: float = 0.0
+    # Which observations the model reads. ["image"] alone is the fast next-patch image GPT;
+    # any other list builds the multimodal model (model/multimodal.py).
+    modalities: list[str] = field(default_factory=lambda: ["image"])
+    objective: str = "autoregressive"  # multimodal: autoregressive | masked | mixed
+    mask_ratio: float = 0.3  # masked objective: share of tokens hidden
+    spectrum_patch: int = 32  # flux pixels per spectrum token
+    lightcurve_tokens: int = 64  # observations kept per light curve
+    lightcurve_bands: int = 2
+    max_tokens: int = 256  # multimodal context length
 
     @property
     def n_patches(self) -> int:
@@ -56,6 +69,25 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must lie in [0, 1), got {self.dropout}")
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(
+                f"model.modalities must be distinct names from {list(MODALITIES)}; "
+                f"got {self.modalities}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"model.objective must be one of {list(OBJECTIVES)}, got {self.objective!r}"
+            )
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ConfigError(f"model.mask_ratio must lie in (0, 1), got {self.mask_ratio}")
+        for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def multimodal(self) -> bool:
+        return self.modalities != ["image"] or self.objective != "autoregressive"
 
 
 # Named model shapes, smallest first. Parameter counts (tests/test_model.py checks tiny and
@@ -108,6 +140,7 @@ class TrainConfig:
     compile: bool = (
         False  # torch.compile the model (measured +10 % tokens/s on CPU, ~30 s to compile)
     )
+    parallel: str = "ddp"  # under torchrun: ddp (replicate) or fsdp (shard the weights)
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -138,6 +171,8 @@ class TrainConfig:
             )
         if self.grid_intensity < 0 or self.device_power_w < 0:
             raise ConfigError("train.grid_intensity and train.device_power_w must be >= 0")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ConfigError(f"train.parallel must be ddp or fsdp, got {self.parallel!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(
                 f"train.device must be one of auto, cpu, cuda, cuda:N; got {self.device!r}"

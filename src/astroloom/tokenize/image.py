@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from astroloom.tokenize.tokens import ModalityTokens
+
 
 @lru_cache(maxsize=16)
 def spiral_order(n: int) -> tuple[int, ...]:
@@ -57,6 +59,7 @@ class ImageTokenizer:
     patch_size: int
     scale: list[float]  # arcsinh softening per band, in the image's flux unit
     bands: list[str] | None = None
+    pixel_scale: float = 1.0  # arcsec per pixel: patch positions are offsets on the sky
 
     def __post_init__(self) -> None:
         if any(not np.isfinite(s) or s <= 0 for s in self.scale):
@@ -112,6 +115,25 @@ class ImageTokenizer:
         mask = torch.ones((), dtype=torch.bool, device=images.device).expand(tokens.shape)
         return tokens, mask if complete else patchify(valid)
 
+    def positions(self, image_size: int) -> torch.Tensor:
+        """``(N, 2)`` offsets of the patch centres from the cutout centre in arcsec, in token
+        order: the same patch of sky has the same position whatever the cutout's size."""
+        g = image_size // self.patch_size
+        order = torch.tensor(spiral_order(g))
+        centre = (torch.arange(g, dtype=torch.float32) + 0.5) * self.patch_size - image_size / 2
+        xy = torch.stack([centre[order % g], centre[order // g]], dim=1)
+        return xy * self.pixel_scale
+
+    def tokens(self, images: torch.Tensor, present: torch.Tensor | None = None) -> ModalityTokens:
+        """Token block of the multimodal model; ``present`` marks objects that have an image."""
+        values, valid = self.encode(images)
+        b, n, _ = values.shape
+        valid = valid.expand(values.shape)
+        present_obj = torch.ones(b, dtype=torch.bool) if present is None else present.bool()
+        token_present = present_obj[:, None] & valid.any(dim=2)
+        pos = self.positions(images.shape[-1]).expand(b, n, 2)
+        return ModalityTokens(values, valid & present_obj[:, None, None], token_present, pos)
+
     def decode(self, tokens: torch.Tensor, image_size: int) -> torch.Tensor:
         """Inverse of :meth:`encode` for valid pixels: tokens → fluxes ``(B, C, H, W)``."""
         b, n, _ = tokens.shape
@@ -124,8 +146,11 @@ class ImageTokenizer:
         t = tokens[:, inverse].reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
         return self.unstretch(t.reshape(b, c, image_size, image_size))
 
+    def to_dict(self) -> dict:
+        return {"kind": "image", **asdict(self)}
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"kind": "image", **asdict(self)}, indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ImageTokenizer:

@@ -13,6 +13,7 @@ half-written checkpoint that looks complete.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from safetensors.torch import load_file, save_file
 
 from astroloom.config import ConfigError, RunConfig, config_from_json
 from astroloom.model.gpt import FoundationModel
+from astroloom.model.multimodal import MultimodalModel, build_model
 from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.multimodal import MultimodalTokenizer
+
+Model = FoundationModel | MultimodalModel
+Tokenizer = ImageTokenizer | MultimodalTokenizer
 
 
 class CheckpointError(ValueError):
@@ -33,18 +39,55 @@ class CheckpointError(ValueError):
 FINAL = "final"
 
 
+def full_state_dict(model: torch.nn.Module, sharded: bool = False) -> dict[str, torch.Tensor]:
+    """The whole model's weights on the CPU; under FSDP gathered from every rank (a
+    collective: every rank calls it, rank 0 receives the tensors)."""
+    if not sharded:
+        return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)
+
+
+def optimizer_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, sharded: bool
+) -> dict:
+    if not sharded:
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_optimizer_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, sharded: bool
+) -> None:
+    if not sharded:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(
+        model, optimizer, state, options=StateDictOptions(full_state_dict=True)
+    )
+
+
 def save_checkpoint(
     directory: str | Path,
-    model: FoundationModel,
+    model: torch.nn.Module | dict[str, torch.Tensor],
     cfg: RunConfig,
-    tokenizer: ImageTokenizer,
+    tokenizer: Tokenizer,
     train_state: dict[str, Any] | None = None,
 ) -> Path:
+    """Write weights (a model or its full state dict), config, tokenizer and train state."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = model if isinstance(model, dict) else model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
     cfg.save(tmp / "config.json")
     tokenizer.save(tmp / "tokenizer.json")
@@ -61,7 +104,7 @@ def save_checkpoint(
     return directory
 
 
-def load_weights(model: FoundationModel, path: str | Path) -> None:
+def load_weights(model: Model, path: str | Path) -> None:
     """Load safetensors weights into ``model``, naming any tensor whose shape differs."""
     path = Path(path)
     try:
@@ -80,7 +123,8 @@ def load_weights(model: FoundationModel, path: str | Path) -> None:
             raise CheckpointError(
                 f"{path}: tensor {name!r} has shape {tuple(tensor.shape)} but the model "
                 f"(n_layer={model.cfg.n_layer}, n_embd={model.cfg.n_embd}, "
-                f"patch_dim={model.cfg.patch_dim}) needs {tuple(expected[name].shape)}; "
+                f"patch_dim={model.cfg.patch_dim}, modalities={model.cfg.modalities}) "
+                f"needs {tuple(expected[name].shape)}; "
                 "the checkpoint was trained with a different model shape"
             )
     model.load_state_dict(state)
@@ -110,7 +154,7 @@ def find_checkpoint(run_or_checkpoint: str | Path) -> Path:
 
 def load_checkpoint(
     run_or_checkpoint: str | Path, map_location: str = "cpu"
-) -> tuple[FoundationModel, RunConfig, ImageTokenizer]:
+) -> tuple[Model, RunConfig, Tokenizer]:
     """Rebuild the model from its config and weights; never unpickles code."""
     ckpt = find_checkpoint(run_or_checkpoint)
     try:
@@ -118,10 +162,12 @@ def load_checkpoint(
     except (ConfigError, OSError, ValueError) as err:
         raise CheckpointError(f"{ckpt}/config.json is unusable: {err}") from err
     try:
-        tokenizer = ImageTokenizer.load(ckpt / "tokenizer.json")
+        kind = json.loads((ckpt / "tokenizer.json").read_text()).get("kind")
+        loader = MultimodalTokenizer if kind == "multimodal" else ImageTokenizer
+        tokenizer = loader.load(ckpt / "tokenizer.json")
     except (OSError, ValueError, TypeError) as err:
         raise CheckpointError(f"{ckpt}/tokenizer.json is unusable: {err}") from err
-    model = FoundationModel(cfg.model)
+    model = build_model(cfg.model)
     load_weights(model, ckpt / "model.safetensors")
     return model.to(map_location).eval(), cfg, tokenizer
 

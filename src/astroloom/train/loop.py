@@ -19,26 +19,26 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from astroloom.config import RunConfig
-from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
-from astroloom.data.shards import ImageSet, load_image_set
-from astroloom.model.gpt import FoundationModel, next_patch_error
-from astroloom.tokenize.image import ImageTokenizer
+from astroloom.model.multimodal import build_model
 from astroloom.train.checkpoint import (
     FINAL,
     CheckpointError,
+    full_state_dict,
     latest_step_checkpoint,
+    load_optimizer_state,
     load_train_state,
     load_weights,
+    optimizer_state,
     save_checkpoint,
 )
 from astroloom.train.impact import EnergyMeter, model_card, run_impact
+from astroloom.train.tasks import make_task, split_indices
 
 
 def learning_rate(step: int, cfg: RunConfig) -> float:
@@ -88,34 +88,10 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def tokenizer_for(data: ImageSet, cfg: RunConfig) -> ImageTokenizer:
-    """The dataset's recorded arcsinh scales, or ones measured now from its borders."""
-    info = data.info
-    c, h, w = info.image.shape
-    if (c, h) != (cfg.model.n_bands, cfg.model.image_size) or h != w:
-        raise DataError(
-            f"{cfg.data.path} holds {c}-band {h}×{w} images but the model is configured for "
-            f"{cfg.model.n_bands}-band {cfg.model.image_size}×{cfg.model.image_size}; "
-            "set model.n_bands / model.image_size to match"
-        )
-    norm = info.normalisation.get("image", {})
-    scale = norm.get("scale") if norm.get("kind") == "arcsinh" else None
-    if scale is None:
-        scale = robust_noise_scale(data.images[:1000])
-    return ImageTokenizer(
-        patch_size=cfg.model.patch_size, scale=list(scale), bands=info.image.bands
-    )
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * val_fraction))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def _param_groups(model: FoundationModel, weight_decay: float) -> list[dict]:
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     # Matrices decay; biases, norms and the position table do not (as in nanoGPT).
-    decay = [p for p in model.parameters() if p.ndim >= 2 and p is not model.pos]
+    table = getattr(model, "pos", None)
+    decay = [p for p in model.parameters() if p.ndim >= 2 and p is not table]
     rest = [p for p in model.parameters() if not any(p is q for q in decay)]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
@@ -136,7 +112,7 @@ def measure_matmul_peak(device: torch.device, seconds: float = 0.3) -> float:
     return 2.0 * n**3 * reps / (time.perf_counter() - start)
 
 
-def make_optimizer(model: FoundationModel, cfg: RunConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
     """AdamW, fused where this torch build has the kernel (CUDA, and CPU since torch 2.4:
     measured 7.8 → 2.1 ms per step for the small model)."""
     t = cfg.train
@@ -164,8 +140,37 @@ def _prune(checkpoints: Path, keep: int) -> None:
         shutil.rmtree(old)
 
 
+def _wrap_distributed(model: torch.nn.Module, cfg: RunConfig, device: torch.device, ranks: Ranks):
+    """DDP (replicated weights) or FSDP (sharded weights, gradients and optimizer state)."""
+    if ranks.world == 1:
+        return model
+    if cfg.train.parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.blocks:
+            fully_shard(block)
+        return fully_shard(model)
+    return torch.nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        # The multimodal model leaves some parameters idle in a step (the mask token in an
+        # autoregressive step, a modality's encoder in a batch without it).
+        find_unused_parameters=cfg.model.multimodal,
+    )
+
+
+def _no_sync(net: torch.nn.Module, sync: bool):
+    if sync:
+        return nullcontext()
+    if hasattr(net, "no_sync"):
+        return net.no_sync()
+    if hasattr(net, "set_requires_gradient_sync"):  # FSDP2
+        net.set_requires_gradient_sync(False)
+    return nullcontext()
+
+
 def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainResult:
-    """Pretrain the next-patch model described by ``cfg``; returns where it went and how."""
+    """Pretrain the model described by ``cfg``; returns where it went and how."""
     cfg.validate()
     t = cfg.train
     ranks = Ranks.from_env()
@@ -182,33 +187,28 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     torch.manual_seed(t.seed)
     meter = EnergyMeter() if ranks.main else None
 
-    data = load_image_set(cfg.data.path)
-    tokenizer = tokenizer_for(data, cfg)
-    train_idx, val_idx = split_indices(len(data), cfg.data.val_fraction, t.seed)
+    model = build_model(cfg.model).to(device)
+    model.activation_checkpointing = t.activation_checkpointing
+    task = make_task(cfg, model)
+    task.device = device
+    train_idx, val_idx = split_indices(task.n_objects, cfg.data.val_fraction, t.seed)
     if len(train_idx) == 0:
         raise DataError(f"{cfg.data.path} has no objects left for training after the split")
-    tokens, valid = tokenizer.encode(torch.from_numpy(data.images))
-    # Most surveys' cutouts are complete; only carry a mask when some pixel is missing.
-    valid = None if bool(valid.all()) else valid
-    values_per_object = (cfg.model.n_patches - 1) * cfg.model.patch_dim
 
-    model = FoundationModel(cfg.model).to(device)
-    model.activation_checkpointing = t.activation_checkpointing
-    optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(t.seed)
     start = 0
     run = Path(cfg.out)
     metrics_path = run / "metrics.jsonl"
+    resume_state = None
     if resume:
         ckpt = latest_step_checkpoint(run)
         if ckpt is None:
             raise CheckpointError(f"--resume: {run} has no step checkpoint to resume from")
         load_weights(model, ckpt / "model.safetensors")
-        state = load_train_state(ckpt)
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start = int(state["step"])
+        resume_state = load_train_state(ckpt)
+        generator.set_state(resume_state["generator"])
+        torch.set_rng_state(resume_state["torch_rng"])
+        start = int(resume_state["step"])
     if ranks.main:
         run.mkdir(parents=True, exist_ok=True)
         if resume and metrics_path.exists():
@@ -219,13 +219,11 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         elif not resume:
             metrics_path.write_text("")
         cfg.save(run / "config.json")
-    net = (
-        torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-        if ranks.world > 1
-        else model
-    )
+    net = _wrap_distributed(model, cfg, device, ranks)
+    sharded = ranks.world > 1 and t.parallel == "fsdp"
+    optimizer = make_optimizer(model, cfg)
+    if resume_state is not None:
+        load_optimizer_state(model, optimizer, resume_state["optimizer"], sharded)
 
     if t.compile:
         net = torch.compile(net)
@@ -237,37 +235,40 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     train_idx_t = torch.from_numpy(train_idx)
     val_batches = torch.from_numpy(val_idx[: t.eval_batches * t.batch_size])
 
-    def batch(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = tokens[index].to(device, non_blocking=True)
-        return x, None if valid is None else valid[index].to(device)
-
-    def count_valid(index: torch.Tensor) -> float:
-        if valid is None:
-            return float(len(index) * values_per_object)
-        return float(valid[index][:, 1:].sum())
-
     @torch.no_grad()
-    def evaluate() -> float | None:
+    def evaluate() -> tuple[float | None, dict[str, float]]:
+        """Validation loss: each modality's mean error, then their mean; plans drawn from
+        a fixed seed so that every evaluation asks the same questions."""
         if len(val_batches) == 0:
-            return None
+            return None, {}
         model.eval()
-        total, count = 0.0, 0.0
+        sums: dict[str, list[float]] = {}
+        fixed = torch.Generator().manual_seed(t.seed + 12345)
         for chunk in val_batches.split(t.batch_size):
-            x, m = batch(chunk)
             with amp:
-                s, c = next_patch_error(model(x), x, m, t.huber_delta)
-            total, count = total + float(s), count + float(c)
+                errors = task.errors(
+                    net if sharded else model, task.draw(chunk, fixed), t.huber_delta
+                )
+            for m, (e, c) in errors.items():
+                acc = sums.setdefault(m, [0.0, 0.0])
+                acc[0], acc[1] = acc[0] + float(e), acc[1] + float(c)
         model.train()
-        return total / max(count, 1.0)
+        per = {m: e / c for m, (e, c) in sums.items() if c > 0}
+        return (sum(per.values()) / len(per) if per else None), per
 
-    tokens_per_step = t.batch_size * cfg.model.n_patches
-    flops_per_token = model.flops_per_token()
+    flops_per_token = (
+        model.flops_per_token(round(task.mean_tokens))
+        if cfg.model.multimodal
+        else model.flops_per_token()
+    )
     peak = measure_matmul_peak(device) if ranks.main else 1.0
     micro = t.batch_size // (ranks.world * t.grad_accum_steps)
+    per_rank = t.batch_size // ranks.world
     model.train()
     began = time.perf_counter()
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    loss_value, val_loss = float("nan"), None
+    window: dict[str, float] = {}
+    window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+    loss_value, val_loss, tokens_seen = float("nan"), None, 0
     log = metrics_path.open("a") if ranks.main else None
     bar = tqdm(
         total=t.steps,
@@ -281,41 +282,60 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         for group in optimizer.param_groups:
             group["lr"] = lr
         pick = train_idx_t[torch.randint(len(train_idx_t), (t.batch_size,), generator=generator)]
+        batch = task.draw(pick, generator)
         # Each micro-batch's loss is its error sum over the whole global batch's count, and
         # DDP averages over ranks, hence the × world: the sum of gradients is the batch mean's.
-        n_valid = count_valid(pick)
-        scale = ranks.world / n_valid
+        norms = task.norms(batch)
         optimizer.zero_grad(set_to_none=True)
-        step_error = torch.zeros((), device=device)
-        chunks = ranks.share(pick).split(micro)
-        for k, chunk in enumerate(chunks):
-            x, m = batch(chunk)
-            sync = k == len(chunks) - 1 or ranks.world == 1
-            with nullcontext() if sync else net.no_sync(), amp:
-                error, _ = next_patch_error(net(x), x, m, t.huber_delta)
-                (error * scale).backward()
-            step_error += error.detach()
+        step_error = {m: torch.zeros((), device=device) for m in norms}
+        step_count = {m: torch.zeros((), device=device) for m in norms}
+        n_chunks = t.grad_accum_steps
+        for k in range(n_chunks):
+            lo = ranks.rank * per_rank + k * micro
+            part = task.take(batch, slice(lo, lo + micro))
+            sync = k == n_chunks - 1 or ranks.world == 1
+            with _no_sync(net, sync), amp:
+                errors = task.errors(net, part, t.huber_delta)
+                loss = sum(errors[m][0] * (ranks.world / norms[m]) for m in norms if m in errors)
+                loss.backward()
+            for m in norms:
+                if m in errors:
+                    step_error[m] += errors[m][0].detach()
+                    step_count[m] += errors[m][1].detach()
+        if sharded and hasattr(net, "set_requires_gradient_sync"):
+            net.set_requires_gradient_sync(True)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a distributed tensor
+            grad_norm = grad_norm.full_tensor()
         optimizer.step()
+        names = sorted(norms)
+        totals = torch.stack([step_error[m] for m in names] + [step_count[m] for m in names])
         if ranks.world > 1:
-            dist.all_reduce(step_error)
-        loss_value = float(step_error) / n_valid
+            dist.all_reduce(totals)
+        errs, counts = totals[: len(names)].tolist(), totals[len(names) :].tolist()
+        loss_value = sum(e / norms[m] for m, e in zip(names, errs, strict=True))
         if not math.isfinite(loss_value):
             raise FloatingPointError(
                 f"training loss became {loss_value} at step {step + 1}; lower train.lr "
                 f"(now {t.lr}) or check the data for extreme values"
             )
-        window_loss += loss_value
+        window["loss"] = window.get("loss", 0.0) + loss_value
+        if cfg.model.multimodal:
+            for m, e, c in zip(names, errs, counts, strict=True):
+                window[f"loss_{m}"] = window.get(f"loss_{m}", 0.0) + e / max(c, 1.0)
         window_steps += 1
+        n_tok = task.n_tokens(batch)
+        window_tokens += n_tok
+        tokens_seen += n_tok
         done = step + 1
         if done % 10 == 0 or done == t.steps:
             evaluate_now = done % t.eval_every == 0 or done == t.steps
             if ranks.main:
                 elapsed = time.perf_counter() - window_start
-                rate = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                rate = window_tokens / max(elapsed, 1e-9)
                 row = {
                     "step": done,
-                    "loss": window_loss / window_steps,
+                    **{k: v / window_steps for k, v in window.items()},
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": rate,
@@ -323,8 +343,10 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                     "elapsed_s": time.perf_counter() - began,
                 }
                 if evaluate_now:
-                    val_loss = evaluate()
+                    val_loss, per = evaluate()
                     row["val_loss"] = val_loss
+                    if cfg.model.multimodal:
+                        row.update({f"val_loss_{m}": v for m, v in per.items()})
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 bar.set_postfix(
@@ -333,31 +355,41 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                     mfu=f"{row['mfu']:.1%}",
                     refresh=False,
                 )
-            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            elif evaluate_now and sharded:
+                evaluate()  # every rank joins the sharded forward passes
+            window, window_steps, window_tokens = {}, 0, 0
+            window_start = time.perf_counter()
         bar.update(1)
         if done % t.checkpoint_every == 0 and done < t.steps:
+            weights = full_state_dict(model, sharded)
+            opt_state = optimizer_state(model, optimizer, sharded)
             if ranks.main:
                 state = {
                     "step": done,
-                    "optimizer": optimizer.state_dict(),
+                    "optimizer": opt_state,
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
                 }
                 save_checkpoint(
-                    run / "checkpoints" / f"step-{done:07d}", model, cfg, tokenizer, state
+                    run / "checkpoints" / f"step-{done:07d}",
+                    weights,
+                    cfg,
+                    task.tokenizer,
+                    state,
                 )
                 _prune(run / "checkpoints", t.keep_checkpoints)
             if ranks.world > 1:
                 dist.barrier()
     bar.close()
-    tokens_seen = (t.steps - start) * tokens_per_step
     wall = time.perf_counter() - began
+    weights = full_state_dict(model, sharded)
+    n_parameters = sum(v.numel() for v in weights.values()) if sharded else model.num_parameters()
     if ranks.main:
         log.close()
-        save_checkpoint(run / FINAL, model, cfg, tokenizer)
+        save_checkpoint(run / FINAL, weights, cfg, task.tokenizer)
         wall, measured = meter.stop()
         impact = run_impact(
-            parameters=model.num_parameters(),
+            parameters=n_parameters,
             tokens_seen=tokens_seen,
             flops=flops_per_token * tokens_seen,
             wall_time_s=wall,
@@ -370,10 +402,11 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         )
         impact.save(run / "impact.json")
         data_meta = {
-            "name": data.info.name,
-            "n_objects": len(data),
-            "bands": data.info.image.bands,
-            "seed": data.info.seed,
+            "name": task.info.name,
+            "n_objects": task.n_objects,
+            "bands": task.info.image.bands,
+            "modalities": list(cfg.model.modalities),
+            "seed": task.info.seed,
         }
         losses = {
             "train": round(loss_value, 5),
@@ -389,5 +422,5 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         final_val_loss=val_loss,
         tokens_seen=tokens_seen,
         wall_time_s=wall,
-        n_parameters=model.num_parameters(),
+        n_parameters=n_parameters,
     )

@@ -1,0 +1,180 @@
+"""A multimodal dataset held in memory: every modality's columns as arrays.
+
+The image-only loader (:func:`astroloom.data.shards.load_image_set`) keeps the rows with
+an image; this one keeps every row and records which modalities each object has, so a
+star with only a light curve and a galaxy with an image, a spectrum and photometry sit
+side by side. Fixed-length modalities become ``(N, …)`` arrays with a presence flag;
+light curves stay ragged (one array per object, ``None`` where absent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from astroloom.data.schema import DataError, DatasetInfo
+
+COLUMNS = {
+    "image": ["image"],
+    "spectrum": ["spectrum_flux", "spectrum_ivar"],
+    "photometry": ["phot_flux", "phot_ivar"],
+    "lightcurve": ["lc_time", "lc_mag", "lc_err", "lc_band"],
+}
+
+
+@dataclass
+class MultimodalSet:
+    info: DatasetInfo
+    ids: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # column → (N, …)
+    present: dict[str, np.ndarray] = field(default_factory=dict)  # modality → (N,) bool
+    curves: dict[str, list[np.ndarray | None]] = field(default_factory=dict)  # lc_* ragged
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m, p in self.present.items() if p.any()]
+
+
+def fixed_list(
+    column: pa.ChunkedArray | pa.Array, width: int, ids: np.ndarray, what: str, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``list<float>`` column of equal-length rows → ``(N, width)`` float32 (NaN where the
+    row is null) and the presence flags."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    present = col.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(present & (lengths != width))
+    if bad.size:
+        raise DataError(
+            f"shard {path}: object {ids[bad[0]]!r} has {lengths[bad[0]]} {what} values; "
+            f"dataset.json says {width}"
+        )
+    out = np.full((len(col), width), np.nan, dtype=np.float32)
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    out[present] = flat.reshape(-1, width)
+    return out, present
+
+
+def ragged_list(column: pa.ChunkedArray) -> list[np.ndarray | None]:
+    col = column.combine_chunks()
+    present = col.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    parts = np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    return [p if ok else None for p, ok in zip(parts, present, strict=True)]
+
+
+def read_rows(
+    table: pa.Table, path: Path, info: DatasetInfo, modalities: list[str]
+) -> MultimodalSet:
+    """One shard's (or row group's) rows, every requested modality."""
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    out = MultimodalSet(info=info, ids=ids)
+    n = len(ids)
+    for m in modalities:
+        missing = [c for c in COLUMNS[m] if c not in table.column_names]
+        if missing:
+            # A dataset without the modality's columns holds none of it: absent everywhere.
+            out.present[m] = np.zeros(n, bool)
+            continue
+        if m == "image":
+            shape = tuple(info.image.shape)
+            flat, present = fixed_list(
+                table.column("image"), int(np.prod(shape)), ids, "pixel", path
+            )
+            out.arrays["image"] = flat.reshape(n, *shape)
+        elif m == "spectrum":
+            width = int(info.modalities["spectrum"]["n_pixels"])
+            out.arrays["spectrum_flux"], present = fixed_list(
+                table.column("spectrum_flux"), width, ids, "spectrum", path
+            )
+            out.arrays["spectrum_ivar"], _ = fixed_list(
+                table.column("spectrum_ivar"), width, ids, "spectrum", path
+            )
+        elif m == "photometry":
+            width = len(info.modalities["photometry"]["bands"])
+            out.arrays["phot_flux"], present = fixed_list(
+                table.column("phot_flux"), width, ids, "photometry", path
+            )
+            out.arrays["phot_ivar"], _ = fixed_list(
+                table.column("phot_ivar"), width, ids, "photometry", path
+            )
+        else:
+            for c in COLUMNS[m]:
+                out.curves[c] = ragged_list(table.column(c))
+            present = np.array([c is not None and len(c) > 0 for c in out.curves["lc_time"]])
+        out.present[m] = present
+    for k in info.label_names:
+        if k in table.column_names:
+            values = table.column(k)
+            out.labels[k] = (
+                np.asarray(values.to_pylist(), dtype=object)
+                if info.is_categorical(k)
+                else values.to_numpy(zero_copy_only=False).astype(np.float64)
+            )
+    return out
+
+
+def concat_sets(parts: list[MultimodalSet]) -> MultimodalSet:
+    first = parts[0]
+    return MultimodalSet(
+        info=first.info,
+        ids=np.concatenate([p.ids for p in parts]),
+        arrays={k: np.concatenate([p.arrays[k] for p in parts]) for k in first.arrays},
+        present={k: np.concatenate([p.present[k] for p in parts]) for k in first.present},
+        curves={k: [c for p in parts for c in p.curves[k]] for k in first.curves},
+        labels={k: np.concatenate([p.labels[k] for p in parts]) for k in first.labels},
+    )
+
+
+def load_multimodal_set(directory: str | Path, modalities: list[str]) -> MultimodalSet:
+    """Read every shard of a dataset, keeping objects that have at least one of
+    ``modalities``; refuses a dataset that has none of them at all."""
+    directory = Path(directory)
+    info = DatasetInfo.load(directory)
+    parts = []
+    for name in info.shards:
+        path = directory / name
+        if not path.is_file():
+            raise DataError(f"shard {path} listed in dataset.json does not exist")
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{path} is not a readable Parquet shard: {err}") from err
+        if "id" not in table.column_names:
+            raise DataError(f"shard {path} has no 'id' column")
+        parts.append(read_rows(table, path, info, modalities))
+    if not parts:
+        raise DataError(f"{directory}/dataset.json lists no shards")
+    data = concat_sets(parts)
+    unique, counts = np.unique(data.ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{directory}: duplicate object ids, e.g. {list(unique[counts > 1][:3])}")
+    if not data.modalities:
+        raise DataError(
+            f"{directory} holds none of the modalities {modalities}; its columns describe "
+            f"{['image', *info.modalities]}"
+        )
+    return keep(data, np.any([data.present[m] for m in modalities], axis=0))
+
+
+def keep(data: MultimodalSet, rows: np.ndarray) -> MultimodalSet:
+    """The objects where ``rows`` (bool or index) selects."""
+    idx = np.flatnonzero(rows) if rows.dtype == bool else rows
+    return MultimodalSet(
+        info=data.info,
+        ids=data.ids[idx],
+        arrays={k: v[idx] for k, v in data.arrays.items()},
+        present={k: v[idx] for k, v in data.present.items()},
+        curves={k: [v[i] for i in idx] for k, v in data.curves.items()},
+        labels={k: v[idx] for k, v in data.labels.items()},
+    )

@@ -1,0 +1,465 @@
+"""The multimodal foundation model: one transformer over image, spectrum, photometry and
+light-curve tokens, readable top to bottom.
+
+Each modality has a value encoder (values → width), a position embedding (Fourier
+features of its physical coordinates, and/or a learned embedding of its field) and a
+decoder head. The tokens an object has are concatenated into one sequence; a modality
+the object lacks is simply absent (absent tokens sort to the end of the sequence, where
+causal attention never looks at them and bidirectional attention masks them).
+
+Two surrogate tasks, chosen by ``model.objective``:
+
+* **autoregressive**: predict every token from the ones before it, with the order of the
+  modalities drawn at random per object, so any modality learns to follow any other. A
+  token's input carries its own position and the position of the token to be predicted
+  next (its wavelength, time, sky offset), so the model knows *what* it is asked for.
+* **masked**: hide a share of the tokens (and, for half the objects, one whole modality)
+  and predict them with bidirectional attention.
+* **mixed**: one or the other, drawn per training step.
+
+Losses are Huber on the normalised values, summed per modality with the counts returned
+beside them, so that micro-batches and ranks combine into the exact batch mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from astroloom.config import MODALITIES, ModelConfig
+from astroloom.model.gpt import Block
+from astroloom.tokenize.tokens import ModalityTokens
+
+
+class ModalityError(ValueError):
+    """A modality the model was not built for, or a batch it cannot read."""
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    value_dim: int  # values per token
+    coords: int  # continuous position coordinates per token
+    periods: tuple[float, float]  # shortest and longest Fourier period of the coordinates
+    n_fields: int  # discrete fields (bands, catalogue columns); 0 for none
+
+
+def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
+    """What each modality's tokens look like under this config."""
+    specs = {
+        # Sky offsets in arcsec: from sub-patch detail to well beyond a large cutout.
+        "image": ModalitySpec(cfg.patch_dim, 2, (0.5, 100.0), 0),
+        # log10 wavelength: from about one patch (0.003 dex) to the whole optical range.
+        "spectrum": ModalitySpec(cfg.spectrum_patch, 1, (0.003, 2.0), 0),
+        "photometry": ModalitySpec(1, 0, (1.0, 1.0), cfg.n_bands),
+        # Days: from δ Scuti periods (~1 h) to multi-season baselines.
+        "lightcurve": ModalitySpec(1, 1, (0.04, 4000.0), cfg.lightcurve_bands),
+    }
+    return {m: specs[m] for m in cfg.modalities}
+
+
+class PositionEmbedding(nn.Module):
+    """Fourier features of continuous coordinates (fixed, log-spaced periods, so positions
+    never seen in training still embed smoothly) plus a learned embedding per field."""
+
+    def __init__(self, spec: ModalitySpec, width: int, n_freq: int = 16) -> None:
+        super().__init__()
+        self.spec = spec
+        self.width = width
+        if spec.coords:
+            short, long = spec.periods
+            periods = torch.logspace(math.log10(short), math.log10(long), n_freq)
+            self.register_buffer("freq", 2 * math.pi / periods, persistent=False)
+            self.proj = nn.Linear(2 * n_freq * spec.coords, width)
+        if spec.n_fields:
+            self.field = nn.Embedding(spec.n_fields, width)
+
+    def forward(self, tokens: ModalityTokens) -> torch.Tensor:
+        b, n = tokens.present.shape
+        out = tokens.values.new_zeros(b, n, self.width)
+        if self.spec.coords:
+            if tokens.position is None or tokens.position.shape[-1] != self.spec.coords:
+                raise ModalityError(f"tokens need {self.spec.coords} position coordinate(s)")
+            angle = tokens.position.float()[..., None] * self.freq  # (B, N, P, F)
+            out = out + self.proj(torch.cat([angle.sin(), angle.cos()], -1).flatten(2))
+        if self.spec.n_fields:
+            if tokens.field is None:
+                raise ModalityError("tokens need a field index (band or catalogue column)")
+            out = out + self.field(tokens.field)
+        return out
+
+
+@dataclass
+class Plan:
+    """What one step asks of the model, drawn for the whole global batch so that it can
+    be split into micro-batches and ranks without changing the loss."""
+
+    objective: str  # "autoregressive" or "masked"
+    rank: torch.Tensor | None = None  # (B, n_modalities): order of the modalities
+    mask: dict[str, torch.Tensor] | None = None  # modality → (B, N) tokens to predict
+
+    def take(self, index: torch.Tensor | slice) -> Plan:
+        return Plan(
+            self.objective,
+            None if self.rank is None else self.rank[index],
+            None if self.mask is None else {m: v[index] for m, v in self.mask.items()},
+        )
+
+
+@dataclass
+class Sequence:
+    """One batch laid out as a single token sequence (absent tokens at the end)."""
+
+    values: torch.Tensor  # (B, T, D) value embeddings
+    query: torch.Tensor  # (B, T, D) position + modality embeddings
+    present: torch.Tensor  # (B, T)
+    modality: torch.Tensor  # (B, T) index into the model's modalities
+    source: torch.Tensor  # (B, T) token index within its modality
+    hidden: torch.Tensor | None  # (B, T) masked objective: tokens whose value is hidden
+
+
+class MultimodalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.modalities = [m for m in MODALITIES if m in cfg.modalities]
+        self.specs = modality_specs(cfg)
+        d = cfg.n_embd
+        self.encoders = nn.ModuleDict({m: nn.Linear(s.value_dim, d) for m, s in self.specs.items()})
+        self.positions = nn.ModuleDict({m: PositionEmbedding(s, d) for m, s in self.specs.items()})
+        self.modality_embedding = nn.Embedding(len(self.modalities), d)
+        self.next_query = nn.Linear(d, d)  # "the token to predict next is …"
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(d)
+        self.decoders = nn.ModuleDict(
+            {
+                m: nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, s.value_dim))
+                for m, s in self.specs.items()
+            }
+        )
+        self.activation_checkpointing = False
+        self.apply(self._init_weights)
+        nn.init.normal_(self.bos, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for name, param in self.named_parameters():
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.proj.weight"):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    # ----------------------------------------------------------------- bookkeeping
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        if not non_embedding:
+            return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.blocks.parameters()) + sum(
+            p.numel() for p in self.ln_f.parameters()
+        )
+
+    def flops_per_token(self, context: int | None = None) -> float:
+        ctx = context or self.cfg.max_tokens
+        return 6.0 * self.num_parameters() + 6.0 * self.cfg.n_layer * ctx * self.cfg.n_embd
+
+    def default_layer(self) -> int:
+        return (self.cfg.n_layer + 1) // 2
+
+    def check(self, batch: dict[str, ModalityTokens]) -> int:
+        """Validate a batch; return its size."""
+        if not batch:
+            raise ModalityError("empty batch: no modality given")
+        unknown = [m for m in batch if m not in self.specs]
+        if unknown:
+            raise ModalityError(
+                f"this model was trained on {self.modalities}; it cannot read {unknown} "
+                "(train a model with those modalities in model.modalities)"
+            )
+        sizes = {m: t.batch_size for m, t in batch.items()}
+        if len(set(sizes.values())) != 1 or 0 in sizes.values():
+            raise ModalityError(f"every modality needs the same, non-zero batch size; got {sizes}")
+        for m, t in batch.items():
+            if t.values.shape[-1] != self.specs[m].value_dim:
+                raise ModalityError(
+                    f"{m} tokens have {t.values.shape[-1]} values each; this model reads "
+                    f"{self.specs[m].value_dim}"
+                )
+        return next(iter(sizes.values()))
+
+    # ------------------------------------------------------------------ planning
+    def draw_plan(
+        self, batch: dict[str, ModalityTokens], objective: str, generator: torch.Generator
+    ) -> Plan:
+        """Random modality order (autoregressive) or random hidden tokens (masked)."""
+        b = self.check(batch)
+        if objective == "mixed":
+            objective = "autoregressive" if torch.rand(1, generator=generator) < 0.5 else "masked"
+        if objective == "autoregressive":
+            keys = torch.rand(b, len(self.modalities), generator=generator)
+            return Plan(objective, rank=keys.argsort(1).argsort(1))
+        mask = {
+            m: (torch.rand(t.present.shape, generator=generator) < self.cfg.mask_ratio)
+            & t.present.cpu()
+            for m, t in batch.items()
+        }
+        # For half the objects with two or more modalities, hide one whole modality: the
+        # cross-modal task ("predict the spectrum from the image") that predict() serves.
+        names = list(batch)
+        has = torch.stack([batch[m].present.any(1).cpu() for m in names], 1)  # (B, M)
+        pick = (torch.rand(b, len(names), generator=generator) * has).argmax(1)
+        whole = (torch.rand(b, generator=generator) < 0.5) & (has.sum(1) >= 2)
+        for j, m in enumerate(names):
+            mask[m] |= (whole & (pick == j))[:, None] & batch[m].present.cpu()
+        return Plan(objective, mask=mask)
+
+    def canonical_plan(self, batch: dict[str, ModalityTokens], objective: str) -> Plan:
+        b = self.check(batch)
+        if objective == "masked":
+            return Plan("masked", mask={m: torch.zeros_like(t.present) for m, t in batch.items()})
+        return Plan("autoregressive", rank=torch.arange(len(self.modalities)).expand(b, -1))
+
+    def target_counts(self, batch: dict[str, ModalityTokens], plan: Plan) -> dict[str, float]:
+        """Number of valid values each modality contributes to the loss under ``plan``."""
+        counts = {}
+        for m, t in batch.items():
+            targets = (
+                t.present
+                if plan.objective == "autoregressive"
+                else plan.mask[m].to(t.present.device)
+            )
+            counts[m] = float((t.valid & targets[..., None]).sum())
+        return counts
+
+    # ------------------------------------------------------------------ forward
+    def _sequence(self, batch: dict[str, ModalityTokens], plan: Plan) -> Sequence:
+        b = self.check(batch)
+        device = self.bos.device
+        values, queries, present, modality, source, hidden = [], [], [], [], [], []
+        for j, m in enumerate(self.modalities):
+            if m not in batch:
+                continue
+            t = batch[m].to(device)
+            n = t.n_tokens
+            values.append(self.encoders[m](t.values * t.valid))
+            queries.append(self.positions[m](t) + self.modality_embedding.weight[j])
+            present.append(t.present)
+            modality.append(torch.full((b, n), j, device=device))
+            source.append(torch.arange(n, device=device).expand(b, n))
+            if plan.objective == "masked":
+                hidden.append(plan.mask[m].to(device) & t.present)
+        cat = lambda parts: torch.cat(parts, dim=1)  # noqa: E731
+        present_all, modality_all = cat(present), cat(modality)
+        rank = (
+            plan.rank.to(device)
+            if plan.rank is not None
+            else torch.arange(len(self.modalities), device=device).expand(b, -1)
+        )
+        # Present tokens first, in the plan's modality order; within a modality, in order.
+        key = (~present_all).long() * len(self.modalities) + rank.gather(1, modality_all)
+        order = torch.argsort(key, dim=1, stable=True)
+        length = int(present_all.sum(1).max())
+        if length > self.cfg.max_tokens:
+            raise ModalityError(
+                f"an object has {length} tokens, more than the model's context "
+                f"(model.max_tokens = {self.cfg.max_tokens})"
+            )
+        order = order[:, : max(length, 1)]
+
+        def gather(x: torch.Tensor) -> torch.Tensor:
+            idx = order if x.ndim == 2 else order[..., None].expand(-1, -1, x.shape[-1])
+            return x.gather(1, idx)
+
+        return Sequence(
+            gather(cat(values)),
+            gather(cat(queries)),
+            gather(present_all),
+            gather(modality_all),
+            gather(cat(source)),
+            gather(cat(hidden)) if hidden else None,
+        )
+
+    def _run(
+        self, x: torch.Tensor, causal: bool, key_mask: torch.Tensor | None, upto: int | None = None
+    ) -> list[torch.Tensor]:
+        x = self.drop(x)
+        states = [x]
+        for block in self.blocks[: upto if upto is not None else len(self.blocks)]:
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, causal, key_mask, use_reentrant=False)
+            else:
+                x = block(x, causal, key_mask)
+            states.append(x)
+        return states
+
+    def _inputs(self, seq: Sequence, objective: str) -> torch.Tensor:
+        if objective == "masked":
+            shown = torch.where(seq.hidden[..., None], self.mask_token, seq.values)
+            return shown + seq.query
+        # Autoregressive: slot 0 is a learned start token; slot j+1 holds token j. Every slot
+        # also carries the position of the token it must predict.
+        nxt = self.next_query(seq.query) * seq.present[..., None]
+        start = (self.bos + nxt[:, 0])[:, None]
+        follow = seq.values + seq.query + F.pad(nxt[:, 1:], (0, 0, 0, 1))
+        return torch.cat([start, follow], dim=1)
+
+    def hidden_states(
+        self, batch: dict[str, ModalityTokens], plan: Plan, upto: int | None = None
+    ) -> tuple[list[torch.Tensor], Sequence]:
+        """Residual streams (index 0 embeddings, then after each block), aligned with the
+        sequence's tokens, and the sequence itself."""
+        seq = self._sequence(batch, plan)
+        causal = plan.objective == "autoregressive"
+        states = self._run(
+            self._inputs(seq, plan.objective), causal, None if causal else seq.present, upto
+        )
+        if causal:
+            # Slot j has read tokens < j and predicts token j; its state after the last
+            # token is dropped. For embeddings, shift to the state *after* reading token j.
+            states = [s[:, 1:] for s in states]
+        return states, seq
+
+    def predictions(
+        self, batch: dict[str, ModalityTokens], plan: Plan
+    ) -> tuple[Sequence, torch.Tensor]:
+        """Final normalised states that predict each token, and the sequence."""
+        seq = self._sequence(batch, plan)
+        causal = plan.objective == "autoregressive"
+        h = self._run(self._inputs(seq, plan.objective), causal, None if causal else seq.present)[
+            -1
+        ]
+        h = self.ln_f(h[:, :-1] if causal else h)
+        return seq, h
+
+    def forward(
+        self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per modality: (sum of Huber errors, number of valid target values)."""
+        seq, h = self.predictions(batch, plan)
+        targets = seq.present if plan.objective == "autoregressive" else seq.hidden
+        out = {}
+        for j, m in enumerate(self.modalities):
+            if m not in batch:
+                continue
+            sel = targets & (seq.modality == j)
+            rows, slots = sel.nonzero(as_tuple=True)
+            tokens = batch[m].to(h.device)
+            src = seq.source[rows, slots]
+            pred = self.decoders[m](h[rows, slots])
+            target, valid = tokens.values[rows, src], tokens.valid[rows, src]
+            err = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
+            mask = valid.to(err.dtype)
+            # Touch every decoder so DDP sees each parameter used, whatever the batch holds.
+            out[m] = ((err * mask).sum() + 0.0 * pred.sum(), mask.sum())
+        return out
+
+    def loss(
+        self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean over the batch's modalities of each modality's mean error; and those means."""
+        errors = self(batch, plan, delta)
+        per = {m: e / c.clamp_min(1.0) for m, (e, c) in errors.items() if float(c) > 0}
+        total = torch.stack(list(per.values())).mean() if per else torch.zeros(())
+        return total, {m: float(v) for m, v in per.items()}
+
+    # ------------------------------------------------------------------ downstream
+    def embedding_objective(self) -> str:
+        """Bidirectional attention when the model was trained for it, else causal."""
+        return "autoregressive" if self.cfg.objective == "autoregressive" else "masked"
+
+    @torch.no_grad()
+    def embed(
+        self, batch: dict[str, ModalityTokens], layer: int | None = None, pool: str = "mean"
+    ) -> torch.Tensor:
+        """One vector per object: the state after block ``layer``, pooled over its tokens."""
+        layer = self.default_layer() if layer is None else layer
+        if not 0 <= layer <= self.cfg.n_layer:
+            raise ValueError(f"layer must lie in 0…{self.cfg.n_layer}, got {layer}")
+        plan = self.canonical_plan(batch, self.embedding_objective())
+        states, seq = self.hidden_states(batch, plan, upto=layer)
+        h, w = states[layer], seq.present[..., None].to(states[layer].dtype)
+        if pool == "mean":
+            return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        if pool == "last":
+            last = (seq.present.sum(1) - 1).clamp_min(0)
+            return h[torch.arange(len(h)), last]
+        raise ValueError(f"pool must be 'mean' or 'last', got {pool!r}")
+
+    @torch.no_grad()
+    def predict(
+        self,
+        batch: dict[str, ModalityTokens],
+        target: str,
+        query: ModalityTokens,
+        method: str = "auto",
+    ) -> torch.Tensor:
+        """Generate the ``target`` modality's token values from the others in ``batch``.
+
+        ``query`` gives the target tokens' positions/fields and which exist (its values are
+        ignored). ``method`` "masked" fills them in one bidirectional pass; "autoregressive"
+        writes them one token at a time after the context, each conditioned on the ones
+        before. "auto" uses the masked pass when the model was trained for it.
+        """
+        if target not in self.specs:
+            raise ModalityError(
+                f"this model was trained on {self.modalities}; it cannot predict {target!r}"
+            )
+        if method == "auto":
+            method = self.embedding_objective()
+        if method not in ("masked", "autoregressive"):
+            raise ValueError(f"method must be auto, masked or autoregressive; got {method!r}")
+        context = {m: t for m, t in batch.items() if m != target}
+        b = self.check({**context, target: query}) if context else self.check({target: query})
+        values = torch.zeros_like(query.values)
+        full = ModalityTokens(
+            values, torch.ones_like(query.valid), query.present, query.position, query.field
+        )
+        j_target = self.modalities.index(target)
+        if method == "masked":
+            plan = Plan(
+                "masked",
+                mask={
+                    **{m: torch.zeros_like(t.present) for m, t in context.items()},
+                    target: query.present.clone(),
+                },
+            )
+            seq, h = self.predictions({**context, target: full}, plan)
+            sel = seq.hidden & (seq.modality == j_target)
+            rows, slots = sel.nonzero(as_tuple=True)
+            values[rows.cpu(), seq.source[rows, slots].cpu()] = self.decoders[target](
+                h[rows, slots]
+            ).to(values)
+            return values
+        rank = torch.arange(len(self.modalities))
+        rank = (
+            torch.where(rank == j_target, len(self.modalities), rank)
+            .argsort()
+            .argsort()
+            .expand(b, -1)
+        )
+        plan = Plan("autoregressive", rank=rank)
+        for k in range(query.n_tokens):
+            seq, h = self.predictions({**context, target: full}, plan)
+            sel = (seq.modality == j_target) & (seq.source == k) & seq.present
+            rows, slots = sel.nonzero(as_tuple=True)
+            if len(rows):
+                values[rows.cpu(), k] = self.decoders[target](h[rows, slots]).to(values)
+        return values
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The image GPT for image-only next-patch runs, else the multimodal model."""
+    from astroloom.model.gpt import FoundationModel
+
+    return MultimodalModel(cfg) if cfg.multimodal else FoundationModel(cfg)

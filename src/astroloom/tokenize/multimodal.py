@@ -1,0 +1,182 @@
+"""All of a model's tokenizers together: build them from a dataset, save them beside the
+weights, and turn a dataset's arrays (or one Observation) into the model's token blocks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astroloom.data.multiset import MultimodalSet
+from astroloom.data.normalise import robust_noise_scale
+from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.lightcurve import LightCurveTokenizer, PaddedCurves, pad_curves
+from astroloom.tokenize.scalars import ScalarTokenizer, catalogue_noise_scale
+from astroloom.tokenize.spectrum import SpectrumTokenizer, spectrum_noise_scale
+from astroloom.tokenize.tokens import ModalityTokens
+
+KINDS = {
+    "image": ImageTokenizer,
+    "spectrum": SpectrumTokenizer,
+    "photometry": ScalarTokenizer,
+    "lightcurve": LightCurveTokenizer,
+}
+
+
+@dataclass
+class PreparedData:
+    """A dataset's modalities turned into token blocks once (light curves kept padded, as
+    their tokens are drawn per batch)."""
+
+    blocks: dict[str, ModalityTokens]
+    curves: PaddedCurves | None
+
+    def __len__(self) -> int:
+        if self.blocks:
+            return next(iter(self.blocks.values())).batch_size
+        return len(self.curves)
+
+
+@dataclass
+class MultimodalTokenizer:
+    tokenizers: dict[str, Any]
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.tokenizers)
+
+    def __getitem__(self, modality: str) -> Any:
+        return self.tokenizers[modality]
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def for_dataset(
+        cls,
+        data: MultimodalSet,
+        modalities: list[str],
+        patch_size: int,
+        spectrum_patch: int,
+        lightcurve_tokens: int,
+    ) -> MultimodalTokenizer:
+        """Tokenizers with the dataset's recorded normalisation, or one measured now."""
+        info = data.info
+        norm = info.normalisation
+        out: dict[str, Any] = {}
+        for m in modalities:
+            has = data.present.get(m, np.zeros(len(data), bool))
+            if m == "image":
+                scale = norm.get("image", {}).get("scale")
+                if scale is None:
+                    scale = robust_noise_scale(data.arrays["image"][has][:1000])
+                out[m] = ImageTokenizer(
+                    patch_size, list(scale), info.image.bands, info.image.pixel_scale_arcsec
+                )
+            elif m == "spectrum":
+                meta = info.modalities.get("spectrum")
+                if meta is None:
+                    raise DataError(f"{info.name}: dataset.json describes no spectrum modality")
+                scale = norm.get("spectrum", {}).get("scale") or spectrum_noise_scale(
+                    data.arrays["spectrum_ivar"][has][:1000]
+                )
+                out[m] = SpectrumTokenizer(
+                    spectrum_patch,
+                    float(scale),
+                    float(meta["wavelength_start"]),
+                    float(meta["wavelength_step"]),
+                    int(meta["n_pixels"]),
+                    meta.get("flux_unit", ""),
+                )
+            elif m == "photometry":
+                meta = info.modalities.get("photometry")
+                if meta is None:
+                    raise DataError(f"{info.name}: dataset.json describes no photometry modality")
+                scale = norm.get("photometry", {}).get("scale") or catalogue_noise_scale(
+                    data.arrays["phot_ivar"][has][:1000]
+                )
+                out[m] = ScalarTokenizer(list(meta["bands"]), list(scale), meta.get("unit", ""))
+            elif m == "lightcurve":
+                meta = info.modalities.get("lightcurve")
+                if meta is None:
+                    raise DataError(f"{info.name}: dataset.json describes no light-curve modality")
+                out[m] = LightCurveTokenizer(list(meta["bands"]), lightcurve_tokens)
+        return cls(out)
+
+    # ------------------------------------------------------------------ tokens
+    def prepare(self, data: MultimodalSet) -> PreparedData:
+        blocks: dict[str, ModalityTokens] = {}
+        curves = None
+        for m, tok in self.tokenizers.items():
+            has = torch.from_numpy(data.present.get(m, np.zeros(len(data), bool)))
+            if m == "image":
+                images = data.arrays.get("image")
+                if images is None:
+                    images = np.full((len(data), *data.info.image.shape), np.nan, np.float32)
+                blocks[m] = tok.tokens(torch.from_numpy(images), present=has)
+            elif m == "spectrum":
+                flux = data.arrays.get(
+                    "spectrum_flux", np.full((len(data), tok.n_pixels), np.nan, np.float32)
+                )
+                ivar = data.arrays.get("spectrum_ivar", np.zeros_like(flux))
+                blocks[m] = tok.tokens(torch.from_numpy(flux), torch.from_numpy(ivar), has)
+            elif m == "photometry":
+                flux = data.arrays.get(
+                    "phot_flux", np.full((len(data), tok.n_tokens), np.nan, np.float32)
+                )
+                ivar = data.arrays.get("phot_ivar", np.zeros_like(flux))
+                blocks[m] = tok.tokens(torch.from_numpy(flux), torch.from_numpy(ivar), has)
+            else:
+                none = [None] * len(data)
+                curves = pad_curves(
+                    data.curves.get("lc_time", none),
+                    data.curves.get("lc_mag", none),
+                    data.curves.get("lc_band", none),
+                )
+        return PreparedData(blocks, curves)
+
+    def batch(
+        self, prepared: PreparedData, index: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, ModalityTokens]:
+        """The token blocks of objects ``index``; light curves subsampled with ``generator``
+        (evenly when it is None)."""
+        out = {m: b.take(index) for m, b in prepared.blocks.items()}
+        if prepared.curves is not None:
+            out["lightcurve"] = self.tokenizers["lightcurve"].tokens(
+                prepared.curves.take(index), generator
+            )
+        return out
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, Any]:
+        return {m: t.to_dict() for m, t in self.tokenizers.items()}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(
+            json.dumps({"kind": "multimodal", "tokenizers": self.to_dict()}, indent=2) + "\n"
+        )
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MultimodalTokenizer:
+        out = {}
+        for m, spec in raw.items():
+            spec = dict(spec)
+            spec.pop("kind", None)
+            if m not in KINDS:
+                raise ValueError(f"unknown modality {m!r} in tokenizer file")
+            out[m] = KINDS[m](**spec)
+        return cls(out)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MultimodalTokenizer:
+        raw = json.loads(Path(path).read_text())
+        if raw.get("kind") != "multimodal":
+            raise ValueError(f"{path} is not a multimodal tokenizer file")
+        return cls.from_dict(raw["tokenizers"])
+
+
+def info_modalities(info: DatasetInfo) -> list[str]:
+    return ["image", *[m for m in info.modalities]]

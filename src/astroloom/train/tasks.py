@@ -1,0 +1,151 @@
+"""What one training step draws and measures, for the image GPT and the multimodal model.
+
+The loop (train/loop.py) is the same for both: it asks a task for the global batch of a
+step, for the normaliser of each modality's loss over that whole batch, for a slice of it
+(a rank's share, a micro-batch), and for the error sums of a slice. Drawing everything for
+the global batch first is what makes accumulation and ranks reproduce one big batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from astroloom.config import RunConfig
+from astroloom.data.multiset import MultimodalSet, load_multimodal_set
+from astroloom.data.normalise import robust_noise_scale
+from astroloom.data.schema import DataError
+from astroloom.data.shards import ImageSet, load_image_set
+from astroloom.model.gpt import next_patch_error
+from astroloom.model.multimodal import MultimodalModel
+from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.multimodal import MultimodalTokenizer
+from astroloom.tokenize.tokens import ModalityTokens
+
+Errors = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def tokenizer_for(data: ImageSet, cfg: RunConfig) -> ImageTokenizer:
+    """The dataset's recorded arcsinh scales, or ones measured now from its borders."""
+    info = data.info
+    c, h, w = info.image.shape
+    if (c, h) != (cfg.model.n_bands, cfg.model.image_size) or h != w:
+        raise DataError(
+            f"{cfg.data.path} holds {c}-band {h}×{w} images but the model is configured for "
+            f"{cfg.model.n_bands}-band {cfg.model.image_size}×{cfg.model.image_size}; "
+            "set model.n_bands / model.image_size to match"
+        )
+    norm = info.normalisation.get("image", {})
+    scale = norm.get("scale") if norm.get("kind") == "arcsinh" else None
+    if scale is None:
+        scale = robust_noise_scale(data.images[:1000])
+    return ImageTokenizer(
+        patch_size=cfg.model.patch_size,
+        scale=list(scale),
+        bands=info.image.bands,
+        pixel_scale=info.image.pixel_scale_arcsec,
+    )
+
+
+class ImageTask:
+    """Next-patch prediction on images, all tokenised once up front."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        data = load_image_set(cfg.data.path)
+        self.info, self.n_objects = data.info, len(data)
+        self.tokenizer = tokenizer_for(data, cfg)
+        self.tokens, valid = self.tokenizer.encode(torch.from_numpy(data.images))
+        # Most surveys' cutouts are complete; only carry a mask when some pixel is missing.
+        self.valid = None if bool(valid.all()) else valid
+        self.n_patches = cfg.model.n_patches
+        self.values_per_object = (cfg.model.n_patches - 1) * cfg.model.patch_dim
+        self.mean_tokens = float(self.n_patches)
+        self.device = torch.device("cpu")
+
+    def draw(self, pick: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return pick
+
+    def norms(self, batch: torch.Tensor) -> dict[str, float]:
+        if self.valid is None:
+            return {"image": float(len(batch) * self.values_per_object)}
+        return {"image": float(self.valid[batch][:, 1:].sum())}
+
+    def take(self, batch: torch.Tensor, part: slice) -> torch.Tensor:
+        return batch[part]
+
+    def n_tokens(self, batch: torch.Tensor) -> int:
+        return len(batch) * self.n_patches
+
+    def errors(self, net: torch.nn.Module, batch: torch.Tensor, delta: float) -> Errors:
+        x = self.tokens[batch].to(self.device, non_blocking=True)
+        m = None if self.valid is None else self.valid[batch].to(self.device)
+        return {"image": next_patch_error(net(x), x, m, delta)}
+
+
+class MultimodalTask:
+    """The multimodal objective: random modality order and/or masked tokens."""
+
+    def __init__(self, cfg: RunConfig, model: MultimodalModel) -> None:
+        mc = cfg.model
+        data: MultimodalSet = load_multimodal_set(cfg.data.path, mc.modalities)
+        if "image" in mc.modalities and data.present["image"].any():
+            c, h, _ = data.info.image.shape
+            if c != mc.n_bands:
+                raise DataError(
+                    f"{cfg.data.path} holds {c}-band images; the model is configured for "
+                    f"{mc.n_bands} bands (model.n_bands)"
+                )
+            if h % mc.patch_size:
+                raise DataError(f"{h}-pixel images do not tile into {mc.patch_size}-pixel patches")
+        if "photometry" in mc.modalities and "photometry" in data.info.modalities:
+            n_phot = len(data.info.modalities["photometry"]["bands"])
+            if n_phot != mc.n_bands:
+                raise DataError(
+                    f"{cfg.data.path} has photometry in {n_phot} bands; "
+                    f"model.n_bands is {mc.n_bands}"
+                )
+        self.info, self.n_objects = data.info, len(data)
+        self.model, self.objective = model, mc.objective
+        self.tokenizer = MultimodalTokenizer.for_dataset(
+            data, mc.modalities, mc.patch_size, mc.spectrum_patch, mc.lightcurve_tokens
+        )
+        self.prepared = self.tokenizer.prepare(data)
+        present = sum(b.present.sum() for b in self.prepared.blocks.values())
+        if self.prepared.curves is not None:
+            present = present + self.prepared.curves.count.clamp_max(mc.lightcurve_tokens).sum()
+        self.mean_tokens = float(present) / max(len(data), 1)
+        self.device = torch.device("cpu")
+
+    def draw(self, pick: torch.Tensor, generator: torch.Generator) -> tuple[Any, Any]:
+        tokens = self.tokenizer.batch(self.prepared, pick, generator)
+        return tokens, self.model.draw_plan(tokens, self.objective, generator)
+
+    def norms(self, batch: tuple[Any, Any]) -> dict[str, float]:
+        # Each modality's mean error counts equally, whatever its number of values.
+        counts = self.model.target_counts(*batch)
+        active = [m for m, c in counts.items() if c > 0]
+        return {m: counts[m] * len(active) for m in active}
+
+    def take(self, batch: tuple[Any, Any], part: slice) -> tuple[Any, Any]:
+        tokens, plan = batch
+        return {m: t.take(part) for m, t in tokens.items()}, plan.take(part)
+
+    def n_tokens(self, batch: tuple[Any, Any]) -> int:
+        return int(sum(t.present.sum() for t in batch[0].values()))
+
+    def errors(self, net: torch.nn.Module, batch: tuple[Any, Any], delta: float) -> Errors:
+        tokens, plan = batch
+        moved: dict[str, ModalityTokens] = {m: t.to(self.device) for m, t in tokens.items()}
+        return net(moved, plan, delta)
+
+
+def make_task(cfg: RunConfig, model: torch.nn.Module) -> ImageTask | MultimodalTask:
+    return MultimodalTask(cfg, model) if cfg.model.multimodal else ImageTask(cfg)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
