@@ -24,6 +24,32 @@ def mock_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def survey_dir(tmp_path_factory) -> Path:
+    """A small multimodal mock survey: galaxies (image, spectrum, photometry) and stars
+    (light curves)."""
+    from astroloom.data.sim.survey import simulate_survey
+
+    out = tmp_path_factory.mktemp("survey")
+    simulate_survey(
+        out, n_galaxies=320, n_stars=48, seed=5, shard_size=200, workers=1, progress=False
+    )
+    return out
+
+
+MULTIMODAL = "model.modalities=['image','spectrum','photometry','lightcurve']"
+
+
+@pytest.fixture(scope="session")
+def multimodal_run(survey_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mmrun") / "run"
+    cfg = tiny_config(
+        survey_dir, out, 200, MULTIMODAL, "model.objective='mixed'", "train.eval_every=50"
+    )
+    train(cfg, progress=False)
+    return out
+
+
 def tiny_overrides(data: Path, out: Path, steps: int = 60, *extra: str) -> list[str]:
     """``--set`` values of a small, fast model on ``data``; later ``extra`` ones win."""
     return [

@@ -261,6 +261,10 @@ def embed(
     random_weights: Annotated[
         bool, typer.Option(help="Use the untrained architecture (baseline).")
     ] = False,
+    modality: Annotated[
+        list[str] | None,
+        typer.Option(help="Modality to embed from (repeatable; default all the model reads)."),
+    ] = None,
 ) -> None:
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
@@ -273,8 +277,37 @@ def embed(
         pool=pool,
         batch_size=batch_size,
         random_weights=random_weights,
+        modalities=modality or None,
     )
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A multimodal run directory or checkpoint.")],
+    data: Annotated[Path, typer.Argument(help="A dataset directory.")],
+    target: Annotated[str, typer.Option(help="Modality to generate: spectrum, photometry, image.")],
+    use: Annotated[
+        list[str] | None,
+        typer.Option(help="Modality the model may see (repeatable; default image)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output Parquet (default RUN/predicted-TARGET.parquet).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N objects.")] = None,
+    method: Annotated[str, typer.Option(help="auto, masked or autoregressive.")] = "auto",
+) -> None:
+    """Generate a modality for the objects of DATA from the ones in --use."""
+    from astroloom.evaluate.predict import predict_dataset, redshift_from_spectra
+
+    out = out or Path(run) / f"predicted-{target}.parquet"
+    use = list(use or ["image"])
+    pred = predict_dataset(run, data, target, use, out, limit=limit, method=method)
+    typer.echo(f"predicted {target} of {len(pred.ids)} objects from {use}; wrote {out}")
+    if target == "spectrum" and "redshift" in pred.labels and len(pred.ids) >= 20:
+        scores = redshift_from_spectra(pred)
+        line = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "n")
+        typer.echo(f"redshift ridge-probe R² from spectra ({scores['n']} objects): {line}")
 
 
 @app.command()

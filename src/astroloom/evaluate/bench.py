@@ -22,6 +22,7 @@ from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.metrics import anomaly_metrics
 from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe, save_tables
+from astroloom.tokenize.multimodal import image_part
 from astroloom.train.checkpoint import load_checkpoint
 
 REGRESSION_TARGETS = [
@@ -125,7 +126,9 @@ def run_bench(
         baseline_feature_sets(cfg, tokenizer, images.images, cfg.model.n_embd, layer, progress)
     )
     # The first wave: photometry and morphology measured by photutils, not learned.
-    features["hand-crafted"] = handcrafted_features(images.images, tokenizer.scale, progress)
+    features["hand-crafted"] = handcrafted_features(
+        images.images, image_part(tokenizer).scale, progress
+    )
     labels = images.labels
     wanted = [t for t in (targets or REGRESSION_TARGETS) if t in labels and t != "morph_type"]
     curves = []

@@ -14,10 +14,14 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from astroloom.data.multiset import keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import image_rows
+from astroloom.model.foundation import Foundation
 from astroloom.model.gpt import FoundationModel
+from astroloom.model.multimodal import MultimodalModel, build_model
 from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.multimodal import MultimodalTokenizer, image_part
 from astroloom.train.checkpoint import find_checkpoint, load_checkpoint
 
 META_KEY = b"astroloom"
@@ -25,8 +29,8 @@ META_KEY = b"astroloom"
 
 @torch.no_grad()
 def embed_images(
-    model: FoundationModel,
-    tokenizer: ImageTokenizer,
+    model: FoundationModel | MultimodalModel,
+    tokenizer: ImageTokenizer | MultimodalTokenizer,
     images: np.ndarray,
     layer: int | None = None,
     pool: str = "mean",
@@ -37,12 +41,17 @@ def embed_images(
     """``(N, C, H, W)`` fluxes → ``(N, n_embd)`` float32 vectors."""
     model.eval()
     device = next(model.parameters()).device
+    multimodal = isinstance(model, MultimodalModel)
+    image_tokenizer = image_part(tokenizer)
     out = []
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(images[start : start + batch_size]).to(device)
-            tokens, _ = tokenizer.encode(chunk)
-            out.append(model.embed(tokens, layer=layer, pool=pool).float().cpu().numpy())
+            if multimodal:  # the image alone, through the multimodal model
+                inputs = {"image": image_tokenizer.tokens(chunk).to(device)}
+            else:
+                inputs, _ = tokenizer.encode(chunk)
+            out.append(model.embed(inputs, layer=layer, pool=pool).float().cpu().numpy())
             bar.update(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, model.cfg.n_embd), np.float32)
 
@@ -111,6 +120,7 @@ def embed_dataset(
     batch_size: int = 256,
     random_weights: bool = False,
     progress: bool = True,
+    modalities: list[str] | None = None,
 ) -> Path:
     """Embed every object of ``data`` with the checkpoint in ``run``; write Parquet at ``out``.
 
@@ -121,6 +131,9 @@ def embed_dataset(
 
     With ``random_weights`` the same architecture is used untrained (seeded): the baseline
     that tells how much of a probe's score pretraining earned.
+
+    A multimodal model embeds each object from every modality it has among ``modalities``
+    (default: all the model was trained on); objects with none of them are left out.
     """
     from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
@@ -128,8 +141,17 @@ def embed_dataset(
     model, cfg, tokenizer = load_checkpoint(run)
     if random_weights:
         torch.manual_seed(cfg.train.seed + 1)
-        model = FoundationModel(cfg.model).eval()
+        model = build_model(cfg.model).eval()
     layer = model.default_layer() if layer is None else layer
+    multimodal = isinstance(model, MultimodalModel)
+    if multimodal:
+        use = list(modalities or model.modalities)
+        unknown = [m for m in use if m not in model.modalities]
+        if unknown:
+            raise DataError(f"the model was trained on {model.modalities}, not on {unknown}")
+        foundation = Foundation(model, tokenizer)
+    elif modalities not in (None, ["image"]):
+        raise DataError(f"this run's model reads images only; cannot embed {modalities}")
     info = DatasetInfo.load(data)
     units = []
     for name in info.shards:
@@ -148,6 +170,17 @@ def embed_dataset(
         if part.exists():  # done before an interruption
             continue
         path, group = units[k]
+        if multimodal:
+            rows = read_rows(pq.ParquetFile(path).read_row_group(group), path, info, use)
+            rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
+            vectors = (
+                foundation.embed(foundation.tokens_from_set(rows, use), layer, pool, batch_size)
+                if len(rows)
+                else np.zeros((0, cfg.model.n_embd), np.float32)
+            )
+            labels = {name: rows.labels[name] for name in info.label_names if name in rows.labels}
+            write_embeddings(part, Embeddings(rows.ids, vectors, labels))
+            continue
         table = pq.ParquetFile(path).read_row_group(group, columns=["id", "image", *info.labels])
         rows = image_rows(table, path, info, info.label_names)
         vectors = embed_images(
@@ -164,6 +197,7 @@ def embed_dataset(
             "layer": layer,
             "pool": pool,
             "weights": "random" if random_weights else "trained",
+            "modalities": use if multimodal else ["image"],
             "n_embd": cfg.model.n_embd,
         }
         joined = Embeddings(

@@ -23,7 +23,8 @@ from sklearn.preprocessing import StandardScaler
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.embed import Embeddings, embed_images, read_embeddings
-from astroloom.model.gpt import FoundationModel
+from astroloom.model.multimodal import build_model
+from astroloom.tokenize.multimodal import image_part
 from astroloom.train.checkpoint import load_checkpoint
 
 ALPHAS = np.logspace(-3, 4, 15)
@@ -113,9 +114,10 @@ def baseline_feature_sets(
     """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
     the same transformer, untrained (seeded), embedded at ``layer``."""
     torch.manual_seed(cfg.train.seed + 1)
-    random_model = FoundationModel(cfg.model).eval()
+    random_model = build_model(cfg.model).eval()
+    stretch = image_part(tokenizer).stretch
     return {
-        "pixel PCA": pixel_pca_features(pixels, tokenizer.stretch, n_components, cfg.train.seed),
+        "pixel PCA": pixel_pca_features(pixels, stretch, n_components, cfg.train.seed),
         "random weights": embed_images(
             random_model, tokenizer, pixels, layer, progress=progress, desc="embed (random weights)"
         ),

@@ -171,8 +171,23 @@ class MultimodalModel(nn.Module):
         )
 
     def flops_per_token(self, context: int | None = None) -> float:
+        """Training FLOPs per token: 6 × the weights one token passes through (the backbone
+        and, on average, one modality's encoder, position embedding and decoder) plus the
+        attention scores over a ``context`` of tokens."""
         ctx = context or self.cfg.max_tokens
-        return 6.0 * self.num_parameters() + 6.0 * self.cfg.n_layer * ctx * self.cfg.n_embd
+        own = [
+            sum(
+                p.numel()
+                for part in (self.encoders, self.positions, self.decoders)
+                for p in part[m].parameters()
+            )
+            for m in self.modalities
+        ]
+        per_token = self.num_parameters(non_embedding=True) + sum(
+            p.numel() for p in self.next_query.parameters()
+        )
+        per_token += sum(own) / len(own)
+        return 6.0 * per_token + 6.0 * self.cfg.n_layer * ctx * self.cfg.n_embd
 
     def default_layer(self) -> int:
         return (self.cfg.n_layer + 1) // 2

@@ -180,3 +180,12 @@ class MultimodalTokenizer:
 
 def info_modalities(info: DatasetInfo) -> list[str]:
     return ["image", *[m for m in info.modalities]]
+
+
+def image_part(tokenizer: ImageTokenizer | MultimodalTokenizer) -> ImageTokenizer:
+    """The image tokenizer of an image-only or a multimodal model."""
+    if isinstance(tokenizer, MultimodalTokenizer):
+        if "image" not in tokenizer.tokenizers:
+            raise DataError(f"this model reads {tokenizer.modalities}, not images")
+        return tokenizer["image"]
+    return tokenizer

@@ -160,16 +160,37 @@ def model_card(
 ) -> str:
     """A Markdown model card: what was trained on what, how well, and at what cost."""
     model, train = cfg["model"], cfg["train"]
+    modalities = model.get("modalities", ["image"])
+    if modalities == ["image"] and model.get("objective", "autoregressive") == "autoregressive":
+        summary = "Self-supervised next-patch transformer trained with astroloom."
+        inputs = [
+            f"- input: {model['n_bands']}-band {model['image_size']}×{model['image_size']} images "
+            f"as {model['patch_size']}×{model['patch_size']} patches in centre-out order, "
+            "arcsinh stretch"
+        ]
+    else:
+        summary = (
+            f"Self-supervised multimodal transformer ({model['objective']} objective) trained "
+            "with astroloom."
+        )
+        described = {
+            "image": f"{model['n_bands']}-band images as {model['patch_size']}×"
+            f"{model['patch_size']} patches placed by sky offset",
+            "spectrum": f"spectra as {model['spectrum_patch']}-pixel patches placed by wavelength",
+            "photometry": "catalogue fluxes, one token per band",
+            "lightcurve": f"light curves, up to {model['lightcurve_tokens']} observations placed "
+            "by time and band",
+        }
+        inputs = [f"- input: {described[m]}" for m in modalities]
     lines = [
         f"# Model card: {Path(cfg['out']).name}",
         "",
-        "Self-supervised next-patch transformer trained with astroloom.",
+        summary,
         "",
         "## Model",
         f"- {model['n_layer']} layers, {model['n_head']} heads, width {model['n_embd']}; "
         f"{impact.parameters:,} parameters",
-        f"- input: {model['n_bands']}-band {model['image_size']}×{model['image_size']} images as "
-        f"{model['patch_size']}×{model['patch_size']} patches in centre-out order, arcsinh stretch",
+        *inputs,
         "",
         "## Data",
         f"- {data.get('name', '?')} at `{cfg['data']['path']}`: "
@@ -180,6 +201,7 @@ def model_card(
         f"- {train['steps']} steps, batch {train['batch_size']}, lr {train['lr']} "
         f"(warmup {train['warmup_steps']}, cosine to {train['min_lr']})",
         f"- final training loss {losses.get('train')}, validation loss {losses.get('val')}",
+        *[f"- validation loss, {m}: {v}" for m, v in losses.get("per_modality", {}).items()],
         "",
         "## Impact statement",
         f"- tokens seen: {impact.tokens_seen:,}; training compute ≈ {impact.flops:.3g} FLOPs",

@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
@@ -233,7 +234,10 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         else torch.autocast("cpu", enabled=False)
     )
     train_idx_t = torch.from_numpy(train_idx)
-    val_batches = torch.from_numpy(val_idx[: t.eval_batches * t.batch_size])
+    # A seeded sample of the held-out objects, not the first ones: shards are grouped by
+    # kind (galaxies, then stars), and every kind should be in the validation loss.
+    val_sample = np.random.default_rng(t.seed).permutation(val_idx)[: t.eval_batches * t.batch_size]
+    val_batches = torch.from_numpy(np.sort(val_sample))
 
     @torch.no_grad()
     def evaluate() -> tuple[float | None, dict[str, float]]:
@@ -268,7 +272,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     began = time.perf_counter()
     window: dict[str, float] = {}
     window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
-    loss_value, val_loss, tokens_seen = float("nan"), None, 0
+    loss_value, val_loss, val_per, tokens_seen = float("nan"), None, {}, 0
     log = metrics_path.open("a") if ranks.main else None
     bar = tqdm(
         total=t.steps,
@@ -343,10 +347,10 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                     "elapsed_s": time.perf_counter() - began,
                 }
                 if evaluate_now:
-                    val_loss, per = evaluate()
+                    val_loss, val_per = evaluate()
                     row["val_loss"] = val_loss
                     if cfg.model.multimodal:
-                        row.update({f"val_loss_{m}": v for m, v in per.items()})
+                        row.update({f"val_loss_{m}": v for m, v in val_per.items()})
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 bar.set_postfix(
@@ -412,6 +416,8 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
             "train": round(loss_value, 5),
             "val": None if val_loss is None else round(val_loss, 5),
         }
+        if cfg.model.multimodal:
+            losses["per_modality"] = {m: round(v, 5) for m, v in val_per.items()}
         (run / "MODEL_CARD.md").write_text(model_card(impact, cfg.to_dict(), data_meta, losses))
     if ranks.world > 1:
         dist.barrier()

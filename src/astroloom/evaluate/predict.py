@@ -1,0 +1,104 @@
+"""Cross-modal generation over a dataset: predict a modality the objects have from the
+ones they are allowed to show, write it in physical units, and ask how much of the
+object's physics it carries (e.g. can a probe read redshift from an image's predicted
+spectrum?)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from astroloom.data.multiset import MultimodalSet, keep, load_multimodal_set
+from astroloom.data.schema import DataError
+from astroloom.data.shards import list_column, write_table
+from astroloom.evaluate.probe import ridge_probe
+from astroloom.model.foundation import Foundation, load_foundation
+
+TRUE_COLUMN = {"spectrum": "spectrum_flux", "photometry": "phot_flux", "image": "image"}
+
+
+@dataclass
+class Prediction:
+    ids: np.ndarray
+    predicted: np.ndarray  # (N, …) physical units
+    observed: np.ndarray | None  # the true modality where the data holds it
+    labels: dict[str, np.ndarray]
+    target: str
+    use: list[str]
+
+
+def predict_set(
+    foundation: Foundation,
+    data: MultimodalSet,
+    target: str,
+    use: list[str],
+    method: str = "auto",
+) -> Prediction:
+    """Predict ``target`` for every object of ``data`` that has any of ``use``."""
+    if target in use:
+        raise DataError(f"cannot predict {target!r} from itself; choose other modalities")
+    rows = keep(data, np.any([data.present[m] for m in use if m in data.present], axis=0))
+    if len(rows) == 0:
+        raise DataError(f"no object has any of {use}")
+    values = foundation.predict_tokens(foundation.tokens_from_set(rows, use), target, method)
+    observed = rows.arrays.get(TRUE_COLUMN.get(target, ""))
+    return Prediction(
+        rows.ids, foundation.decode(target, values), observed, rows.labels, target, list(use)
+    )
+
+
+def predict_dataset(
+    run: str | Path,
+    data: str | Path,
+    target: str,
+    use: list[str],
+    out: str | Path,
+    limit: int | None = None,
+    method: str = "auto",
+) -> Prediction:
+    """Predict ``target`` for a dataset and write Parquet: id, predicted (flattened)."""
+    foundation = load_foundation(run)
+    full = load_multimodal_set(data, sorted({*use, target} & set(foundation.modalities)))
+    if limit is not None:
+        full = keep(full, np.arange(min(limit, len(full))))
+    pred = predict_set(foundation, full, target, use, method)
+    flat = pred.predicted.reshape(len(pred.ids), -1).astype(np.float32)
+    write_table(
+        out,
+        {
+            "id": pa.array([str(i) for i in pred.ids]),
+            f"predicted_{target}": list_column(list(flat), pa.float32()),
+        },
+    )
+    return pred
+
+
+def bin_spectra(flux: np.ndarray, width: int = 16) -> np.ndarray:
+    """Average ``width`` neighbouring pixels (NaN-aware): the probe's features."""
+    n = flux.shape[1] // width * width
+    with warnings.catch_warnings():  # a bin with no measured pixel is NaN, and says so
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(flux[:, :n].reshape(len(flux), -1, width), axis=2)
+
+
+def redshift_from_spectra(pred: Prediction, label: str = "redshift", seed: int = 0) -> dict:
+    """Ridge-probe R² of ``label`` from predicted spectra, beside true spectra's."""
+    if pred.target != "spectrum":
+        raise DataError(f"the prediction is of {pred.target!r}, not spectra")
+    if label not in pred.labels:
+        raise DataError(f"the data has no {label!r} label")
+    y = pred.labels[label]
+    ok = np.isfinite(y)
+    out = {
+        "n": int(ok.sum()),
+        "predicted": ridge_probe(bin_spectra(pred.predicted[ok]), y[ok], seed=seed).r2,
+    }
+    if pred.observed is not None:
+        true = bin_spectra(pred.observed[ok])
+        good = np.isfinite(true).all(axis=1)
+        out["observed"] = ridge_probe(true[good], y[ok][good], seed=seed).r2
+    return out

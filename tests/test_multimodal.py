@@ -1,0 +1,313 @@
+"""The multimodal model: tokenizers, sequence assembly, objectives, training, prediction."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import MULTIMODAL, tiny_config
+from scipy.stats import spearmanr
+
+from astroloom.config import ConfigError, ModelConfig, load_config
+from astroloom.data.multiset import load_multimodal_set
+from astroloom.data.schema import Observation
+from astroloom.evaluate.embed import embed_dataset, read_embeddings
+from astroloom.evaluate.predict import predict_set, redshift_from_spectra
+from astroloom.model.foundation import Foundation, load_foundation
+from astroloom.model.multimodal import ModalityError, MultimodalModel, Plan
+from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.lightcurve import LightCurveTokenizer, pad_curves
+from astroloom.tokenize.multimodal import MultimodalTokenizer
+from astroloom.tokenize.scalars import ScalarTokenizer
+from astroloom.tokenize.spectrum import SpectrumTokenizer
+from astroloom.tokenize.tokens import ModalityTokens
+from astroloom.train.checkpoint import CheckpointError
+from astroloom.train.loop import train
+
+ALL = ["image", "spectrum", "photometry", "lightcurve"]
+
+
+# ---------------------------------------------------------------------------- tokenizers
+def test_spectrum_tokens_round_trip_and_mask_bad_pixels():
+    tok = SpectrumTokenizer(
+        patch_size=16, scale=0.5, wavelength_start=3600, wavelength_step=4, n_pixels=100
+    )
+    rng = np.random.default_rng(0)
+    flux = torch.from_numpy(rng.normal(2, 1, (3, 100)).astype(np.float32))
+    ivar = torch.ones(3, 100)
+    ivar[1, 10:20] = 0  # masked pixels
+    block = tok.tokens(flux, ivar)
+    assert block.values.shape == (3, 7, 16)  # 100 pixels → 7 patches, the last padded
+    back = tok.decode(block.values)
+    good = block.valid.reshape(3, -1)[:, :100]
+    torch.testing.assert_close(back[good], flux[good], rtol=1e-5, atol=1e-5)
+    assert not good[1, 10:20].any() and good[0].all()
+    # Positions are log10 of each patch's central wavelength in Å.
+    centre = 3600 + 4 * (np.arange(16).mean())
+    assert block.position[0, 0, 0].item() == pytest.approx(np.log10(centre), abs=1e-6)
+    # Another instrument's grid: same wavelength, same position.
+    other = SpectrumTokenizer(
+        patch_size=8, scale=0.5, wavelength_start=3630, wavelength_step=2, n_pixels=200
+    )
+    assert other.positions()[0, 0].item() == pytest.approx(np.log10(3637), abs=1e-6)
+
+
+def test_catalogue_tokens_one_per_field_missing_absent():
+    tok = ScalarTokenizer(fields=["g", "r", "z"], scale=[0.05, 0.08, 0.2])
+    values = torch.tensor([[1.0, 2.0, 3.0], [1.0, float("nan"), 3.0]])
+    ivar = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    block = tok.tokens(values, ivar)
+    assert block.present.tolist() == [[True, True, False], [True, False, True]]
+    assert block.field.tolist() == [[0, 1, 2], [0, 1, 2]]
+    torch.testing.assert_close(tok.decode(block.values)[0, :2], values[0, :2])
+    with pytest.raises(ValueError, match="shape"):
+        tok.tokens(torch.zeros(2, 4))
+
+
+def test_lightcurve_tokens_time_band_and_subsampling():
+    rng = np.random.default_rng(1)
+    times = [np.sort(rng.uniform(0, 900, n)) + 2000 for n in (30, 200)]
+    mags = [rng.normal(15, 0.1, len(t)) for t in times]
+    bands = [rng.integers(0, 2, len(t)) for t in times]
+    curves = pad_curves([*times, None], [*mags, None], [*bands, None])
+    tok = LightCurveTokenizer(bands=["I", "V"], max_tokens=64)
+    even = tok.tokens(curves)
+    assert even.present.sum(1).tolist() == [30, 64, 0]
+    # Times in days since the first kept observation, increasing; band codes kept.
+    t0 = even.position[0, :30, 0]
+    assert t0[0] == 0 and (t0.diff() >= 0).all()
+    torch.testing.assert_close(t0, torch.from_numpy((times[0] - times[0][0]).astype(np.float32)))
+    assert even.field[0, :30].tolist() == bands[0].tolist()
+    torch.testing.assert_close(
+        tok.decode(even.values)[0, :30], torch.from_numpy(mags[0].astype(np.float32))
+    )
+    # The long curve keeps its whole baseline, evenly when deterministic…
+    assert even.position[1, 63, 0] > 800
+    # …and a random sorted subset with a generator, different per draw.
+    g = torch.Generator().manual_seed(0)
+    a, b = tok.tokens(curves, g), tok.tokens(curves, g)
+    assert (a.position[1, :, 0].diff() >= 0).all() and not torch.equal(a.position[1], b.position[1])
+    with pytest.raises(ValueError, match="band"):
+        LightCurveTokenizer(bands=["I"]).tokens(curves)
+
+
+def test_image_positions_are_sky_offsets_that_carry_over_to_other_sizes():
+    tok = ImageTokenizer(patch_size=8, scale=[1.0], pixel_scale=0.25)
+    small, large = tok.positions(64), tok.positions(96)
+    assert small.shape == (64, 2) and large.shape == (144, 2)
+    # Same patch of sky, same position: every patch of the small cutout sits in the large one.
+    as_set = {tuple(p) for p in large.tolist()}
+    assert all(tuple(p) in as_set for p in small.tolist())
+    assert small.abs().max().item() == pytest.approx(28 * 0.25)
+
+
+# ---------------------------------------------------------------------------- model
+def tiny_model(objective="autoregressive", **extra) -> MultimodalModel:
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=32, modalities=ALL, objective=objective, **extra)
+    return MultimodalModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def survey_batch(survey_dir):
+    data = load_multimodal_set(survey_dir, ALL)
+    tok = MultimodalTokenizer.for_dataset(data, ALL, 8, 32, 64)
+    prepared = tok.prepare(data)
+    stars = np.flatnonzero(data.present["lightcurve"])[:3]
+    index = torch.tensor([0, 1, 2, *stars.tolist()])
+    return tok.batch(prepared, index, None), data, tok
+
+
+def test_dataset_keeps_every_kind_of_object(survey_dir):
+    data = load_multimodal_set(survey_dir, ALL)
+    assert len(data) == 368
+    assert data.present["image"].sum() == 320 and data.present["lightcurve"].sum() == 48
+    assert not (data.present["image"] & data.present["lightcurve"]).any()
+    only_lc = load_multimodal_set(survey_dir, ["lightcurve"])
+    assert len(only_lc) == 48
+
+
+def test_absent_modality_is_absent_from_the_sequence(survey_batch):
+    batch, _, _ = survey_batch
+    model = tiny_model("mixed")
+    galaxies = {m: t.take(slice(0, 3)) for m, t in batch.items()}
+    without = {m: galaxies[m] for m in ("image", "spectrum", "photometry")}
+    # A light-curve block with nothing present changes nothing, embedding or loss.
+    torch.testing.assert_close(model.embed(galaxies), model.embed(without))
+    for objective in ("autoregressive", "masked"):
+        plan = model.draw_plan(galaxies, objective, torch.Generator().manual_seed(1))
+        sub = plan.take(slice(None))
+        if sub.mask:
+            sub.mask.pop("lightcurve")
+        a, b = model(galaxies, plan), model(without, sub)
+        for m in without:
+            torch.testing.assert_close(a[m][0], b[m][0])
+            torch.testing.assert_close(a[m][1], b[m][1])
+        assert float(a["lightcurve"][1]) == 0
+
+
+def test_random_order_is_a_permutation_per_object(survey_batch):
+    batch, _, _ = survey_batch
+    model = tiny_model()
+    plan = model.draw_plan(batch, "autoregressive", torch.Generator().manual_seed(0))
+    ranks = plan.rank
+    assert (ranks.sort(1).values == torch.arange(4)).all()
+    big = model.draw_plan(
+        {m: t.take(torch.zeros(64, dtype=torch.long)) for m, t in batch.items()},
+        "autoregressive",
+        torch.Generator().manual_seed(0),
+    )
+    assert len({tuple(r) for r in big.rank.tolist()}) > 5  # many orders, not one
+
+
+def test_autoregressive_prediction_never_sees_the_future(survey_batch):
+    batch, _, _ = survey_batch
+    model = tiny_model()
+    galaxy = {m: t.take(slice(0, 1)) for m, t in batch.items() if m != "lightcurve"}
+    plan = model.canonical_plan(galaxy, "autoregressive")  # image, spectrum, photometry
+    seq, h = model.predictions(galaxy, plan)
+    changed = {
+        m: ModalityTokens(t.values.clone(), t.valid, t.present, t.position, t.field)
+        for m, t in galaxy.items()
+    }
+    changed["spectrum"].values[:, 10:] += 5.0  # spectrum tokens from the 11th on
+    _, h2 = model.predictions(changed, plan)
+    first_changed = 64 + 10  # slot of spectrum token 10 in image-first order
+    torch.testing.assert_close(h[:, : first_changed + 1], h2[:, : first_changed + 1])
+    assert not torch.allclose(h[:, first_changed + 1 :], h2[:, first_changed + 1 :])
+
+
+def test_masked_tokens_do_not_leak_their_values(survey_batch):
+    batch, _, _ = survey_batch
+    model = tiny_model("masked")
+    galaxy = {m: t.take(slice(0, 2)) for m, t in batch.items() if m != "lightcurve"}
+    mask = {m: torch.zeros_like(t.present) for m, t in galaxy.items()}
+    mask["spectrum"][:] = True
+    plan = Plan("masked", mask=mask)
+    _, h = model.predictions(galaxy, plan)
+    changed = dict(galaxy)
+    s = galaxy["spectrum"]
+    changed["spectrum"] = ModalityTokens(s.values + 3.0, s.valid, s.present, s.position, s.field)
+    _, h2 = model.predictions(changed, plan)
+    torch.testing.assert_close(h, h2)
+
+
+def test_bad_inputs_get_clear_errors(survey_batch):
+    batch, _, _ = survey_batch
+    image_only = MultimodalModel(
+        ModelConfig(n_layer=1, n_head=2, n_embd=32, modalities=["image", "photometry"])
+    )
+    with pytest.raises(ModalityError, match="trained on .*cannot read .*spectrum"):
+        image_only.embed(batch)
+    with pytest.raises(ModalityError, match="empty batch"):
+        image_only.embed({})
+    short = tiny_model(max_tokens=50)
+    with pytest.raises(ModalityError, match="context"):
+        short.embed({"image": batch["image"]})
+    with pytest.raises(ConfigError, match="modalities"):
+        load_config(None, ["model.modalities=['image','radio']"])
+    with pytest.raises(ConfigError, match="objective"):
+        load_config(None, ["model.objective='contrastive'"])
+
+
+# ---------------------------------------------------------------------------- training
+def test_multimodal_training_lowers_every_modality_loss(multimodal_run):
+    rows = [json.loads(x) for x in (multimodal_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_loss" in r]
+    first, last = evals[0], evals[-1]
+    for m in ALL:
+        assert f"loss_{m}" in rows[-1]
+        assert last[f"val_loss_{m}"] < first[f"val_loss_{m}"], m
+    card = (multimodal_run / "MODEL_CARD.md").read_text()
+    assert "lightcurve" in card
+
+
+def test_multimodal_accumulation_matches_one_big_batch(survey_dir, tmp_path):
+    common = [
+        MULTIMODAL,
+        "model.objective='mixed'",
+        "train.batch_size=32",
+        "train.checkpoint_every=1000",
+    ]
+    train(tiny_config(survey_dir, tmp_path / "one", 4, *common), progress=False)
+    train(
+        tiny_config(survey_dir, tmp_path / "four", 4, *common, "train.grad_accum_steps=4"),
+        progress=False,
+    )
+    a = load_foundation(tmp_path / "one").model.state_dict()
+    b = load_foundation(tmp_path / "four").model.state_dict()
+    for name, p in a.items():
+        torch.testing.assert_close(p, b[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_predict_generates_missing_modalities_in_physical_units(multimodal_run, survey_dir):
+    f = load_foundation(multimodal_run)
+    data = load_multimodal_set(survey_dir, ALL)
+    galaxies = np.flatnonzero(data.present["image"])[:200]
+    # image → photometry: the predicted fluxes follow the catalogue's.
+    obs = [
+        Observation(id=str(data.ids[i]), modalities={"image": data.arrays["image"][i]})
+        for i in galaxies
+    ]
+    phot = f.predict(obs, "photometry")
+    assert phot.shape == (200, 3)
+    true = data.arrays["phot_flux"][galaxies]
+    assert spearmanr(phot[:, 1], true[:, 1]).statistic > 0.7
+    # image → spectrum on the survey's wavelength grid, in its flux unit.
+    spec = f.predict(obs[0], "spectrum")
+    assert spec.shape == (1551,) and np.isfinite(spec).all()
+    # photometry → image patches.
+    img = f.predict(Observation(id="x", modalities={"photometry": true[0]}), "image")
+    assert img.shape == (3, 64, 64)
+    with pytest.raises(ModalityError, match="other modality"):
+        f.predict_tokens({"spectrum": f.tokens_from_observations(obs[:1])["image"]}, "spectrum")
+
+
+def test_predicted_spectra_carry_brightness_and_a_readable_redshift(multimodal_run, survey_dir):
+    f = load_foundation(multimodal_run)
+    data = load_multimodal_set(survey_dir, ["image", "spectrum"])
+    pred = predict_set(f, data, "spectrum", ["image"], method="masked")
+    level = np.nanmedian(pred.predicted, axis=1)
+    has = data.present["spectrum"][data.present["image"]]  # a rare few have no spectrum
+    true_level = np.nanmedian(pred.observed[has], axis=1)
+    assert spearmanr(level[has], true_level).statistic > 0.5
+    scores = redshift_from_spectra(pred)
+    assert scores["n"] == 320 and np.isfinite(scores["predicted"])
+
+
+def test_multimodal_embeddings_of_a_dataset(multimodal_run, survey_dir, tmp_path):
+    out = embed_dataset(multimodal_run, survey_dir, tmp_path / "all.parquet", progress=False)
+    emb = read_embeddings(out)
+    assert len(emb.ids) == 368 and emb.meta["modalities"] == ALL
+    assert np.isfinite(emb.vectors).all()
+    images = read_embeddings(
+        embed_dataset(
+            multimodal_run,
+            survey_dir,
+            tmp_path / "img.parquet",
+            progress=False,
+            modalities=["image"],
+        )
+    )
+    assert len(images.ids) == 320  # stars have no image
+    # Embedding from the image alone differs from embedding with every modality.
+    assert not np.allclose(images.vectors[:5], emb.vectors[:5])
+
+
+def test_load_foundation_refuses_image_only_runs(trained_run):
+    with pytest.raises(CheckpointError, match="image-only"):
+        load_foundation(trained_run)
+
+
+def test_foundation_refuses_modalities_it_never_saw(multimodal_run):
+    f = load_foundation(multimodal_run)
+    narrow = Foundation(
+        MultimodalModel(
+            ModelConfig(n_layer=1, n_head=2, n_embd=32, modalities=["image"], objective="masked")
+        ),
+        MultimodalTokenizer({"image": f.tokenizer["image"]}),
+    )
+    with pytest.raises(ModalityError, match="trained on"):
+        narrow.predict(
+            Observation(id="x", modalities={"photometry": np.ones(3, np.float32)}), "image"
+        )
