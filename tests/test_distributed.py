@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_overrides, torchrun_cli
+from conftest import MULTIMODAL, tiny_config, tiny_overrides, torchrun_cli
 
 from astroloom.train.checkpoint import load_checkpoint
 from astroloom.train.loop import Ranks, train
@@ -111,3 +111,21 @@ def test_sigkilled_run_resumes_on_the_same_curve(mock_dir, tmp_path):
     assert steps_a == steps_b
     assert loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-5)
     assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "killed"))
+
+
+def test_fsdp_two_ranks_match_one_process_and_resume(survey_dir, tmp_path):
+    """The multimodal model sharded with FSDP over two CPU ranks trains to the weights one
+    process reaches, and a sharded run resumed from its step-2 checkpoint does too."""
+    extra = [MULTIMODAL, "model.objective='mixed'", "train.checkpoint_every=2"]
+    args = cli_train_args(survey_dir, tmp_path / "fsdp", 4, *extra, "train.parallel='fsdp'")
+    result = torchrun_cli("train", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train(
+        tiny_config(survey_dir, tmp_path / "single", 4, "train.threads=1", *extra), progress=False
+    )
+    assert_same_weights(weights(tmp_path / "fsdp"), weights(tmp_path / "single"))
+    assert (tmp_path / "fsdp" / "checkpoints" / "step-0000002" / "train_state.pt").is_file()
+    (tmp_path / "fsdp" / "final" / "model.safetensors").unlink()
+    resumed = torchrun_cli("train", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_weights(weights(tmp_path / "fsdp"), weights(tmp_path / "single"))

@@ -272,7 +272,11 @@ def test_predicted_spectra_carry_brightness_and_a_readable_redshift(multimodal_r
     true_level = np.nanmedian(pred.observed[has], axis=1)
     assert spearmanr(level[has], true_level).statistic > 0.5
     scores = redshift_from_spectra(pred)
-    assert scores["n"] == 320 and np.isfinite(scores["predicted"])
+    # A probe reads redshift from spectra the model drew from images alone (measured 0.26
+    # here after 200 steps; 0.33 for the tiny preset after 1500), though less well than
+    # from the observed spectra (0.72).
+    assert scores["n"] == 320
+    assert 0.1 < scores["predicted"] < scores["observed"]
 
 
 def test_multimodal_embeddings_of_a_dataset(multimodal_run, survey_dir, tmp_path):

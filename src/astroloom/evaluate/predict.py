@@ -29,6 +29,7 @@ class Prediction:
     labels: dict[str, np.ndarray]
     target: str
     use: list[str]
+    scale: float = 1.0  # the target's arcsinh softening: probes read stretched values
 
 
 def predict_set(
@@ -46,8 +47,9 @@ def predict_set(
         raise DataError(f"no object has any of {use}")
     values = foundation.predict_tokens(foundation.tokens_from_set(rows, use), target, method)
     observed = rows.arrays.get(TRUE_COLUMN.get(target, ""))
+    scale = foundation.tokenizer[target].scale if target == "spectrum" else 1.0
     return Prediction(
-        rows.ids, foundation.decode(target, values), observed, rows.labels, target, list(use)
+        rows.ids, foundation.decode(target, values), observed, rows.labels, target, list(use), scale
     )
 
 
@@ -77,8 +79,11 @@ def predict_dataset(
     return pred
 
 
-def bin_spectra(flux: np.ndarray, width: int = 16) -> np.ndarray:
-    """Average ``width`` neighbouring pixels (NaN-aware): the probe's features."""
+def bin_spectra(flux: np.ndarray, width: int = 16, scale: float = 1.0) -> np.ndarray:
+    """The probe's features: ``asinh(flux / scale)`` averaged over ``width`` neighbouring
+    pixels (NaN-aware). The stretch keeps bright objects from dominating a linear probe
+    (measured: redshift R² 0.77 from observed spectra stretched, negative unstretched)."""
+    flux = np.arcsinh(flux / scale)
     n = flux.shape[1] // width * width
     with warnings.catch_warnings():  # a bin with no measured pixel is NaN, and says so
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -95,10 +100,12 @@ def redshift_from_spectra(pred: Prediction, label: str = "redshift", seed: int =
     ok = np.isfinite(y)
     out = {
         "n": int(ok.sum()),
-        "predicted": ridge_probe(bin_spectra(pred.predicted[ok]), y[ok], seed=seed).r2,
+        "predicted": ridge_probe(
+            bin_spectra(pred.predicted[ok], scale=pred.scale), y[ok], seed=seed
+        ).r2,
     }
     if pred.observed is not None:
-        true = bin_spectra(pred.observed[ok])
+        true = bin_spectra(pred.observed[ok], scale=pred.scale)
         good = np.isfinite(true).all(axis=1)
         out["observed"] = ridge_probe(true[good], y[ok][good], seed=seed).r2
     return out

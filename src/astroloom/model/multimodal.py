@@ -375,8 +375,16 @@ class MultimodalModel(nn.Module):
             target, valid = tokens.values[rows, src], tokens.valid[rows, src]
             err = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
             mask = valid.to(err.dtype)
-            # Touch every decoder so DDP sees each parameter used, whatever the batch holds.
-            out[m] = ((err * mask).sum() + 0.0 * pred.sum(), mask.sum())
+            out[m] = ((err * mask).sum(), mask.sum())
+        # Give every parameter a gradient each step, zero where this step did not use it
+        # (the mask token in an autoregressive step, a modality absent from the batch): the
+        # optimizer then treats all parameters alike whatever the step held, which keeps
+        # ranks, micro-batches and resumed runs on the same trajectory.
+        first = next(iter(out))
+        idle = sum(
+            p.reshape(-1)[0] for n, p in self.named_parameters() if not n.startswith("blocks.")
+        )
+        out[first] = (out[first][0] + 0.0 * idle, out[first][1])
         return out
 
     def loss(

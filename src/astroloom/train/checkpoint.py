@@ -69,8 +69,10 @@ def load_optimizer_state(
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+    # Not strict: a parameter no step has used yet (the mask token after only
+    # autoregressive steps) has no optimizer state to restore, as in the plain optimizer.
     set_optimizer_state_dict(
-        model, optimizer, state, options=StateDictOptions(full_state_dict=True)
+        model, optimizer, state, options=StateDictOptions(full_state_dict=True, strict=False)
     )
 
 

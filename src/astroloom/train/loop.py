@@ -387,7 +387,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     bar.close()
     wall = time.perf_counter() - began
     weights = full_state_dict(model, sharded)
-    n_parameters = sum(v.numel() for v in weights.values()) if sharded else model.num_parameters()
+    n_parameters = model.num_parameters()  # a sharded tensor counts its global size
     if ranks.main:
         log.close()
         save_checkpoint(run / FINAL, weights, cfg, task.tokenizer)
