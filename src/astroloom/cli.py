@@ -25,6 +25,11 @@ scaling_app = typer.Typer(
     help="Scaling laws: sweeps, fits and compute plans.", no_args_is_help=True
 )
 app.add_typer(scaling_app, name="scaling")
+generate_app = typer.Typer(
+    help="Diffusion simulator conditioned on the foundation model: train, sample, evaluate.",
+    no_args_is_help=True,
+)
+app.add_typer(generate_app, name="generate")
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError)
 
@@ -528,6 +533,86 @@ def scaling_table(
             raise typer.BadParameter(f"expected NAME:N:D, got {entry!r}")
         rows.append((parts[0], *_floats(",".join(parts[1:]))))
     typer.echo(loss_table(ScalingLaw.load(law) if law else PUBLISHED, rows))
+
+
+@generate_app.command("train")
+def generate_train(
+    run: Annotated[Path, typer.Argument(help="The multimodal foundation run to condition on.")],
+    data: Annotated[Path, typer.Argument(help="A dataset directory with images.")],
+    out: Annotated[Path, typer.Option(help="Where to write the denoiser.")] = Path("runs/denoiser"),
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    unconditional: Annotated[
+        bool, typer.Option(help="Train the unconditional baseline instead.")
+    ] = False,
+    prediction: Annotated[str, typer.Option(help="v or epsilon.")] = "v",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train a denoiser on DATA's images, conditioned through RUN's frozen embeddings."""
+    from astroloom.generate.denoiser import DenoiserConfig, train_denoiser
+
+    cfg = DenoiserConfig(
+        steps=steps,
+        batch_size=batch_size,
+        conditional=not unconditional,
+        prediction=prediction,
+        seed=seed,
+    )
+    path = train_denoiser(run, data, out, cfg)
+    typer.echo(f"wrote denoiser to {path}")
+
+
+@generate_app.command("sample")
+def generate_sample(
+    denoiser: Annotated[Path, typer.Argument(help="A denoiser directory.")],
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="others (from spectrum + photometry), image (variations), all, "
+            "inversion (more like the --id objects), interpolate (between two --id), "
+            "unconditional."
+        ),
+    ] = "others",
+    id: Annotated[
+        list[str] | None, typer.Option(help="Conditioning object id (repeatable).")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Images per object (inversion: in all).")] = 4,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    eta: Annotated[float, typer.Option(help="DDIM η (0 deterministic).")] = 0.0,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 2.0,
+    psf_fwhm: Annotated[
+        float, typer.Option(help="Extra Gaussian PSF FWHM (arcsec) to observe with.")
+    ] = 0.0,
+    noise: Annotated[float, typer.Option(help="Extra Gaussian noise per pixel (flux).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/generated"),
+) -> None:
+    """Generate galaxies in physical units: FITS cube + PNG preview."""
+    from astroloom.generate.jobs import run_sample
+
+    fits_path, png = run_sample(
+        denoiser, mode, id or [], n, steps, eta, guidance, psf_fwhm, noise, seed, out
+    )
+    typer.echo(f"wrote {fits_path} and {png}")
+
+
+@generate_app.command("evaluate")
+def generate_evaluate(
+    denoiser: Annotated[Path, typer.Argument(help="A conditional denoiser directory.")],
+    baseline: Annotated[
+        Path | None, typer.Option(help="An unconditional denoiser to compare with.")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Held-out objects to generate for.")] = 256,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 2.0,
+) -> None:
+    """Fréchet distances, conditional fidelity and memorisation on held-out galaxies."""
+    from astroloom.evaluate.probe import save_tables
+    from astroloom.generate.evaluate import evaluate_denoiser, markdown
+
+    result = evaluate_denoiser(denoiser, baseline, n=n, steps=steps, guidance=guidance)
+    save_tables(denoiser, "generate_eval", result, markdown(result))
+    typer.echo(markdown(result))
 
 
 def main() -> None:

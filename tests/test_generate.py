@@ -1,0 +1,232 @@
+"""The diffusion simulator: schedule math, sampler, denoiser, conditioning modes, outputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from astroloom.cli import app
+from astroloom.data.multiset import keep, load_multimodal_set
+from astroloom.generate.denoiser import DenoiserConfig, load_denoiser, train_denoiser
+from astroloom.generate.evaluate import frechet_distance, memorisation
+from astroloom.generate.jobs import generate_mode
+from astroloom.generate.pipeline import invert_condition, observe, read_fits, write_fits
+from astroloom.generate.sampler import ddim_invert, ddim_sample, slerp
+from astroloom.generate.schedule import CosineSchedule
+from astroloom.generate.unet import UNet, UNetConfig
+from astroloom.model.foundation import load_foundation
+
+
+# ---------------------------------------------------------------------------- schedule
+def test_cosine_schedule_shape_and_forward_noising_moments():
+    s = CosineSchedule(1000)
+    ab = s.alpha_bar
+    assert ab.shape == (1000,) and (ab.diff() < 0).all() and 0 < ab[-1] < 1e-3 and ab[0] > 0.999
+    x0 = torch.full((20000, 1), 0.7)
+    for t in (10, 500, 990):
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(t))
+        xt = s.add_noise(x0, noise, torch.full((len(x0),), t))
+        a = ab[t - 1]
+        assert xt.mean().item() == pytest.approx(a.sqrt().item() * 0.7, abs=0.02)
+        assert xt.var().item() == pytest.approx(1 - a.item(), abs=0.02)
+
+
+@pytest.mark.parametrize("prediction", ["v", "epsilon"])
+def test_prediction_conversions_invert_each_other(prediction):
+    s = CosineSchedule(100)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(8, 3, 4, 4, generator=g), torch.randn(8, 3, 4, 4, generator=g)
+    t = torch.randint(1, 101, (8,), generator=g)
+    xt = s.add_noise(x0, noise, t)
+    out = noise if prediction == "epsilon" else s.v_target(x0, noise, t)
+    x0_hat, eps_hat = s.split(out, xt, t, prediction)
+    torch.testing.assert_close(x0_hat, x0, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(eps_hat, noise, rtol=1e-3, atol=1e-3)
+
+
+def oracle(point: torch.Tensor, s: CosineSchedule):
+    """The exact v-prediction for data that is always ``point``."""
+
+    def net(x, t, cond):
+        noise = (x - s._ab(t, x).sqrt() * point) / (1 - s._ab(t, x)).sqrt()
+        return s.v_target(point.expand_as(x), noise, t)
+
+    return net
+
+
+def test_ddim_with_the_exact_denoiser_lands_on_the_data_and_is_deterministic():
+    s = CosineSchedule(1000)
+    point = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    net = oracle(point, s)
+    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    a = ddim_sample(net, s, noise, steps=20, eta=0.0)
+    torch.testing.assert_close(a, point.expand_as(a), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(a, ddim_sample(net, s, noise, steps=20, eta=0.0))
+    # η > 0 adds fresh noise per step; with the exact denoiser it still ends on the data.
+    b = ddim_sample(net, s, noise, steps=20, eta=1.0, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(b, point.expand_as(b), rtol=1e-3, atol=1e-3)
+
+
+def test_ddim_inversion_round_trip_and_slerp():
+    s = CosineSchedule(1000)
+    point = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    net = oracle(point, s)
+    latent = ddim_invert(net, s, point, steps=20)
+    torch.testing.assert_close(ddim_sample(net, s, latent, steps=20), point, rtol=1e-3, atol=1e-3)
+    a, b = torch.randn(2, 1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b, rtol=1e-4, atol=1e-4)
+    mid = slerp(a, b, 0.5)
+    assert mid.norm() == pytest.approx(((a.norm() + b.norm()) / 2).item(), rel=0.1)
+
+
+# ---------------------------------------------------------------------------- network & io
+def test_unet_shapes_null_condition_and_errors():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(cond_dim=16, channels=[16, 32, 32], image_size=32)).eval()
+    # Residual branches and the output layer start at zero; give them weights so that the
+    # condition can matter.
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.normal_(module.weight, std=0.1)
+    x, t = torch.randn(3, 3, 32, 32), torch.tensor([1, 500, 1000])
+    cond = torch.randn(3, 16)
+    assert net(x, t, cond).shape == x.shape
+    nulls = torch.full_like(cond, float("nan"))
+    torch.testing.assert_close(net(x, t, nulls), net(x, t, None))
+    assert not torch.allclose(net(x, t, cond), net(x, t, None))
+    with pytest.raises(ValueError, match="reads"):
+        net(torch.randn(1, 3, 16, 16), t[:1], cond[:1])
+    with pytest.raises(ValueError, match="image_size"):
+        UNet(UNetConfig(image_size=36))
+
+
+def test_fits_output_keeps_units_and_provenance(tmp_path):
+    flux = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    meta = {"pixel_scale_arcsec": 0.262, "bands": ["g", "r", "z"], "foundation_run": "runs/x"}
+    prov = {"mode": "others", "ids": ["a", "b"], "steps": 25, "guidance": 2.0, "seed": 3}
+    path = write_fits(tmp_path / "g.fits", flux, meta, prov)
+    data, header, back = read_fits(path)
+    np.testing.assert_array_equal(data, flux)
+    assert header["BUNIT"] == "nanomaggy" and header["PIXSCALE"] == 0.262
+    assert header["BANDS"] == "g,r,z" and header["CONDMODE"] == "others"
+    assert back == prov
+
+
+def test_observe_broadens_and_adds_noise():
+    img = np.zeros((1, 3, 33, 33), np.float32)
+    img[:, :, 16, 16] = 1.0
+    wide = observe(img, pixel_scale=0.25, extra_psf_fwhm=1.0)
+    assert wide.sum() == pytest.approx(3.0, rel=1e-3) and wide.max() < 0.1
+    noisy = observe(img, 0.25, noise_sigma=[0.1, 0.2, 0.3], seed=1)
+    stds = (noisy - img).std(axis=(0, 2, 3))
+    np.testing.assert_allclose(stds, [0.1, 0.2, 0.3], rtol=0.15)
+
+
+def test_frechet_distance_and_memorisation_mean_what_they_say():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    b = rng.normal(size=(4000, 3)) * 2 + np.array([1.0, 0, 0])
+    # Closed form for N(0, I) vs N(μ, 4I): |μ|² + 3 (1 + 4 − 2·2) = 1 + 3.
+    assert frechet_distance(a, b) == pytest.approx(4.0, rel=0.08)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    train, held = rng.normal(size=(300, 50)), rng.normal(size=(100, 50))
+    copied = memorisation(train[:100] + 1e-3, held, train)
+    fresh = memorisation(rng.normal(size=(100, 50)), held, train)
+    assert copied["ratio"] < 0.01 and copied["share_closer_than_held_out_5pct"] == 1.0
+    assert 0.9 < fresh["ratio"] < 1.1
+
+
+# ---------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def denoiser_dir(multimodal_run, survey_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("denoiser")
+    cfg = DenoiserConfig(steps=40, batch_size=8, channels=[16, 32, 32], held_out=0.2)
+    train_denoiser(multimodal_run, survey_dir, out, cfg, progress=False)
+    return out
+
+
+def test_denoiser_files_and_physical_units(denoiser_dir, survey_dir):
+    den = load_denoiser(denoiser_dir)
+    meta = json.loads((denoiser_dir / "denoiser.json").read_text())
+    assert meta["sources"] == ["image", "others", "all"]
+    assert len(meta["train_ids"]) + len(meta["held_out_ids"]) == 320
+    assert not set(meta["train_ids"]) & set(meta["held_out_ids"])
+    flux = load_multimodal_set(survey_dir, ["image"]).arrays["image"][:4]
+    np.testing.assert_allclose(den.to_flux(den.to_unit(flux)), flux, rtol=1e-4, atol=1e-6)
+
+
+def test_each_conditioning_mode_on_a_tiny_model(denoiser_dir, multimodal_run, survey_dir):
+    den = load_denoiser(denoiser_dir)
+    f = load_foundation(multimodal_run)
+    data = load_multimodal_set(survey_dir, f.modalities)
+    two = keep(data, np.array([0, 1]))
+    for mode in ("others", "image", "all"):
+        out = generate_mode(den, f, two, mode, n=2, steps=4)
+        assert out.shape == (4, 3, 64, 64) and np.isfinite(out).all()
+    # Deterministic at η = 0, seeded otherwise.
+    again = generate_mode(den, f, two, "all", n=2, steps=4)
+    np.testing.assert_array_equal(again, generate_mode(den, f, two, "all", n=2, steps=4))
+    assert generate_mode(den, None, None, "unconditional", n=3, steps=4).shape == (3, 3, 64, 64)
+    frames = generate_mode(den, f, two, "interpolate", n=3, steps=4)
+    assert frames.shape == (3, 3, 64, 64) and not np.allclose(frames[0], frames[-1])
+    assert generate_mode(den, f, two, "inversion", n=5, steps=4).shape == (5, 3, 64, 64)
+    with pytest.raises(ValueError, match="mode"):
+        generate_mode(den, f, two, "dream", n=1)
+
+
+def test_inversion_finds_a_condition_that_explains_the_examples(denoiser_dir, survey_dir):
+    den = load_denoiser(denoiser_dir)
+    examples = load_multimodal_set(survey_dir, ["image"]).arrays["image"][:4]
+    cond = invert_condition(den, examples, iters=60, lr=0.1, seed=0)
+
+    def loss(c):
+        g = torch.Generator().manual_seed(9)
+        x = den.to_unit(examples).repeat(16, 1, 1, 1)
+        noise, t = torch.randn(x.shape, generator=g), torch.randint(1, 1001, (len(x),), generator=g)
+        with torch.no_grad():
+            out = den.net(den.schedule.add_noise(x, noise, t), t, c.expand(len(x), -1))
+        return float(((out - den.schedule.v_target(x, noise, t)) ** 2).mean())
+
+    assert loss(cond) < loss(torch.zeros_like(cond))
+
+
+def test_generate_cli_sample_and_evaluate(denoiser_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "gen"
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "sample",
+            str(denoiser_dir),
+            "--mode",
+            "others",
+            "--n",
+            "2",
+            "--steps",
+            "3",
+            "--psf-fwhm",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data, header, prov = read_fits(out / "generated.fits")
+    assert data.shape == (8, 3, 64, 64) and header["CONDMODE"] == "others"
+    assert prov["extra_psf_fwhm_arcsec"] == 0.5 and len(prov["ids"]) == 4
+    assert (out / "generated.png").stat().st_size > 1000
+    bad = runner.invoke(
+        app, ["generate", "sample", str(denoiser_dir), "--id", "nope", "--out", str(out)]
+    )
+    assert bad.exit_code != 0 and "nope" in str(bad.exception)
+    result = runner.invoke(
+        app, ["generate", "evaluate", str(denoiser_dir), "--n", "24", "--steps", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((denoiser_dir / "generate_eval.json").read_text())
+    others = report["modes"]["others"]
+    assert others["frechet_foundation"]["floor"] >= 0 and "mag_r" in others["fidelity"]
