@@ -21,7 +21,9 @@ SHAPE_FEATURES = ["r20", "r50", "r80", "concentration", "ellipticity", "gini", "
 def _central_segment(band: np.ndarray, noise: float):
     from photutils.segmentation import detect_sources
 
-    segments = detect_sources(np.nan_to_num(band), 1.5 * noise, 5)  # at least 5 pixels
+    with warnings.catch_warnings():  # an empty cutout is an answer (NaN features), not news
+        warnings.simplefilter("ignore")
+        segments = detect_sources(np.nan_to_num(band), 1.5 * noise, 5)  # at least 5 pixels
     if segments is None:
         return None
     c = band.shape[0] // 2

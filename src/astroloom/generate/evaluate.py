@@ -5,6 +5,8 @@ conditioning object's true values), and a memorisation check."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -18,7 +20,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"need two (n ≥ 2, d) feature sets of equal d; got {a.shape}, {b.shape}")
     mu = a.mean(0) - b.mean(0)
     ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = np.real(linalg.sqrtm(ca @ cb))
+    with warnings.catch_warnings():  # few samples in many dimensions: singular, still fine
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = np.real(linalg.sqrtm(ca @ cb))
     return float(mu @ mu + np.trace(ca + cb - 2 * root))
 
 
