@@ -13,19 +13,52 @@ def test_demo_writes_a_complete_report(tmp_path):
         steps=40,
         progress=False,
         extra_overrides=["train.batch_size=16"],
+        denoiser_steps=20,
+        generate_n=24,
+        sample_steps=4,
+        inversion_iters=5,
     )
     html = result.report.read_text()
     assert result.report == tmp_path / "demo" / "report.html"
-    # Loss curve, probe scatter, modalities and reconstructions are embedded as PNG images.
-    assert len(re.findall(r"data:image/png;base64,", html)) == 4
+    # Loss curve, probe scatter, predicted spectra, four pages of generated galaxies and the
+    # modalities are embedded as PNG images.
+    assert len(re.findall(r"data:image/png;base64,", html)) == 8
     for label in DEMO_TARGETS:
         assert f"<td>{label}</td>" in html
     probe = json.loads((tmp_path / "demo" / "probe.json").read_text())
     assert set(probe["labels"]) == set(DEMO_TARGETS)
-    assert probe["methods"] == ["foundation", "pixel PCA", "random weights"]
-    assert set(result.timings) == {"simulate", "train", "embed", "probe", "report"}
+    assert probe["methods"] == [
+        "foundation",
+        "foundation, all modalities",
+        "pixel PCA",
+        "random weights",
+    ]
+    assert set(result.timings) == {
+        "simulate",
+        "train",
+        "embed",
+        "probe",
+        "predict",
+        "train denoiser",
+        "generate",
+        "report",
+    }
+    cross = json.loads((tmp_path / "demo" / "cross_modal.json").read_text())
+    assert set(cross["photometry_r2_from_image"]) == {"g", "r", "z"}
+    generated = json.loads((tmp_path / "demo" / "generate_eval.json").read_text())
+    assert set(generated["modes"]) == {"image", "others", "all"}
+    assert "Generated galaxies" in html
     # A second run reuses the simulated survey rather than drawing it again.
     shard = next((tmp_path / "demo" / "data").glob("*.parquet"))
     before = shard.stat().st_mtime_ns
-    run_demo(tmp_path / "demo", n_objects=300, steps=10, progress=False)
+    run_demo(
+        tmp_path / "demo",
+        n_objects=300,
+        steps=10,
+        progress=False,
+        denoiser_steps=5,
+        generate_n=16,
+        sample_steps=2,
+        inversion_iters=2,
+    )
     assert shard.stat().st_mtime_ns == before

@@ -435,14 +435,22 @@ def demo(
         "runs/demo"
     ),
     n_objects: Annotated[int, typer.Option(help="Galaxies to simulate.")] = 6000,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
     preset: Annotated[str, typer.Option(help="Model preset: tiny or small.")] = "tiny",
     seed: Annotated[int, typer.Option(help="Seed for data, model and probes.")] = 0,
+    denoiser_steps: Annotated[int, typer.Option(help="Diffusion decoder training steps.")] = 700,
 ) -> None:
     """Run the whole journey on the mock survey and write an HTML report."""
     from astroloom.demo import run_demo
 
-    result = run_demo(out, n_objects=n_objects, steps=steps, preset=preset, seed=seed)
+    result = run_demo(
+        out,
+        n_objects=n_objects,
+        steps=steps,
+        preset=preset,
+        seed=seed,
+        denoiser_steps=denoiser_steps,
+    )
     typer.echo(result.probe.markdown())
     typer.echo(json.dumps({k: round(v, 1) for k, v in result.timings.items()}))
     typer.echo(f"report: {result.report}")

@@ -150,8 +150,12 @@ def probe(
     folds: int = 5,
     seed: int = 0,
     progress: bool = True,
+    extra: dict[str, Embeddings] | None = None,
 ) -> ProbeReport:
-    """Ridge-probe each target label with the foundation embeddings and the baselines."""
+    """Ridge-probe each target label with the foundation embeddings and the baselines.
+
+    ``extra`` adds named feature sets (e.g. the same model's embeddings from every
+    modality), matched to the objects by id."""
     emb = embeddings if isinstance(embeddings, Embeddings) else read_embeddings(embeddings)
     numeric = [k for k, v in emb.labels.items() if v.dtype != object]
     targets = numeric if targets is None else targets
@@ -167,6 +171,12 @@ def probe(
             f"({', '.join(numeric)})"
         )
     features = {"foundation": emb.vectors}
+    for name, other in (extra or {}).items():
+        position = {obj: i for i, obj in enumerate(other.ids)}
+        missing = [obj for obj in emb.ids if obj not in position]
+        if missing:
+            raise DataError(f"{len(missing)} objects lack {name!r} features, e.g. {missing[:3]}")
+        features[name] = other.vectors[[position[obj] for obj in emb.ids]]
     if baselines:
         features.update(baseline_features(emb, progress))
     scores: dict[str, dict[str, ProbeScore]] = {}

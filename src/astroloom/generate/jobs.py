@@ -36,6 +36,7 @@ def generate_mode(
     eta: float = 0.0,
     guidance: float = 2.0,
     seed: int = 0,
+    inversion_iters: int = 100,
 ) -> np.ndarray:
     """Fluxes for one conditioning mode (see :data:`MODES`)."""
     if mode not in MODES:
@@ -52,7 +53,7 @@ def generate_mode(
         cond = condition_vectors(foundation, chosen, mode)
         return sample(den, cond, n, steps, eta, guidance, seed)
     if mode == "inversion":
-        return sample_like(den, chosen.arrays["image"], n, steps, guidance, seed)
+        return sample_like(den, chosen.arrays["image"], n, steps, guidance, seed, inversion_iters)
     if len(chosen) != 2:
         raise DataError(f"interpolation needs exactly two objects, got {len(chosen)}")
     cond = condition_vectors(foundation, chosen, "image") if den.cond_mean is not None else None

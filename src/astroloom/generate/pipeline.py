@@ -86,8 +86,8 @@ def sample(
 def invert_condition(
     den: Denoiser,
     examples: np.ndarray,
-    iters: int = 200,
-    lr: float = 0.05,
+    iters: int = 100,
+    lr: float = 0.1,
     seed: int = 0,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -101,7 +101,7 @@ def invert_condition(
     opt = torch.optim.Adam([cond], lr=lr)
     den.net.requires_grad_(False)
     for _ in tqdm(range(iters), desc="invert condition", disable=not progress):
-        reps = max(1, 32 // len(x0))
+        reps = max(1, 16 // len(x0))  # ≥ 16 noisy copies per step: a steadier gradient
         x = x0.repeat(reps, 1, 1, 1)
         noise = torch.randn(x.shape, generator=gen)
         t = torch.randint(1, den.schedule.steps + 1, (len(x),), generator=gen)
@@ -122,7 +122,7 @@ def sample_like(
     steps: int = 25,
     guidance: float = 2.0,
     seed: int = 0,
-    iters: int = 200,
+    iters: int = 100,
     progress: bool = False,
 ) -> np.ndarray:
     """Invert a condition on ``examples``, then draw ``n`` more of that kind (fluxes)."""

@@ -23,13 +23,25 @@ def plot_loss(metrics: str | Path, out: str | Path) -> Path:
     if not rows:
         raise ValueError(f"{metrics} holds no logged steps to plot")
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train", lw=1.2)
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["loss"] for r in rows], label="train", lw=1.2, color="k")
     val = [r for r in rows if r.get("val_loss") is not None]
     if val:
         ax.plot(
-            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation", ms=3
+            [r["step"] for r in val],
+            [r["val_loss"] for r in val],
+            "o-",
+            label="validation",
+            ms=3,
+            color="k",
+            alpha=0.6,
         )
-    ax.set(xlabel="step", ylabel="Huber loss (next patch)", yscale="log", title="Pretraining loss")
+    # A multimodal run logs each modality's loss too: one thin line each.
+    modalities = sorted(k[5:] for k in rows[-1] if k.startswith("loss_"))
+    for m in modalities:
+        ax.plot(steps, [r.get(f"loss_{m}", np.nan) for r in rows], lw=0.8, label=f"train, {m}")
+    ylabel = "Huber loss (per modality, mean)" if modalities else "Huber loss (next patch)"
+    ax.set(xlabel="step", ylabel=ylabel, yscale="log", title="Pretraining loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -286,6 +298,32 @@ def plot_label_curves(
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
+def plot_spectra(
+    wavelength: np.ndarray,
+    observed: np.ndarray,
+    predicted: np.ndarray,
+    redshifts: Sequence[float],
+    out: str | Path,
+    unit: str = "",
+) -> Path:
+    """Observed spectra (grey) beside the ones predicted from the image alone (colour)."""
+    n = len(observed)
+    fig, axes = plt.subplots(n, 1, figsize=(7.5, 1.7 * n), dpi=100, sharex=True, squeeze=False)
+    for ax, obs, pred, z in zip(axes[:, 0], observed, predicted, redshifts, strict=True):
+        ax.plot(wavelength, obs, color="0.6", lw=0.5, label="observed")
+        ax.plot(wavelength, pred, color="C3", lw=1.0, label="predicted from the image")
+        ax.text(0.01, 0.8, f"z = {z:.3f}", transform=ax.transAxes, fontsize=8)
+        lo, hi = np.nanpercentile(np.concatenate([obs, pred]), [1, 99.5])
+        ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.2 * (hi - lo))
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("observed wavelength (Å)")
+    axes[n // 2, 0].set_ylabel(f"flux {unit}".strip(), fontsize=8)
+    fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
