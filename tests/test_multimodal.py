@@ -315,3 +315,26 @@ def test_foundation_refuses_modalities_it_never_saw(multimodal_run):
         narrow.predict(
             Observation(id="x", modalities={"photometry": np.ones(3, np.float32)}), "image"
         )
+
+
+def test_bench_scores_light_curve_targets(multimodal_run, survey_dir):
+    from astroloom.evaluate.bench import run_bench
+
+    result = run_bench(
+        multimodal_run,
+        survey_dir,
+        budgets=(30, None),
+        seeds=2,
+        targets=["var_class", "period"],
+        layer_sweep=False,
+        progress=False,
+    )
+    by_target = {c.target: c for c in result.curves}
+    assert set(by_target) == {"log10_period", "var_class"}
+    curve = by_target["log10_period"]
+    assert {r["feature"] for r in curve.rows} == {"foundation", "random weights", "hand-crafted"}
+    # Lomb–Scargle finds the OGLE periods: the hand-crafted baseline reads log P well.
+    r2 = curve.summary("r2")
+    assert r2[("hand-crafted", "linear", -1)][0] > 0.5
+    accuracy = by_target["var_class"].summary("accuracy")
+    assert ("foundation", "knn", -1) in accuracy

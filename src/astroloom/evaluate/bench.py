@@ -14,14 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from astroloom.data.multiset import load_multimodal_set
+from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
 from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
+from astroloom.evaluate.lightcurve_features import lightcurve_features
 from astroloom.evaluate.metrics import anomaly_metrics
 from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe, save_tables
+from astroloom.model.foundation import Foundation
+from astroloom.model.multimodal import build_model
 from astroloom.tokenize.multimodal import image_part
 from astroloom.train.checkpoint import load_checkpoint
 
@@ -117,8 +123,15 @@ def run_bench(
     progress: bool = True,
 ) -> BenchResult:
     model, cfg, tokenizer = load_checkpoint(run)
-    images = load_image_set(data)
     layer = model.default_layer()
+    galaxy_targets = set(REGRESSION_TARGETS) | {"morph_type", "is_rare"}
+    if targets is not None and not set(targets) & galaxy_targets:
+        curves = lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
+        if not curves:
+            raise DataError(f"{data} has no light curves to score {list(targets)} on")
+        meta = {"run": str(run), "data": str(data), "layer": layer, "seeds": seeds}
+        return BenchResult(curves=curves, anomalies={}, meta=meta)
+    images = load_image_set(data)
     features = {
         "foundation": embed_images(model, tokenizer, images.images, layer, progress=progress)
     }
@@ -130,7 +143,15 @@ def run_bench(
         images.images, image_part(tokenizer).scale, progress
     )
     labels = images.labels
-    wanted = [t for t in (targets or REGRESSION_TARGETS) if t in labels and t != "morph_type"]
+    # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
+    wanted = [
+        t
+        for t in (targets or REGRESSION_TARGETS)
+        if t in labels
+        and t != "morph_type"
+        and labels[t].dtype != object
+        and np.isfinite(labels[t]).any()
+    ]
     curves = []
     for target in wanted:
         curves.append(
@@ -178,6 +199,10 @@ def run_bench(
             seeds=seeds,
         ).rows
         curves.append(curve)
+    if "lightcurve" in getattr(model, "modalities", []) and (
+        targets is None or {"var_class", "period"} & set(targets)
+    ):
+        curves += lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
     anomalies: dict[str, dict[str, dict[str, float]]] = {}
     if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
         rare = labels["is_rare"] == 1
@@ -206,3 +231,44 @@ def run_bench(
         "budgets": [b if b is not None else "all" for b in budgets],
     }
     return BenchResult(curves=curves, anomalies=anomalies, meta=meta, layers=layers)
+
+
+def lightcurve_curves(
+    model, cfg, tokenizer, data, budgets, seeds: int, progress: bool
+) -> list[Curve]:
+    """Variable-star class and period from light-curve embeddings, against Lomb–Scargle
+    and summary statistics (the hand-crafted baseline) and the untrained model."""
+    stars = load_multimodal_set(data, ["lightcurve"])
+    if len(stars) < 20:
+        return []
+    foundation = Foundation(model, tokenizer)
+    tokens = foundation.tokens_from_set(stars, ["lightcurve"])
+    torch.manual_seed(cfg.train.seed + 1)
+    random_model = Foundation(build_model(cfg.model).eval(), tokenizer)
+    features = {
+        "foundation": foundation.embed(tokens),
+        "random weights": random_model.embed(tokens),
+        "hand-crafted": lightcurve_features(
+            stars.curves["lc_time"],
+            stars.curves["lc_mag"],
+            stars.curves["lc_band"],
+            len(tokenizer["lightcurve"].bands),
+            progress,
+        ),
+    }
+    period = stars.labels["period"].astype(float)
+    log_period = np.where(period > 0, np.log10(np.where(period > 0, period, 1.0)), np.nan)
+    small = [b for b in budgets if b is None or b <= len(stars)]
+    regression = few_shot_curve(
+        features, log_period, "log10_period", "regression", small, ("linear", "knn"), seeds
+    )
+    classes = few_shot_curve(
+        features,
+        stars.labels["var_class"],
+        "var_class",
+        "classification",
+        small,
+        ("linear", "knn"),
+        seeds,
+    )
+    return [regression, classes]
