@@ -288,6 +288,41 @@ def embed(
 
 
 @app.command()
+def finetune(
+    run: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    data: Annotated[Path, typer.Argument(help="A dataset directory with labelled images.")],
+    target: Annotated[str, typer.Option(help="Numeric label to learn.")],
+    budget: Annotated[
+        list[int] | None, typer.Option(help="Label count (repeatable; default 30 100 300 1000).")
+    ] = None,
+    method: Annotated[
+        list[str] | None, typer.Option(help="frozen, lora, full, cnn (repeatable; default all).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Draws per label count.")] = 3,
+    steps: Annotated[int, typer.Option(help="Optimiser steps per fit.")] = 300,
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for the tables (default RUN).")
+    ] = None,
+) -> None:
+    """LoRA and full fine-tuning vs the frozen probe vs a supervised CNN, by label count."""
+    from astroloom.evaluate.finetune import METHODS, finetune_curve
+    from astroloom.evaluate.probe import save_tables
+
+    result = finetune_curve(
+        run,
+        data,
+        target,
+        budgets=tuple(budget or (30, 100, 300, 1000)),
+        seeds=seeds,
+        methods=tuple(method or METHODS),
+        steps=steps,
+    )
+    payload = {"target": target, "rows": result.rows, "notes": result.notes}
+    save_tables(out or run, f"finetune_{target}", payload, result.markdown())
+    typer.echo(result.markdown())
+
+
+@app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="A multimodal run directory or checkpoint.")],
     data: Annotated[Path, typer.Argument(help="A dataset directory.")],

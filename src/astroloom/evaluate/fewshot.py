@@ -87,6 +87,36 @@ class Curve:
         return {k: (float(np.mean(v)), float(np.std(v))) for k, v in groups.items()}
 
 
+def few_shot_splits(
+    n: int,
+    target: str,
+    budgets: Sequence[int | None],
+    seeds: int,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    notes: list[str] | None = None,
+):
+    """The train/test splits of a few-shot curve over ``n`` labelled objects: one fixed test
+    set, and per budget and seed a draw of ``budget`` training objects (indices into the
+    ``n``). Yields (budget, seed, size, train, test). Shared by probes and fine-tuning so
+    that every method sees the same objects."""
+    rng = np.random.default_rng([seed, 7])
+    order = rng.permutation(n)
+    n_test = int(round(test_fraction * n))
+    test, pool = order[:n_test], order[n_test:]
+    if len(pool) < 2 or n_test < 2:
+        raise DataError(f"{target}: {n} labelled objects are too few for a few-shot curve")
+    for budget in budgets:
+        size = len(pool) if budget is None else budget
+        if size > len(pool):
+            if notes is not None:
+                notes.append(f"budget {budget} skipped: only {len(pool)} labelled training objects")
+            continue
+        for s in range(seeds if budget is not None else 1):
+            pick = np.random.default_rng([seed, s, size]).choice(pool, size, replace=False)
+            yield budget, s, size, pick, test
+
+
 def few_shot_curve(
     features: dict[str, np.ndarray],
     labels: np.ndarray,
@@ -114,37 +144,25 @@ def few_shot_curve(
         curve.notes.append(f"{int((~known).sum())} objects without a {target} label left out")
     index = np.flatnonzero(known)
     y_all = labels[index] if task == "classification" else labels[index].astype(float)
-    rng = np.random.default_rng([seed, 7])
-    order = rng.permutation(len(index))
-    n_test = int(round(test_fraction * len(index)))
-    test, pool = order[:n_test], order[n_test:]
-    if len(pool) < 2 or n_test < 2:
-        raise DataError(f"{target}: {len(index)} labelled objects are too few for a few-shot curve")
-    for budget in budgets:
-        size = len(pool) if budget is None else budget
-        if size > len(pool):
-            curve.notes.append(
-                f"budget {budget} skipped: only {len(pool)} labelled training objects"
-            )
+    for budget, s, size, pick, test in few_shot_splits(
+        len(index), target, budgets, seeds, test_fraction, seed, curve.notes
+    ):
+        y_train = y_all[pick]
+        if task == "classification" and len(set(y_train)) < 2:
+            curve.notes.append(f"budget {budget}, seed {s}: one class only; skipped")
             continue
-        for s in range(seeds if budget is not None else 1):
-            pick = np.random.default_rng([seed, s, size]).choice(pool, size, replace=False)
-            y_train = y_all[pick]
-            if task == "classification" and len(set(y_train)) < 2:
-                curve.notes.append(f"budget {budget}, seed {s}: one class only; skipped")
-                continue
-            for name, x in features.items():
-                x = x[index]
-                for method in methods:
-                    model = make_probe(method, task, size, s).fit(x[pick], y_train)
-                    row = score(task, target, y_all[test], model, x[test])
-                    curve.rows.append(
-                        {
-                            "feature": name,
-                            "method": method,
-                            "seed": s,
-                            "budget": size if budget is not None else -1,
-                            **row,
-                        }
-                    )
+        for name, x in features.items():
+            x = x[index]
+            for method in methods:
+                model = make_probe(method, task, size, s).fit(x[pick], y_train)
+                row = score(task, target, y_all[test], model, x[test])
+                curve.rows.append(
+                    {
+                        "feature": name,
+                        "method": method,
+                        "seed": s,
+                        "budget": size if budget is not None else -1,
+                        **row,
+                    }
+                )
     return curve

@@ -182,6 +182,12 @@ class FoundationModel(nn.Module):
         self, tokens: torch.Tensor, layer: int | None = None, pool: str = "mean"
     ) -> torch.Tensor:
         """One vector per object: the hidden state after block ``layer``, pooled over patches."""
+        return self.pooled_state(tokens, layer, pool)
+
+    def pooled_state(
+        self, tokens: torch.Tensor, layer: int | None = None, pool: str = "mean"
+    ) -> torch.Tensor:
+        """:meth:`embed` with gradients (for fine-tuning)."""
         layer = self.default_layer() if layer is None else layer
         if not 0 <= layer <= self.cfg.n_layer:
             raise ValueError(f"layer must lie in 0…{self.cfg.n_layer}, got {layer}")
