@@ -64,7 +64,11 @@ def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
 
 class PositionEmbedding(nn.Module):
     """Fourier features of continuous coordinates (fixed, log-spaced periods, so positions
-    never seen in training still embed smoothly) plus a learned embedding per field."""
+    never seen in training still embed smoothly) plus a learned embedding per field.
+
+    Sky positions are projected on four directions (0°, 45°, 90°, 135°) before the waves
+    are taken: waves along x and y alone would give every patch an embedding of the form
+    f(x) + g(y), which cannot tell a galaxy elongated along one diagonal from the other."""
 
     def __init__(self, spec: ModalitySpec, width: int, n_freq: int = 16) -> None:
         super().__init__()
@@ -74,7 +78,13 @@ class PositionEmbedding(nn.Module):
             short, long = spec.periods
             periods = torch.logspace(math.log10(short), math.log10(long), n_freq)
             self.register_buffer("freq", 2 * math.pi / periods, persistent=False)
-            self.proj = nn.Linear(2 * n_freq * spec.coords, width)
+            if spec.coords == 2:
+                angles = torch.tensor([0.0, 0.25, 0.5, 0.75]) * math.pi
+                directions = torch.stack([angles.cos(), angles.sin()], dim=1)
+            else:
+                directions = torch.eye(spec.coords)
+            self.register_buffer("directions", directions, persistent=False)
+            self.proj = nn.Linear(2 * n_freq * len(directions), width)
         if spec.n_fields:
             self.field = nn.Embedding(spec.n_fields, width)
 
@@ -84,7 +94,8 @@ class PositionEmbedding(nn.Module):
         if self.spec.coords:
             if tokens.position is None or tokens.position.shape[-1] != self.spec.coords:
                 raise ModalityError(f"tokens need {self.spec.coords} position coordinate(s)")
-            angle = tokens.position.float()[..., None] * self.freq  # (B, N, P, F)
+            along = tokens.position.float() @ self.directions.T  # (B, N, directions)
+            angle = along[..., None] * self.freq  # (B, N, directions, F)
             out = out + self.proj(torch.cat([angle.sin(), angle.cos()], -1).flatten(2))
         if self.spec.n_fields:
             if tokens.field is None:

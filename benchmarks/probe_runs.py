@@ -1,0 +1,47 @@
+"""Ridge-probe galaxy labels from each run's embeddings: image-only, and (multimodal runs)
+from every modality a galaxy has. Usage: probe_runs.py DATA RUN [RUN …]"""
+
+import sys
+
+import numpy as np
+
+from astroloom.data.multiset import keep, load_multimodal_set
+from astroloom.evaluate.embed import embed_images
+from astroloom.evaluate.probe import ridge_probe
+from astroloom.model.foundation import Foundation
+from astroloom.model.multimodal import MultimodalModel
+from astroloom.train.checkpoint import load_checkpoint
+
+TARGETS = ["redshift", "log_stellar_mass", "g_r", "half_light_radius", "ellipticity", "mag_r"]
+
+
+def scores(x: np.ndarray, labels: dict) -> dict:
+    out = {}
+    for t in TARGETS:
+        ok = np.isfinite(labels[t])
+        out[t] = round(ridge_probe(x[ok], labels[t][ok]).r2, 3)
+    return out
+
+
+def main() -> None:
+    data_dir, runs = sys.argv[1], sys.argv[2:]
+    data = load_multimodal_set(data_dir, ["image", "spectrum", "photometry"])
+    data = keep(data, np.flatnonzero(data.present["image"])[:3000])
+    print("| run | embedding | " + " | ".join(TARGETS) + " |")
+    print("|---" * (len(TARGETS) + 2) + "|")
+    for run in runs:
+        model, _, tok = load_checkpoint(run)
+        rows = {
+            "image": scores(
+                embed_images(model, tok, data.arrays["image"], progress=False), data.labels
+            )
+        }
+        if isinstance(model, MultimodalModel):
+            f = Foundation(model, tok)
+            rows["all modalities"] = scores(f.embed(f.tokens_from_set(data)), data.labels)
+        for kind, r in rows.items():
+            print(f"| {run} | {kind} | " + " | ".join(f"{r[t]:.3f}" for t in TARGETS) + " |")
+
+
+if __name__ == "__main__":
+    main()
