@@ -424,7 +424,7 @@ def generation_section(
             "Fréchet, foundation space (floor)",
             "Fréchet, hand-crafted (floor)",
             "NN-distance ratio",
-            "fidelity R², generated / real",
+            "fidelity ρ², generated / real",
         ],
         rows,
     )
@@ -432,8 +432,10 @@ def generation_section(
         "Fréchet distances compare generated with held-out galaxies; the floor is the distance "
         "between two halves of the held-out set at the same size. Fidelity: r magnitude, "
         "colours, half-light radius and ellipticity measured with photutils on each generated "
-        "image against its conditioning object's true value (R² of a straight line), beside "
-        "the same measured on the real image. NN-distance ratio: median distance from a "
+        "image against its conditioning object's true value (ρ², squared Spearman "
+        "correlation), beside the same measured on the real image. Hand-crafted features are "
+        "clipped to the held-out 1–99 % range before the distance. NN-distance ratio: median "
+        "distance from a "
         "generated image to its nearest training image over the same for held-out images "
         "(≪ 1 would mean copying).",
         note=True,

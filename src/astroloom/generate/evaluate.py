@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 from scipy import linalg
+from scipy.stats import spearmanr
 
 from astroloom.evaluate.handcrafted import handcrafted_features
 
@@ -57,12 +58,15 @@ def measured_properties(
     }
 
 
-def r2_linear(measured: np.ndarray, truth: np.ndarray) -> float:
-    """R² of the best straight line from measured to true values (squared Pearson r)."""
+def rank_r2(measured: np.ndarray, truth: np.ndarray) -> float:
+    """Squared Spearman correlation of measured and true values: the share of the ranking
+    a monotone relation explains. Robust where a straight line is not: a faint galaxy's
+    segment flux can go negative and its colour to ±20 mag (measured: Pearson r² of g − r
+    on the *real* images was 0.003 for that reason)."""
     ok = np.isfinite(measured) & np.isfinite(truth)
     if ok.sum() < 3 or np.std(measured[ok]) == 0:
         return float("nan")
-    return float(np.corrcoef(measured[ok], truth[ok])[0, 1] ** 2)
+    return float(spearmanr(measured[ok], truth[ok]).statistic ** 2)
 
 
 def fidelity(
@@ -72,16 +76,17 @@ def fidelity(
     noise: list[float],
     pixel_scale: float,
 ) -> dict[str, dict[str, float]]:
-    """Per property: R² of the value measured on each generated image against its
-    conditioning object's true label, and the same measured on the real images (ceiling)."""
+    """Per property: ρ² (squared Spearman) of the value measured on each generated image
+    against its conditioning object's true label, and the same measured on the real images
+    (the ceiling the measurement allows)."""
     gen = measured_properties(generated, noise, pixel_scale)
     obs = measured_properties(real, noise, pixel_scale)
     out = {}
     for prop in gen:
         if prop in labels:
             out[prop] = {
-                "generated": r2_linear(gen[prop], labels[prop]),
-                "real": r2_linear(obs[prop], labels[prop]),
+                "generated": rank_r2(gen[prop], labels[prop]),
+                "real": rank_r2(obs[prop], labels[prop]),
             }
     return out
 
@@ -145,7 +150,14 @@ def evaluate_denoiser(
         return handcrafted_features(flux, noise, progress=False)
 
     real_fm, real_hand = fm_features(real), hand_features(real)
-    scale = real_hand.std(0) + 1e-9  # standardise so no one feature dominates the distance
+    # Hand-crafted features have heavy tails (a colour from a near-zero flux): clip both sets
+    # to the held-out 1–99 % range, then standardise so no one feature dominates.
+    lo, hi = np.percentile(real_hand, [1, 99], axis=0)
+    scale = real_hand.clip(lo, hi).std(0) + 1e-9
+
+    def hand_space(flux: np.ndarray) -> np.ndarray:
+        return hand_features(flux).clip(lo, hi) / scale
+
     unit = den.to_unit
     result = {
         "n_held_out": len(real),
@@ -163,7 +175,7 @@ def evaluate_denoiser(
         out = {
             "frechet_foundation": fd_with_floor(fm_features(generated), real_fm, seed),
             "frechet_handcrafted": fd_with_floor(
-                hand_features(generated) / scale, real_hand / scale, seed
+                hand_space(generated), real_hand.clip(lo, hi) / scale, seed
             ),
             "memorisation": memorisation(
                 unit(generated).numpy(), unit(real).numpy(), unit(train).numpy()
@@ -198,7 +210,7 @@ def torch_from(flux: np.ndarray):
 def markdown(result: dict) -> str:
     rows = [
         "| mode | FD foundation (floor) | FD hand-crafted (floor) | NN-distance ratio | "
-        "fidelity R² generated / real |",
+        "fidelity ρ² generated / real |",
         "|---|---|---|---|---|",
     ]
     for mode, r in result["modes"].items():
