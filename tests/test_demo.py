@@ -20,9 +20,9 @@ def test_demo_writes_a_complete_report(tmp_path):
     )
     html = result.report.read_text()
     assert result.report == tmp_path / "demo" / "report.html"
-    # Loss curve, probe scatter, predicted spectra, four pages of generated galaxies and the
-    # modalities are embedded as PNG images.
-    assert len(re.findall(r"data:image/png;base64,", html)) == 8
+    # Loss curve, probe scatter, the UMAP map, predicted spectra, four pages of generated
+    # galaxies and the modalities are embedded as PNG images.
+    assert len(re.findall(r"data:image/png;base64,", html)) == 9
     for label in DEMO_TARGETS:
         assert f"<td>{label}</td>" in html
     probe = json.loads((tmp_path / "demo" / "probe.json").read_text())
@@ -38,11 +38,14 @@ def test_demo_writes_a_complete_report(tmp_path):
         "train",
         "embed",
         "probe",
+        "map",
         "predict",
         "train denoiser",
         "generate",
         "report",
     }
+    mapped = json.loads((tmp_path / "demo" / "map.json").read_text())
+    assert mapped["n"] >= 300 and mapped["neighbour_recall"] > 5 * 15 / mapped["n"]
     cross = json.loads((tmp_path / "demo" / "cross_modal.json").read_text())
     assert set(cross["photometry_r2_from_image"]) == {"g", "r", "z"}
     generated = json.loads((tmp_path / "demo" / "generate_eval.json").read_text())

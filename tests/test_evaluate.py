@@ -159,7 +159,7 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     from typer.testing import CliRunner
 
     from astroloom.cli import app
-    from astroloom.evaluate.embed import embed_dataset, read_embeddings
+    from astroloom.evaluate.embed import embed_dataset, read_embeddings, write_embeddings
 
     run, data = survey_run
     path = embed_dataset(run, data, tmp_path / "emb.parquet", progress=False)
@@ -173,6 +173,50 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
     assert metrics["n_positive"] == 20 and 0.0 <= metrics["roc_auc"] <= 1.0
+
+    png, coords = tmp_path / "map.png", tmp_path / "map.parquet"
+    args = ["map", str(path), "--color", "redshift", "--color", "morph_type", "--out", str(png)]
+    result = CliRunner().invoke(app, [*args, "--coords", str(coords)])
+    assert result.exit_code == 0, result.output
+    emb = read_embeddings(path)
+    n = len(emb.ids)
+    recall = float(result.output.split("neighbour recall: ")[1].split()[0])
+    assert recall > 5 * 15 / n  # far better than a random layout
+    assert png.stat().st_size > 20_000
+    mapped = read_embeddings(coords)
+    assert mapped.vectors.shape == (n, 2) and list(mapped.ids) == list(emb.ids)
+    assert np.isfinite(mapped.vectors).all()
+
+    emb.labels["redshift"][:7] = np.nan  # objects without the label are drawn grey and counted
+    write_embeddings(tmp_path / "holes.parquet", emb)
+    result = CliRunner().invoke(app, ["map", str(tmp_path / "holes.parquet"), *args[2:]])
+    assert result.exit_code == 0, result.output
+    assert f"7 of {n} objects have no redshift" in result.output
+    result = CliRunner().invoke(app, ["map", str(path), "--color", "no_such_label"])
+    assert result.exit_code != 0 and "available:" in str(result.exception)
+
+
+def test_umap_map_keeps_clusters_apart_and_is_reproducible():
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from astroloom.discover.embedding_map import umap_map
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 32)) * 3
+    kind = rng.integers(0, 4, 800)
+    x = centres[kind] + rng.normal(size=(800, 32))
+    first, again = umap_map(x, seed=1), umap_map(x, seed=1)
+    np.testing.assert_array_equal(first.coords, again.coords)
+    knn = KNeighborsClassifier(5)
+    assert cross_val_score(knn, first.coords, kind, cv=5).mean() > 0.97
+    assert first.neighbour_recall > 0.2  # a random layout keeps 15 / 800 ≈ 0.02
+
+    x[3, 5] = np.nan
+    with pytest.raises(DataError, match="1 of 800 embeddings hold NaN"):
+        umap_map(x)
+    with pytest.raises(DataError, match="needs more than n_neighbors"):
+        umap_map(x[4:14])
 
 
 def test_handcrafted_features_measure_what_they_say(mock_dir):

@@ -464,6 +464,49 @@ def anomalies(
         typer.echo(json.dumps(anomaly_metrics(scores, emb.labels[label] == 1)))
 
 
+@app.command("map")
+def embedding_map(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],
+    color: Annotated[
+        list[str] | None, typer.Option("--color", help="Label to colour by (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="PNG of the map.")] = Path("map.png"),
+    neighbours: Annotated[int, typer.Option(help="UMAP n_neighbors.")] = 15,
+    min_dist: Annotated[float, typer.Option(help="UMAP min_dist.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed (fixes the layout).")] = 0,
+    coords: Annotated[
+        Path | None, typer.Option(help="Also write id, x, y (and the labels) to this Parquet.")
+    ] = None,
+) -> None:
+    """A 2-D UMAP map of the embeddings, one panel per label it is coloured by."""
+    from astroloom.discover.embedding_map import label_colours, umap_map
+    from astroloom.evaluate.embed import Embeddings, read_embeddings, write_embeddings
+    from astroloom.report.plots import plot_embedding_map
+
+    emb = read_embeddings(embeddings)
+    colours, missing = label_colours(emb.labels, color or [])
+    result = umap_map(emb.vectors, n_neighbors=neighbours, min_dist=min_dist, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_embedding_map(
+        result.coords, colours, out, title=f"UMAP of {len(emb.ids)} objects ({embeddings.name})"
+    )
+    for name, n in missing.items():
+        if n:
+            typer.echo(f"{n} of {len(emb.ids)} objects have no {name} (grey in the map)")
+    typer.echo(
+        f"neighbour recall: {result.neighbour_recall:.3f} of each object's {neighbours} "
+        f"embedding-space neighbours stay neighbours in the map "
+        f"(random layout: {neighbours / len(emb.ids):.3f})"
+    )
+    if coords is not None:
+        write_embeddings(
+            coords,
+            Embeddings(emb.ids, result.coords, emb.labels, {**emb.meta, "umap": str(embeddings)}),
+        )
+        typer.echo(f"wrote {coords}")
+    typer.echo(f"wrote {out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for data, run and report.")] = Path(

@@ -17,6 +17,7 @@ from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import load_image_set
 from astroloom.data.sim.survey import simulate_survey
+from astroloom.discover.embedding_map import label_colours, umap_map
 from astroloom.evaluate.embed import embed_dataset, read_embeddings
 from astroloom.evaluate.predict import predict_set, redshift_from_spectra
 from astroloom.evaluate.probe import ProbeReport, probe, save_tables
@@ -26,6 +27,7 @@ from astroloom.generate.jobs import generate_mode, objects, preview
 from astroloom.model.foundation import load_foundation
 from astroloom.report.html import Report
 from astroloom.report.plots import (
+    plot_embedding_map,
     plot_loss,
     plot_predicted_vs_true,
     plot_spectra,
@@ -159,6 +161,11 @@ def run_demo(
     timings["probe"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    mapped = demo_map(all_path, out / "figures" / "map.png", seed)
+    (out / "map.json").write_text(json.dumps(mapped, indent=2) + "\n")
+    timings["map"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     cross = cross_modal(trained.run_dir, data_dir, out, seed)
     timings["predict"] = time.perf_counter() - clock
 
@@ -190,6 +197,7 @@ def run_demo(
         cross,
         generation,
         sampling={"steps": sample_steps, "inversion_iters": inversion_iters},
+        mapped=mapped,
     )
     timings["report"] = time.perf_counter() - clock
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
@@ -201,6 +209,22 @@ def run_demo(
         cross_modal=cross,
         generation=generation,
     )
+
+
+def demo_map(embeddings: Path, out: Path, seed: int) -> dict:
+    """UMAP of the all-modality embeddings, coloured by redshift, galaxy type and star class."""
+    emb = read_embeddings(embeddings)
+    names = [n for n in ("redshift", "morph_type", "var_class") if n in emb.labels]
+    colours, _ = label_colours(emb.labels, names)
+    result = umap_map(emb.vectors, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_embedding_map(result.coords, colours, out)
+    return {
+        "n": len(emb.ids),
+        "neighbour_recall": result.neighbour_recall,
+        "n_neighbors": result.n_neighbors,
+        "figure": str(out),
+    }
 
 
 def cross_modal(run: Path, data_dir: Path, out: Path, seed: int, limit: int = 2000) -> dict:
@@ -250,6 +274,7 @@ def write_demo_report(
     cross: dict,
     generation: dict,
     sampling: dict | None = None,
+    mapped: dict | None = None,
 ) -> Path:
     _, cfg, _ = load_checkpoint(trained.run_dir)
     figs = out / "figures"
@@ -291,6 +316,11 @@ def write_demo_report(
                 "probe",
                 f"{probed.meta['folds']}-fold ridge, {len(probed.methods)} feature sets",
                 f"{timings['probe']:.1f}",
+            ],
+            [
+                "map",
+                f"UMAP of the all-modality embeddings of {mapped['n'] if mapped else 0} objects",
+                f"{timings.get('map', 0.0):.1f}",
             ],
             [
                 "predict",
@@ -336,6 +366,17 @@ def write_demo_report(
         plot_predicted_vs_true(panels, figs / "probe_scatter.png"),
         "Out-of-fold predictions from the image embeddings against the true labels.",
     )
+    if mapped:
+        report.heading("A map of the embeddings")
+        report.figure(
+            Path(mapped["figure"]),
+            f"UMAP of the embeddings every object's modalities give (galaxies: image, spectrum, "
+            f"photometry; stars: light curve), {mapped['n']} objects. On average "
+            f"{mapped['neighbour_recall']:.0%} of an object's {mapped['n_neighbors']} nearest "
+            f"neighbours in embedding space are among its nearest in the map "
+            f"(a random layout: {mapped['n_neighbors'] / mapped['n']:.1%}). Grey: objects "
+            "without that label.",
+        )
     report.heading("Cross-modal prediction: spectra from images")
     phot = cross.get("photometry_r2_from_image") or {}
     report.paragraph(

@@ -327,3 +327,52 @@ def plot_spectra(
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
+
+
+def _is_categorical(values: np.ndarray) -> bool:
+    return values.dtype == object or len(np.unique(values[np.isfinite(values)])) <= 12
+
+
+def plot_embedding_map(
+    coords: np.ndarray,
+    colours: Sequence[tuple[str, np.ndarray]],
+    out: str | Path,
+    title: str = "",
+) -> Path:
+    """One scatter panel of the 2-D map per label: categories get a legend, numbers a colour
+    bar clipped to their 1st–99th percentiles; objects without the label are grey dots."""
+    n = max(1, len(colours))
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.2), dpi=110, squeeze=False)
+    size = float(np.clip(4000 / max(len(coords), 1), 0.5, 12))
+    for ax, (name, values) in zip(axes.flat, colours or [("", None)], strict=True):
+        ax.set(xticks=[], yticks=[], title=name)
+        if values is None:
+            ax.scatter(*coords.T, s=size, c="k", lw=0)
+            continue
+        categorical = _is_categorical(values)
+        if values.dtype == object:
+            missing = np.array([v is None or v == "" for v in values])
+        else:
+            missing = ~np.isfinite(values)
+        ax.scatter(*coords[missing].T, s=size, c="0.85", lw=0, label=f"no {name}")
+        present = ~missing
+        if categorical:
+            kinds = sorted({str(v) for v in values[present]})
+            palette = plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")
+            for i, kind in enumerate(kinds):
+                pick = present & (values.astype(str) == kind)
+                ax.scatter(*coords[pick].T, s=size, color=palette(i), lw=0, label=kind)
+            ax.legend(fontsize=7, markerscale=max(1.0, 6 / size), loc="best", frameon=False)
+        else:
+            v = values[present].astype(float)
+            lo, hi = np.percentile(v, [1, 99])
+            dots = ax.scatter(
+                *coords[present].T, s=size, c=v, cmap="viridis", vmin=lo, vmax=hi, lw=0
+            )
+            fig.colorbar(dots, ax=ax, shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
