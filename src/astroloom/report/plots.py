@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
@@ -357,12 +358,22 @@ def plot_embedding_map(
         ax.scatter(*coords[missing].T, s=size, c="0.85", lw=0, label=f"no {name}")
         present = ~missing
         if categorical:
+            text = values.astype(str)
             kinds = sorted({str(v) for v in values[present]})
             palette = plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")
-            for i, kind in enumerate(kinds):
-                pick = present & (values.astype(str) == kind)
-                ax.scatter(*coords[pick].T, s=size, color=palette(i), lw=0, label=kind)
-            ax.legend(fontsize=7, markerscale=max(1.0, 6 / size), loc="best", frameon=False)
+            colour = {kind: palette(i) for i, kind in enumerate(kinds)}
+            # Common kinds first, rare ones last and larger, so rare objects stay visible.
+            counts = {kind: int((present & (text == kind)).sum()) for kind in kinds}
+            for kind in sorted(kinds, key=lambda k: -counts[k]):
+                pick = present & (text == kind)
+                dot = size if counts[kind] > 0.05 * len(coords) else max(size * 4, 6.0)
+                ax.scatter(*coords[pick].T, s=dot, color=colour[kind], lw=0, label=kind)
+            handles = [
+                Line2D([], [], marker="o", ls="", ms=5, color=colour.get(k, "0.85"), label=k)
+                for k in [f"no {name}", *kinds]
+                if k in colour or missing.any()
+            ]
+            ax.legend(handles=handles, fontsize=7, loc="best", frameon=False)
         else:
             v = values[present].astype(float)
             lo, hi = np.percentile(v, [1, 99])
