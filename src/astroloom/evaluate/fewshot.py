@@ -6,6 +6,7 @@ objects and the *same* labelled subsets, so the curves differ only by the featur
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,12 @@ from astroloom.evaluate.metrics import classification_metrics, redshift_metrics,
 BUDGETS: tuple[int | None, ...] = (10, 30, 100, 300, 1000, None)  # None: every labelled object
 METHODS = ("linear", "knn", "mlp")
 ALPHAS = np.logspace(-3, 4, 15)
+# scikit-learn ≥ 1.8 warns on every fit until these two are set; older versions lack them.
+_LOGISTIC_CV_QUIET = {
+    k: v
+    for k, v in {"l1_ratios": (0.0,), "use_legacy_attributes": False}.items()
+    if k in inspect.signature(LogisticRegressionCV).parameters
+}
 
 
 def make_probe(method: str, task: str, n_train: int, seed: int):
@@ -32,7 +39,9 @@ def make_probe(method: str, task: str, n_train: int, seed: int):
     elif method == "linear":
         # Cross-validated regularisation once there are labels enough to hold some out.
         head = (
-            LogisticRegressionCV(Cs=8, cv=3, max_iter=2000, scoring="neg_log_loss")
+            LogisticRegressionCV(
+                Cs=8, cv=3, max_iter=2000, scoring="neg_log_loss", **_LOGISTIC_CV_QUIET
+            )
             if n_train >= 60
             else LogisticRegression(C=1.0, max_iter=2000)
         )
