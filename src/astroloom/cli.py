@@ -475,7 +475,8 @@ def embedding_map(
     min_dist: Annotated[float, typer.Option(help="UMAP min_dist.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Random seed (fixes the layout).")] = 0,
     coords: Annotated[
-        Path | None, typer.Option(help="Also write id, x, y (and the labels) to this Parquet.")
+        Path | None,
+        typer.Option(help="Also write the map as an embeddings Parquet (id, 2-D vector, labels)."),
     ] = None,
 ) -> None:
     """A 2-D UMAP map of the embeddings, one panel per label it is coloured by."""
