@@ -155,6 +155,30 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert "| foundation | linear |" in (tmp_path / "bench.md").read_text()
 
 
+def test_bench_trains_the_supervised_cnn_on_the_same_splits(survey_run):
+    from astroloom.evaluate.bench import run_bench
+
+    run, data = survey_run
+    result = run_bench(
+        run,
+        data,
+        budgets=(None,),
+        seeds=1,
+        targets=["mag_r"],
+        layer_sweep=False,
+        progress=False,
+        cnn_steps=100,
+    )
+    (curve,) = result.curves
+    cnn = {r["budget"]: r for r in curve.rows if r["feature"] == "supervised CNN"}
+    probe = {r["budget"]: r for r in curve.rows if r["feature"] == "foundation"}
+    assert set(cnn) == set(probe) == {-1}
+    assert {"r2", "rmse", "bias"} <= set(cnn[-1])
+    # A CNN sees brightness directly in the pixels: with every label it learns it.
+    assert cnn[-1]["r2"] > 0.5, cnn
+    assert "| supervised CNN | resnet |" in result.markdown()
+
+
 def test_search_and_anomaly_commands(survey_run, tmp_path):
     from typer.testing import CliRunner
 

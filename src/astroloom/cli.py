@@ -385,13 +385,20 @@ def bench(
         str, typer.Option(help="Comma-separated label counts; 'all' for every labelled object.")
     ] = "10,30,100,300,1000,all",
     target: Annotated[list[str] | None, typer.Option(help="Targets (default: every one).")] = None,
+    cnn_steps: Annotated[
+        int,
+        typer.Option(
+            help="Also train a ResNet from scratch per target, budget and seed for this many "
+            "steps (the supervised baseline; slow, so off by default)."
+        ),
+    ] = 0,
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
     from astroloom.report.plots import plot_label_curves
 
     sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
-    result = run_bench(run, data, budgets=sizes, seeds=seeds, targets=target)
+    result = run_bench(run, data, budgets=sizes, seeds=seeds, targets=target, cnn_steps=cnn_steps)
     out = out or Path(run) / "bench"
     js, md = result.save(out)
     panels = [

@@ -22,6 +22,7 @@ from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
 from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
+from astroloom.evaluate.finetune import finetune_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.lightcurve_features import lightcurve_features
 from astroloom.evaluate.metrics import anomaly_metrics
@@ -121,7 +122,11 @@ def run_bench(
     targets: Sequence[str] | None = None,
     layer_sweep: bool = True,
     progress: bool = True,
+    cnn_steps: int = 0,
 ) -> BenchResult:
+    """Every target × feature set × probe × label budget, anomalies and a layer sweep.
+    ``cnn_steps`` > 0 adds the second wave: a ResNet trained from scratch on the pixels for
+    each regression target, budget and seed (the same splits), for that many steps."""
     model, cfg, tokenizer = load_checkpoint(run)
     layer = model.default_layer()
     galaxy_targets = set(REGRESSION_TARGETS) | {"morph_type", "is_rare"}
@@ -175,6 +180,20 @@ def run_bench(
             seeds=seeds,
         )
         curves[-1].rows += extra.rows
+        if cnn_steps > 0:
+            cnn = finetune_curve(
+                run,
+                data,
+                target,
+                budgets,
+                seeds,
+                methods=("cnn",),
+                steps=cnn_steps,
+                progress=progress,
+            )
+            curves[-1].rows += [
+                {**r, "feature": "supervised CNN", "method": "resnet"} for r in cnn.rows
+            ]
     if "morph_type" in labels and (targets is None or "morph_type" in targets):
         # The early/late split of ordinary galaxies; rare kinds are the anomaly task's.
         kinds = np.array(

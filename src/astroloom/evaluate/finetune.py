@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.metrics import r2_score
 from tqdm.auto import tqdm
 
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.fewshot import few_shot_splits, make_probe
+from astroloom.evaluate.metrics import redshift_metrics, regression_metrics
 from astroloom.model.multimodal import MultimodalModel
 from astroloom.tokenize.multimodal import image_part
 from astroloom.train.checkpoint import load_checkpoint
@@ -263,12 +263,13 @@ def finetune_curve(
                     model, params, inputs_train, y_train, steps, rates[method], batch_size, seed + s
                 )
                 pred = _predict(model, inputs_test, len(test)) * sd + mu
+            metrics = redshift_metrics if target == "redshift" else regression_metrics
             result.rows.append(
                 {
                     "method": method,
                     "budget": size if budget is not None else -1,
                     "seed": s,
-                    "r2": float(r2_score(y_all[test], pred)),
+                    **metrics(y_all[test], pred),
                 }
             )
             bar.update(1)
