@@ -39,12 +39,16 @@ def cosine_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return hits, np.clip(1.0 - sims, 0.0, 2.0)
 
 
-def neighbour_recall(vectors: np.ndarray, coords: np.ndarray, k: int = 15) -> float:
+def neighbour_recall(
+    vectors: np.ndarray, coords: np.ndarray, k: int = 15, high: np.ndarray | None = None
+) -> float:
     """Mean share of an object's k cosine neighbours in embedding space that are among its k
-    nearest in the map: 1 is a perfect local picture, k/n is what a random layout gives."""
+    nearest in the map: 1 is a perfect local picture, k/n is what a random layout gives.
+    ``high``: those neighbours (self first, k + 1 columns) if already found."""
     import faiss
 
-    high, _ = cosine_neighbours(vectors, k + 1)
+    if high is None:
+        high, _ = cosine_neighbours(vectors, k + 1)
     flat = np.ascontiguousarray(coords, dtype=np.float32)
     index = faiss.IndexFlatL2(2)
     index.add(flat)
@@ -76,13 +80,14 @@ def umap_map(
             f"a UMAP map of {len(vectors)} objects needs more than n_neighbors={n_neighbors}; "
             "embed more objects or lower n_neighbors"
         )
-    hits, dists = cosine_neighbours(vectors, n_neighbors)
+    # One search serves both UMAP (self + n_neighbors − 1 others) and the recall (self + k).
+    hits, dists = cosine_neighbours(vectors, n_neighbors + 1)
     reducer = umap.UMAP(
         n_neighbors=n_neighbors,
         min_dist=min_dist,
         metric="cosine",
         random_state=seed,
-        precomputed_knn=(hits, dists, None),
+        precomputed_knn=(hits[:, :n_neighbors], dists[:, :n_neighbors], None),
     )
     with warnings.catch_warnings():
         # UMAP warns that a seed forces one thread and that precomputed neighbours leave it
@@ -92,7 +97,7 @@ def umap_map(
     coords = np.asarray(coords, dtype=np.float32)
     return EmbeddingMap(
         coords=coords,
-        neighbour_recall=neighbour_recall(vectors, coords, n_neighbors),
+        neighbour_recall=neighbour_recall(vectors, coords, n_neighbors, high=hits),
         n_neighbors=n_neighbors,
     )
 
