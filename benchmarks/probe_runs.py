@@ -8,9 +8,8 @@ import numpy as np
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.probe import ridge_probe
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
-from astroloom.model.multimodal import MultimodalModel
-from astroloom.train.checkpoint import load_checkpoint
 
 TARGETS = ["redshift", "log_stellar_mass", "g_r", "half_light_radius", "ellipticity", "mag_r"]
 
@@ -36,7 +35,7 @@ def main() -> None:
                 embed_images(model, tok, data.arrays["image"], progress=False), data.labels
             )
         }
-        if isinstance(model, MultimodalModel):
+        if len(model.modalities) > 1:
             f = Foundation(model, tok)
             rows["all modalities"] = scores(f.embed(f.tokens_from_set(data)), data.labels)
         for kind, r in rows.items():

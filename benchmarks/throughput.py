@@ -20,7 +20,7 @@ import torch
 from astroloom.config import MODEL_PRESETS, ModelConfig
 from astroloom.data.shards import load_image_set
 from astroloom.data.sim.galaxies import render_galaxy, simulate_galaxies
-from astroloom.model.gpt import FoundationModel
+from astroloom.model.multimodal import MultimodalModel
 from astroloom.tokenize.image import ImageTokenizer
 
 
@@ -61,12 +61,13 @@ def main() -> None:
     tokenizer = ImageTokenizer(patch_size=8, scale=[0.01, 0.014, 0.035])
     for name in MODEL_PRESETS:
         cfg = ModelConfig(**MODEL_PRESETS[name])
-        model = FoundationModel(cfg)
+        model = MultimodalModel(cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        tokens, _ = tokenizer.encode(torch.from_numpy(images[:32]))
+        tokens = {"image": tokenizer.tokens(torch.from_numpy(images[:32]))}
+        plan = model.canonical_plan(tokens, "autoregressive")
 
-        def step(model=model, opt=opt, tokens=tokens) -> None:
-            loss = model.loss(tokens)
+        def step(model=model, opt=opt, tokens=tokens, plan=plan) -> None:
+            loss, _ = model.loss(tokens, plan)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -78,8 +79,8 @@ def main() -> None:
 
         def embed(model=model) -> None:
             for start in range(0, len(images), 256):
-                t, _ = tokenizer.encode(torch.from_numpy(images[start : start + 256]))
-                model.embed(t)
+                chunk = torch.from_numpy(images[start : start + 256])
+                model.embed({"image": tokenizer.tokens(chunk)})
 
         embed()
         results[f"embed_{name}_images_per_s"] = len(images) / best_of(embed)

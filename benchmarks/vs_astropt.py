@@ -1,33 +1,46 @@
-"""Side by side with the reference AstroPT 2.0.9 on CPU, same shape, same run.
+"""astroloom's model side by side with astroloom 0.1's image GPT and the reference AstroPT
+2.0.9, on CPU, same shape, same run.
 
 Shape: 6 layers, 8 heads, width 256, 64 tokens of 8×8×3 patches, batch 32, fp32, 2 threads.
-AstroPT lives in the benchmark's own environment, outside the project's dependencies:
+"astroloom" is the one model users train (``MultimodalModel`` with ``modalities =
+["image"]``, autoregressive, its tokens from the image tokenizer); "astroloom 0.1 GPT" is
+the separate image GPT it replaced (benchmarks/gpt_v01.py), the speed the one model must
+stay within 5 % of. AstroPT lives in the benchmark's own environment:
 
     .venv/bin/pip install --no-deps --target .bench-site astropt==2.0.9 loralib
     PYTHONPATH=.bench-site .venv/bin/python benchmarks/vs_astropt.py
 
-AstroPT runs twice: with its default "aim" tokeniser (an MLP patch encoder and decoder,
-hence more parameters) and with "affine" (linear, as astroloom's).
+AstroPT runs with its default "aim" tokeniser (an MLP patch encoder and decoder, hence
+more parameters) and with "affine" (linear, as astroloom's).
 Training: forward + backward + AdamW step on the next-patch Huber loss. Embedding: AstroPT's
 ``generate_embeddings`` (mean over tokens of its centre block) against astroloom's
-``model.embed`` (mean over tokens after block 3 of 6), on the same tokens. Rounds of the two
-alternate so that machine noise hits both alike; the median round is reported. MFU uses the
-same FLOPs per token for both and the fp32 matmul peak measured in this run.
+``model.embed`` (mean over tokens after block 3 of 6), on the same images. Rounds of the
+models alternate so that machine noise hits all alike; the median round is reported, and
+each ratio is the median of the per-round ratios (both measured within seconds of each
+other), with the spread of those ratios. MFU uses the same FLOPs per token for all and the
+fp32 matmul peak measured in this run.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from astropt.model import GPT, GPTConfig, ModalityConfig, ModalityRegistry
 
 from astroloom.config import ModelConfig, RunConfig
-from astroloom.model.gpt import FoundationModel, next_patch_error
+from astroloom.model.multimodal import MultimodalModel
+from astroloom.tokenize.image import ImageTokenizer
 from astroloom.train.loop import make_optimizer, measure_matmul_peak
 
+sys.path.insert(0, str(Path(__file__).parent))
+from gpt_v01 import ImageGPT, next_patch_error  # noqa: E402
+
 N_LAYER, N_HEAD, N_EMBD, TOKENS, PATCH, BATCH = 6, 8, 256, 64, 8 * 8 * 3, 32
+EMBED_BATCH = 256
 
 
 def astropt_model(tokeniser: str) -> GPT:
@@ -55,31 +68,65 @@ def timed(fn, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def main(tokeniser: str, compiled: bool = False, rounds: int = 5, steps: int = 10) -> None:
-    torch.set_num_threads(2)
+def contenders(tokeniser: str, compiled: bool) -> dict[str, tuple]:
+    """name → (train step, embed call, model): each on the same images."""
+    cfg = ModelConfig(n_layer=N_LAYER, n_head=N_HEAD, n_embd=N_EMBD)
+    tok = ImageTokenizer(8, [1.0, 1.0, 1.0], pixel_scale=0.262)
+    images = torch.randn(BATCH, 3, 64, 64)
+    big_images = torch.randn(EMBED_BATCH, 3, 64, 64)
+    x, _ = tok.encode(images)
+    big, _ = tok.encode(big_images)
+    wrap = torch.compile if compiled else (lambda m: m)
+    out = {}
+
     torch.manual_seed(0)
-    ours = FoundationModel(ModelConfig(n_layer=N_LAYER, n_head=N_HEAD, n_embd=N_EMBD))
+    ours = MultimodalModel(cfg)
+    fwd = wrap(ours)
+    opt = make_optimizer(ours, RunConfig(model=cfg))
+    batch = {"image": tok.tokens(images)}
+    plan = ours.canonical_plan(batch, "autoregressive")
+
+    def step_ours() -> None:
+        errors = fwd(batch, plan)
+        total, count = errors["image"]
+        opt.zero_grad()
+        (total / count).backward()
+        opt.step()
+
+    def embed_ours() -> None:  # tokenising included: what `astroloom embed` pays per batch
+        with torch.no_grad():
+            ours.embed({"image": tok.tokens(big_images)})
+
+    out["astroloom"] = (step_ours, embed_ours, ours)
+
+    torch.manual_seed(0)
+    old = ImageGPT(cfg)
+    fwd_old = wrap(old)
+    opt_old = make_optimizer(old, RunConfig(model=cfg))
+
+    def step_old() -> None:
+        loss = next_patch_error(fwd_old(x), x)
+        opt_old.zero_grad()
+        loss.backward()
+        opt_old.step()
+
+    def embed_old() -> None:
+        with torch.no_grad():
+            old.embed(tok.encode(big_images)[0])
+
+    out["astroloom 0.1 GPT"] = (step_old, embed_old, old)
+
     theirs = astropt_model(tokeniser)
-    print(f"AstroPT tokeniser {tokeniser!r}, {'both torch.compile-d' if compiled else 'eager'}")
-    # The optimizers are built on the parameters before compiling (compile shares them).
-    fwd_ours, fwd_theirs = (
-        (torch.compile(ours), torch.compile(theirs)) if compiled else (ours, theirs)
-    )
-    x = torch.randn(BATCH, TOKENS, PATCH)
+    fwd_theirs = wrap(theirs)
     positions = torch.arange(TOKENS).expand(BATCH, TOKENS)
     inputs = {"images": x[:, :-1], "images_positions": positions[:, :-1]}
     targets = {"images": x[:, 1:]}
-    # Each with the optimizer its own training loop builds: astroloom's fused AdamW, AstroPT's
-    # configure_optimizers (fused only on CUDA).
-    opt_ours = make_optimizer(ours, RunConfig(model=ours.cfg))
+    # AstroPT with the optimizer its own loop builds (configure_optimizers; fused on CUDA only).
     opt_theirs = theirs.configure_optimizers(0.1, 1e-4, (0.9, 0.95), "cpu")
-
-    def step_ours() -> None:
-        total, count = next_patch_error(fwd_ours(x), x, None)
-        loss = total / count
-        opt_ours.zero_grad()
-        loss.backward()
-        opt_ours.step()
+    big_inputs = {
+        "images": big,
+        "images_positions": torch.arange(TOKENS).expand(EMBED_BATCH, TOKENS),
+    }
 
     def step_theirs() -> None:
         _, loss = fwd_theirs(inputs, targets)
@@ -87,52 +134,50 @@ def main(tokeniser: str, compiled: bool = False, rounds: int = 5, steps: int = 1
         loss.backward()
         opt_theirs.step()
 
-    big = torch.randn(256, TOKENS, PATCH)
-    big_inputs = {"images": big, "images_positions": torch.arange(TOKENS).expand(256, TOKENS)}
-
-    def embed_ours() -> None:
-        with torch.no_grad():
-            ours.embed(big)
-
     def embed_theirs() -> None:
         theirs.generate_embeddings(big_inputs)
 
-    for fn in (step_ours, step_theirs, embed_ours, embed_theirs):
-        fn()  # warm-up
-    ours.train()
-    theirs.train()
-    train = {"astroloom": [], "AstroPT": []}
-    embed = {"astroloom": [], "AstroPT": []}
+    out[f"AstroPT ({tokeniser})"] = (step_theirs, embed_theirs, theirs)
+    return out
+
+
+def main(tokeniser: str, compiled: bool = False, rounds: int = 9, steps: int = 8) -> None:
+    torch.set_num_threads(2)
+    print(f"AstroPT tokeniser {tokeniser!r}, {'all torch.compile-d' if compiled else 'eager'}")
+    models = contenders(tokeniser, compiled)
+    for step, embed, _ in models.values():
+        step()  # warm-up (and compilation)
+        embed()
+    train = {name: [] for name in models}
+    embed_t = {name: [] for name in models}
     for _ in range(rounds):
-        train["astroloom"].append(timed(step_ours, steps))
-        train["AstroPT"].append(timed(step_theirs, steps))
-        ours.eval()
-        theirs.eval()
-        embed["astroloom"].append(timed(embed_ours, 3))
-        embed["AstroPT"].append(timed(embed_theirs, 3))
-        ours.train()
-        theirs.train()
+        for name, (step, embed, model) in models.items():
+            model.train()
+            train[name].append(timed(step, steps))
+            model.eval()
+            embed_t[name].append(timed(embed, 3))
     peak = measure_matmul_peak(torch.device("cpu"), seconds=1.0)
-    flops_per_token = ours.flops_per_token()
-    n_theirs = sum(p.numel() for p in theirs.parameters())
-    print(
-        f"params: astroloom {ours.num_parameters():,}, AstroPT {n_theirs:,}; "
-        f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s"
-    )
+    flops_per_token = models["astroloom 0.1 GPT"][2].flops_per_token()
+    print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     rates = {}
-    for name in train:
-        step_s = statistics.median(train[name])
-        tok_s = BATCH * TOKENS / step_s
-        img_s = 256 / statistics.median(embed[name])
+    for name, (_, _, model) in models.items():
+        tok_s = BATCH * TOKENS / statistics.median(train[name])
+        img_s = EMBED_BATCH / statistics.median(embed_t[name])
         rates[name] = (tok_s, img_s)
+        n = sum(p.numel() for p in model.parameters())
         print(
-            f"{name:>10}: train {tok_s:,.0f} tokens/s (MFU {tok_s * flops_per_token / peak:.1%}), "
-            f"embed {img_s:,.0f} images/s"
+            f"{name:>18}: {n:,} params, train {tok_s:,.0f} tokens/s "
+            f"(MFU {tok_s * flops_per_token / peak:.1%}), embed {img_s:,.0f} images/s"
         )
-    print(
-        f"ratios astroloom / AstroPT: train {rates['astroloom'][0] / rates['AstroPT'][0]:.2f}x, "
-        f"embed {rates['astroloom'][1] / rates['AstroPT'][1]:.2f}x"
-    )
+    for name in models:
+        if name == "astroloom":
+            continue
+        cells = []
+        for what, times in (("train", train), ("embed", embed_t)):
+            ratios = sorted(b / a for a, b in zip(times["astroloom"], times[name], strict=True))
+            q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+            cells.append(f"{what} {statistics.median(ratios):.3f}x [{q1:.3f}, {q3:.3f}]")
+        print(f"astroloom / {name} (median per-round ratio [quartiles]): " + ", ".join(cells))
 
 
 if __name__ == "__main__":

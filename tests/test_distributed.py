@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import MULTIMODAL, tiny_config, tiny_overrides, torchrun_cli
 
-from astroloom.train.checkpoint import load_checkpoint
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.train.loop import Ranks, train
 
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from astroloom.cli import app
 from astroloom.evaluate.finetune import Regressor, ResNet, add_lora, finetune_curve
-from astroloom.train.checkpoint import load_checkpoint
+from astroloom.model.checkpoint import load_checkpoint
 
 
 def test_lora_starts_at_the_pretrained_model_and_trains_only_adapters(trained_run):

@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from astroloom.train.impact import co2e_kg, energy_kwh, run_impact, training_hours
+from astroloom.train.impact import (
+    Measurement,
+    co2e_kg,
+    energy_kwh,
+    run_impact,
+    training_hours,
+)
 
 
 def test_review_gpt3_example():
@@ -25,7 +31,7 @@ def test_estimate_states_its_assumptions():
         tokens_seen=100,
         flops=6e3,
         wall_time_s=3600.0,
-        measured_kwh=None,
+        measured=None,
         device=torch.device("cpu"),
         n_devices=1,
         threads=2,
@@ -35,12 +41,13 @@ def test_estimate_states_its_assumptions():
     assert impact.co2e_kg == pytest.approx(0.004)
     assert "estimated" in impact.energy_method
     assert any("10 W per busy thread" in a for a in impact.assumptions)
+    assert impact.energy_measured_kwh is None and impact.energy_estimated_kwh == impact.energy_kwh
     configured = run_impact(
         parameters=10,
         tokens_seen=100,
         flops=6e3,
         wall_time_s=1800.0,
-        measured_kwh=None,
+        measured=None,
         device=torch.device("cpu"),
         n_devices=2,
         threads=2,
@@ -53,13 +60,29 @@ def test_estimate_states_its_assumptions():
         tokens_seen=100,
         flops=6e3,
         wall_time_s=10.0,
-        measured_kwh=0.5,
+        measured=0.5,
         device=torch.device("cpu"),
         n_devices=1,
         threads=2,
         grid_intensity=0.4,
     )
     assert measured.energy_kwh == 0.5 and measured.energy_method == "measured with codecarbon"
+    # Both figures are kept: the estimate for 10 s of 2 threads at 10 W beside the reading.
+    assert measured.energy_estimated_kwh == pytest.approx(20 * 10 / 3600 / 1000)
+    # codecarbon without hardware counters only models power: the estimate stays headline.
+    modelled = run_impact(
+        parameters=10,
+        tokens_seen=100,
+        flops=6e3,
+        wall_time_s=3600.0,
+        measured=Measurement(0.09, "codecarbon's power model, mode cpu_load (CPU)", False),
+        device=torch.device("cpu"),
+        n_devices=1,
+        threads=2,
+        grid_intensity=0.4,
+    )
+    assert modelled.energy_kwh == pytest.approx(0.020) and "estimated" in modelled.energy_method
+    assert modelled.energy_measured_kwh == 0.09 and "cpu_load" in modelled.energy_measured_how
 
 
 def test_every_run_writes_impact_and_model_card(trained_run):

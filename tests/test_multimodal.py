@@ -21,7 +21,6 @@ from astroloom.tokenize.multimodal import MultimodalTokenizer
 from astroloom.tokenize.scalars import ScalarTokenizer
 from astroloom.tokenize.spectrum import SpectrumTokenizer
 from astroloom.tokenize.tokens import ModalityTokens
-from astroloom.train.checkpoint import CheckpointError
 from astroloom.train.loop import train
 
 ALL = ["image", "spectrum", "photometry", "lightcurve"]
@@ -298,9 +297,14 @@ def test_multimodal_embeddings_of_a_dataset(multimodal_run, survey_dir, tmp_path
     assert not np.allclose(images.vectors[:5], emb.vectors[:5])
 
 
-def test_load_foundation_refuses_image_only_runs(trained_run):
-    with pytest.raises(CheckpointError, match="image-only"):
-        load_foundation(trained_run)
+def test_image_only_run_is_the_same_model_and_refuses_cross_modal_prediction(trained_run):
+    f = load_foundation(trained_run)
+    assert isinstance(f.model, MultimodalModel) and f.modalities == ["image"]
+    image = np.random.default_rng(0).normal(0, 0.02, (3, 64, 64)).astype(np.float32)
+    batch = f.tokens_from_observations([Observation(id="x", modalities={"image": image})])
+    assert f.embed(batch).shape == (1, f.model.cfg.n_embd)
+    with pytest.raises(ModalityError, match="cannot predict 'spectrum'"):
+        f.predict(Observation(id="x", modalities={"image": image}), "spectrum")
 
 
 def test_foundation_refuses_modalities_it_never_saw(multimodal_run):

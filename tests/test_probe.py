@@ -3,7 +3,7 @@ import pytest
 
 from astroloom.data.schema import DataError
 from astroloom.evaluate.embed import Embeddings, embed_dataset, read_embeddings, write_embeddings
-from astroloom.evaluate.probe import probe, ridge_probe
+from astroloom.evaluate.probe import ProbeReport, ProbeScore, probe, ridge_probe
 
 
 def test_ridge_probe_scores_signal_and_noise():
@@ -123,3 +123,23 @@ def test_torchrun_embedding_matches_one_process(trained_run, mock_dir, tmp_path)
     both = read_embeddings(tmp_path / "two.parquet")
     assert list(both.ids) == list(single.ids) and len(set(both.ids)) == 400
     np.testing.assert_allclose(both.vectors, single.vectors, rtol=1e-4, atol=1e-5)
+
+
+def test_margins_compare_each_foundation_column_with_baselines_only():
+    """The all-modality embeddings are the model's own, not a baseline: the image column's
+    margin is over pixel PCA, never over its sibling (the demo report once showed −0.215)."""
+
+    def score(r2):
+        return ProbeScore(r2=r2, rmse=0.0, n=10, predictions=np.zeros(1), truth=np.zeros(1))
+
+    methods = ["foundation", "foundation, all modalities", "pixel PCA", "random weights"]
+    report = ProbeReport(
+        methods=methods,
+        scores={"redshift": dict(zip(methods, map(score, [0.37, 0.47, 0.40, 0.10]), strict=True))},
+        dropped={},
+        meta={},
+    )
+    assert report.foundation_methods == methods[:2]
+    margins = report.margins()["redshift"]
+    assert margins["foundation"] == pytest.approx(-0.03)
+    assert margins["foundation, all modalities"] == pytest.approx(0.07)

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from astroloom.cli import app
 from astroloom.config import ConfigError
-from astroloom.model.gpt import FoundationModel
+from astroloom.model.multimodal import MultimodalModel
 from astroloom.scaling import sweep as sweep_module
 from astroloom.scaling.fit import bootstrap_fit, fit_law
 from astroloom.scaling.law import PUBLISHED, ScalingLaw, loss_table
@@ -99,7 +99,7 @@ def test_sweep_records_resumes_and_fits(mock_dir, tmp_path, monkeypatch):
     assert [r["D"] for r in nano] == [4096, 8192, 16384]
     from astroloom.config import MODEL_PRESETS, ModelConfig
 
-    expected_n = FoundationModel(ModelConfig(**MODEL_PRESETS["nano"])).num_parameters(True)
+    expected_n = MultimodalModel(ModelConfig(**MODEL_PRESETS["nano"])).num_parameters(True)
     assert all(r["N"] == expected_n and r["C"] == 6 * r["N"] * r["D"] for r in nano)
     assert all(np.isfinite(r["val_loss"]) for r in records)
 

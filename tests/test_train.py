@@ -9,7 +9,7 @@ from conftest import tiny_config
 from astroloom.config import load_config
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
-from astroloom.train.checkpoint import load_checkpoint
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.train.loop import learning_rate, train
 
 
@@ -32,12 +32,15 @@ def test_run_learns_and_logs(trained_run, mock_dir):
     # Most of the loss is sky noise no model can predict; the trained model must still beat
     # "the next patch is empty sky" and "the next patch repeats this one".
     model, cfg, tokenizer = load_checkpoint(trained_run)
-    tokens, _ = tokenizer.encode(torch.from_numpy(load_image_set(mock_dir).images[:64]))
+    images = torch.from_numpy(load_image_set(mock_dir).images[:64])
+    batch = {"image": tokenizer.image.tokens(images)}
+    tokens = batch["image"].values
     huber = torch.nn.functional.huber_loss
     sky = float(huber(torch.zeros_like(tokens[:, 1:]), tokens[:, 1:]))
     repeat = float(huber(tokens[:, :-1], tokens[:, 1:]))
-    with torch.no_grad():
-        learned = float(model.loss(tokens))
+    with torch.no_grad():  # slot j predicts patch j from the patches before it
+        _, h = model.predictions(batch, model.canonical_plan(batch, "autoregressive"))
+        learned = float(huber(model.decoders["image"](h)[:, 1:], tokens[:, 1:]))
     assert learned < 0.9 * min(sky, repeat), (learned, sky, repeat)
     assert all(r["tokens_per_s"] > 0 for r in rows)
     # Only the newest keep_checkpoints (2) step checkpoints stay.
@@ -89,7 +92,7 @@ def test_nan_pixels_train_without_nan_loss(mock_dir, tmp_path):
 def test_data_shape_must_match_model(mock_dir, tmp_path):
     cfg = tiny_config(mock_dir, tmp_path / "r", 5, "model.n_bands=5")
     with pytest.raises(
-        DataError, match="3-band 64×64 images but the model is configured for 5-band"
+        DataError, match="holds 3-band images; the model is configured for 5 bands"
     ):
         train(cfg, progress=False)
 

@@ -11,7 +11,8 @@ import typer
 
 from astroloom.config import ConfigError, load_config
 from astroloom.data.schema import DataError
-from astroloom.train.checkpoint import CheckpointError
+from astroloom.model.checkpoint import CheckpointError
+from astroloom.paths import record_path
 
 app = typer.Typer(
     help="astroloom: an open foundation-model toolkit for astronomy.",
@@ -150,7 +151,8 @@ def data_ingest(
         pixel_scale=pixel_scale,
         unit=unit,
         skip_bad=skip_bad,
-        provenance={"format": fmt, "source": str(source)},
+        # Relative to the dataset's folder, as every recorded path (astroloom.paths).
+        provenance={"format": fmt, "source": record_path(source, out)},
     )
     typer.echo(f"wrote {report.written} objects to {out}")
     if report.skipped:

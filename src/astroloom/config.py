@@ -36,15 +36,15 @@ class ModelConfig:
     n_bands: int = 3
     patch_size: int = 8
     dropout: float = 0.0
-    # Which observations the model reads. ["image"] alone is the fast next-patch image GPT;
-    # any other list builds the multimodal model (model/multimodal.py).
+    # Which observations the model reads: any subset of MODALITIES, in one model class
+    # (model/multimodal.py); ["image"] alone is an image-only next-patch model.
     modalities: list[str] = field(default_factory=lambda: ["image"])
-    objective: str = "autoregressive"  # multimodal: autoregressive | masked | mixed
+    objective: str = "autoregressive"  # autoregressive | masked | mixed
     mask_ratio: float = 0.3  # masked objective: share of tokens hidden
     spectrum_patch: int = 32  # flux pixels per spectrum token
     lightcurve_tokens: int = 64  # observations kept per light curve
     lightcurve_bands: int = 2
-    max_tokens: int = 256  # multimodal context length
+    max_tokens: int = 256  # context length in tokens, all modalities together
 
     @property
     def n_patches(self) -> int:
@@ -84,10 +84,6 @@ class ModelConfig:
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def multimodal(self) -> bool:
-        return self.modalities != ["image"] or self.objective != "autoregressive"
 
 
 # Named model shapes, smallest first. Parameter counts (tests/test_model.py checks tiny and
@@ -198,7 +194,11 @@ class RunConfig:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as JSON; the data path is made absolute, so that the saved
+        config retrains the run from any working directory (`astroloom train config.json`)."""
+        raw = self.to_dict()
+        raw["data"]["path"] = str(Path(raw["data"]["path"]).resolve())
+        Path(path).write_text(json.dumps(raw, indent=2) + "\n")
 
 
 _SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -286,17 +286,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML config (or start from defaults) and apply ``--set`` overrides."""
+    """Read a TOML config, or the ``config.json`` a run wrote (or start from defaults), and
+    apply ``--set`` overrides."""
     raw: dict[str, Any] = {}
     where = ""
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path} is not valid TOML: {err}") from err
+        if path.suffix == ".json":
+            try:
+                raw = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path} is not valid JSON: {err}") from err
+        else:
+            try:
+                raw = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError(f"{path} is not valid TOML: {err}") from err
         where = f" in {path}"
     for text in overrides or []:
         keys, value = parse_override(text)

@@ -24,6 +24,7 @@ from astroloom.evaluate.probe import ProbeReport, probe, save_tables
 from astroloom.generate.denoiser import DenoiserConfig, load_denoiser, train_denoiser
 from astroloom.generate.evaluate import evaluate_denoiser, markdown
 from astroloom.generate.jobs import generate_mode, objects, preview
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import load_foundation
 from astroloom.report.html import Report
 from astroloom.report.plots import (
@@ -33,7 +34,6 @@ from astroloom.report.plots import (
     plot_spectra,
     plot_survey_modalities,
 )
-from astroloom.train.checkpoint import load_checkpoint
 from astroloom.train.loop import TrainResult, train
 
 # Numeric labels of the mock survey's galaxies that the demo probes.
@@ -77,14 +77,21 @@ def _ensure_data(path: Path, n: int, seed: int, progress: bool) -> DatasetInfo:
 
 
 def probe_table(report: Report, result: ProbeReport) -> None:
-    header = ["label"] + [f"{m} R²" for m in result.methods] + ["foundation − best baseline"]
+    """R² per label and method, and each foundation column's margin over the best baseline
+    (pixel PCA, random weights, …), never over another foundation column."""
+    ours = result.foundation_methods
+    header = (
+        ["label"]
+        + [f"{m} R²" for m in result.methods]
+        + [f"{m} − best baseline" for m in ours]
+    )
+    margins = result.margins()
     rows, best = [], []
     for label, by in result.scores.items():
         r2 = [by[m].r2 for m in result.methods]
-        margin = by["foundation"].r2 - max(
-            (by[m].r2 for m in result.methods if m != "foundation"), default=float("nan")
+        rows.append(
+            [label] + [f"{v:.3f}" for v in r2] + [f"{margins[label][m]:+.3f}" for m in ours]
         )
-        rows.append([label] + [f"{v:.3f}" for v in r2] + [f"{margin:+.3f}"])
         best.append(1 + int(np.argmax(r2)))
     report.table(header, rows, best)
 

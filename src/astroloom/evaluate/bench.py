@@ -27,10 +27,9 @@ from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.lightcurve_features import lightcurve_features
 from astroloom.evaluate.metrics import anomaly_metrics
 from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe, save_tables
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import build_model
-from astroloom.tokenize.multimodal import image_part
-from astroloom.train.checkpoint import load_checkpoint
 
 REGRESSION_TARGETS = [
     "redshift",
@@ -145,7 +144,7 @@ def run_bench(
     )
     # The first wave: photometry and morphology measured by photutils, not learned.
     features["hand-crafted"] = handcrafted_features(
-        images.images, image_part(tokenizer).scale, progress
+        images.images, tokenizer.image.scale, progress
     )
     labels = images.labels
     # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).

@@ -16,21 +16,19 @@ from tqdm.auto import tqdm
 
 from astroloom.data.multiset import keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
-from astroloom.data.shards import image_rows
+from astroloom.model.checkpoint import find_checkpoint, load_checkpoint
 from astroloom.model.foundation import Foundation
-from astroloom.model.gpt import FoundationModel
 from astroloom.model.multimodal import MultimodalModel, build_model
-from astroloom.tokenize.image import ImageTokenizer
-from astroloom.tokenize.multimodal import MultimodalTokenizer, image_part
-from astroloom.train.checkpoint import find_checkpoint, load_checkpoint
+from astroloom.paths import record_path, resolve_recorded
+from astroloom.tokenize.multimodal import MultimodalTokenizer
 
 META_KEY = b"astroloom"
 
 
 @torch.no_grad()
 def embed_images(
-    model: FoundationModel | MultimodalModel,
-    tokenizer: ImageTokenizer | MultimodalTokenizer,
+    model: MultimodalModel,
+    tokenizer: MultimodalTokenizer,
     images: np.ndarray,
     layer: int | None = None,
     pool: str = "mean",
@@ -38,19 +36,15 @@ def embed_images(
     progress: bool = True,
     desc: str = "embed",
 ) -> np.ndarray:
-    """``(N, C, H, W)`` fluxes → ``(N, n_embd)`` float32 vectors."""
+    """``(N, C, H, W)`` fluxes → ``(N, n_embd)`` float32 vectors, from the image alone."""
     model.eval()
     device = next(model.parameters()).device
-    multimodal = isinstance(model, MultimodalModel)
-    image_tokenizer = image_part(tokenizer)
+    image_tokenizer = tokenizer.image
     out = []
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
-            chunk = torch.from_numpy(images[start : start + batch_size]).to(device)
-            if multimodal:  # the image alone, through the multimodal model
-                inputs = {"image": image_tokenizer.tokens(chunk).to(device)}
-            else:
-                inputs, _ = tokenizer.encode(chunk)
+            chunk = torch.from_numpy(images[start : start + batch_size])
+            inputs = {"image": image_tokenizer.tokens(chunk).to(device)}
             out.append(model.embed(inputs, layer=layer, pool=pool).float().cpu().numpy())
             bar.update(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, model.cfg.n_embd), np.float32)
@@ -107,6 +101,9 @@ def read_embeddings(path: str | Path) -> Embeddings:
     }
     raw_meta = (table.schema.metadata or {}).get(META_KEY)
     meta = json.loads(raw_meta) if raw_meta else {}
+    for key in ("run", "data"):  # recorded relative to the file: resolve from anywhere
+        if meta.get(key):
+            meta[key] = str(resolve_recorded(meta[key], path.parent))
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     return Embeddings(ids=ids, vectors=vectors, labels=labels, meta=meta)
 
@@ -132,8 +129,8 @@ def embed_dataset(
     With ``random_weights`` the same architecture is used untrained (seeded): the baseline
     that tells how much of a probe's score pretraining earned.
 
-    A multimodal model embeds each object from every modality it has among ``modalities``
-    (default: all the model was trained on); objects with none of them are left out.
+    Each object is embedded from every modality it has among ``modalities`` (default: all
+    the model was trained on); objects with none of them are left out.
     """
     from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
@@ -143,15 +140,11 @@ def embed_dataset(
         torch.manual_seed(cfg.train.seed + 1)
         model = build_model(cfg.model).eval()
     layer = model.default_layer() if layer is None else layer
-    multimodal = isinstance(model, MultimodalModel)
-    if multimodal:
-        use = list(modalities or model.modalities)
-        unknown = [m for m in use if m not in model.modalities]
-        if unknown:
-            raise DataError(f"the model was trained on {model.modalities}, not on {unknown}")
-        foundation = Foundation(model, tokenizer)
-    elif modalities not in (None, ["image"]):
-        raise DataError(f"this run's model reads images only; cannot embed {modalities}")
+    use = list(modalities or model.modalities)
+    unknown = [m for m in use if m not in model.modalities]
+    if unknown:
+        raise DataError(f"the model was trained on {model.modalities}, not on {unknown}")
+    foundation = Foundation(model, tokenizer)
     info = DatasetInfo.load(data)
     units = []
     for name in info.shards:
@@ -170,34 +163,26 @@ def embed_dataset(
         if part.exists():  # done before an interruption
             continue
         path, group = units[k]
-        if multimodal:
-            rows = read_rows(pq.ParquetFile(path).read_row_group(group), path, info, use)
-            rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
-            vectors = (
-                foundation.embed(foundation.tokens_from_set(rows, use), layer, pool, batch_size)
-                if len(rows)
-                else np.zeros((0, cfg.model.n_embd), np.float32)
-            )
-            labels = {name: rows.labels[name] for name in info.label_names if name in rows.labels}
-            write_embeddings(part, Embeddings(rows.ids, vectors, labels))
-            continue
-        table = pq.ParquetFile(path).read_row_group(group, columns=["id", "image", *info.labels])
-        rows = image_rows(table, path, info, info.label_names)
-        vectors = embed_images(
-            model, tokenizer, rows.pop("image"), layer, pool, batch_size, progress=False
+        rows = read_rows(pq.ParquetFile(path).read_row_group(group), path, info, use)
+        rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
+        vectors = (
+            foundation.embed(foundation.tokens_from_set(rows, use), layer, pool, batch_size)
+            if len(rows)
+            else np.zeros((0, cfg.model.n_embd), np.float32)
         )
-        write_embeddings(part, Embeddings(rows.pop("id"), vectors, rows))
+        labels = {name: rows.labels[name] for name in info.label_names if name in rows.labels}
+        write_embeddings(part, Embeddings(rows.ids, vectors, labels))
     if ranks.world > 1:
         torch.distributed.barrier()
     if ranks.main:
         pieces = [read_embeddings(parts / f"part-{k:06d}.parquet") for k in range(len(units))]
         meta = {
-            "run": str(find_checkpoint(run)),
-            "data": str(Path(data)),
+            "run": record_path(find_checkpoint(run), out.parent),
+            "data": record_path(data, out.parent),
             "layer": layer,
             "pool": pool,
             "weights": "random" if random_weights else "trained",
-            "modalities": use if multimodal else ["image"],
+            "modalities": use,
             "n_embd": cfg.model.n_embd,
         }
         joined = Embeddings(

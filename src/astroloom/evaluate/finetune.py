@@ -30,9 +30,7 @@ from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.fewshot import few_shot_splits, make_probe
 from astroloom.evaluate.metrics import redshift_metrics, regression_metrics
-from astroloom.model.multimodal import MultimodalModel
-from astroloom.tokenize.multimodal import image_part
-from astroloom.train.checkpoint import load_checkpoint
+from astroloom.model.checkpoint import load_checkpoint
 
 METHODS = ("frozen", "lora", "full", "cnn")
 
@@ -218,13 +216,12 @@ def finetune_curve(
     pixels, y_all = images.images[known], y_all[known]
     base, _, tokenizer = load_checkpoint(run)
     layer = base.default_layer()
-    image_tok = image_part(tokenizer)
-    multimodal = isinstance(base, MultimodalModel)
+    image_tok = tokenizer.image
     stretched = torch.nan_to_num(image_tok.stretch(torch.from_numpy(pixels)))
 
     def tokens(index: torch.Tensor):
         chunk = torch.from_numpy(pixels[index.numpy()])
-        return {"image": image_tok.tokens(chunk)} if multimodal else image_tok.encode(chunk)[0]
+        return {"image": image_tok.tokens(chunk)}
 
     frozen = None
     if "frozen" in methods:

@@ -23,9 +23,8 @@ from sklearn.preprocessing import StandardScaler
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.embed import Embeddings, embed_images, read_embeddings
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.multimodal import build_model
-from astroloom.tokenize.multimodal import image_part
-from astroloom.train.checkpoint import load_checkpoint
 
 ALPHAS = np.logspace(-3, 4, 15)
 
@@ -107,6 +106,22 @@ class ProbeReport:
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
         return save_tables(out_dir, "probe", self.to_json(), self.markdown())
 
+    @property
+    def foundation_methods(self) -> list[str]:
+        """The columns that are the model's own embeddings (the image alone, all
+        modalities, …); every other column is a baseline."""
+        return [m for m in self.methods if m.startswith("foundation")]
+
+    def margins(self) -> dict[str, dict[str, float]]:
+        """label → foundation column → its R² minus the best *baseline's* (never another
+        foundation column's)."""
+        out = {}
+        for label, by in self.scores.items():
+            baselines = [by[m].r2 for m in self.methods if m not in self.foundation_methods]
+            best = max(baselines, default=float("nan"))
+            out[label] = {m: by[m].r2 - best for m in self.foundation_methods}
+        return out
+
 
 def baseline_feature_sets(
     cfg, tokenizer, pixels: np.ndarray, n_components: int, layer: int | None, progress: bool = True
@@ -115,7 +130,7 @@ def baseline_feature_sets(
     the same transformer, untrained (seeded), embedded at ``layer``."""
     torch.manual_seed(cfg.train.seed + 1)
     random_model = build_model(cfg.model).eval()
-    stretch = image_part(tokenizer).stretch
+    stretch = tokenizer.image.stretch
     return {
         "pixel PCA": pixel_pca_features(pixels, stretch, n_components, cfg.train.seed),
         "random weights": embed_images(

@@ -30,6 +30,7 @@ from astroloom.generate.conditioning import SOURCES, available_sources, conditio
 from astroloom.generate.schedule import CosineSchedule
 from astroloom.generate.unet import UNet, UNetConfig
 from astroloom.model.foundation import Foundation, load_foundation
+from astroloom.paths import record_path, resolve_recorded
 
 
 @dataclass
@@ -192,8 +193,9 @@ def train_denoiser(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "foundation_run": str(foundation_run),
-        "data": str(data_dir),
+        # Relative to this denoiser's folder: found from any working directory.
+        "foundation_run": record_path(foundation_run, out),
+        "data": record_path(data_dir, out),
         "config": asdict(cfg),
         "unet": ucfg.to_dict(),
         "scale": list(image_tok.scale),
@@ -224,6 +226,8 @@ def load_denoiser(path: str | Path) -> Denoiser:
     if not (path / "denoiser.json").is_file() or not (path / "denoiser.safetensors").is_file():
         raise DataError(f"{path} holds no denoiser (denoiser.json + denoiser.safetensors)")
     meta = json.loads((path / "denoiser.json").read_text())
+    for key in ("foundation_run", "data"):
+        meta[key] = str(resolve_recorded(meta[key], path))
     tensors = load_file(path / "denoiser.safetensors")
     mean, std = tensors.pop("cond_mean", None), tensors.pop("cond_std", None)
     net = UNet(UNetConfig(**meta["unet"]))

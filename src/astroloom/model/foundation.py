@@ -14,6 +14,7 @@ import torch
 
 from astroloom.data.multiset import MultimodalSet
 from astroloom.data.schema import Observation
+from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.multimodal import ModalityError, MultimodalModel
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 from astroloom.tokenize.tokens import ModalityTokens
@@ -192,13 +193,6 @@ class Foundation:
 
 
 def load_foundation(run_or_checkpoint, map_location: str = "cpu") -> Foundation:
-    """The multimodal model of a run, ready to predict and embed."""
-    from astroloom.train.checkpoint import CheckpointError, load_checkpoint
-
+    """The model of a run with its tokenizers, ready to predict and embed."""
     model, _, tokenizer = load_checkpoint(run_or_checkpoint, map_location)
-    if not isinstance(model, MultimodalModel):
-        raise CheckpointError(
-            f"{run_or_checkpoint} holds an image-only model; predict() needs a multimodal one "
-            "(train with model.modalities listing more than the image)"
-        )
     return Foundation(model, tokenizer)

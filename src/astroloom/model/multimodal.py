@@ -1,5 +1,6 @@
-"""The multimodal foundation model: one transformer over image, spectrum, photometry and
-light-curve tokens, readable top to bottom.
+"""The foundation model: one transformer over image, spectrum, photometry and light-curve
+tokens, readable top to bottom. It is astroloom's only model: ``model.modalities =
+["image"]`` makes it an image-only next-patch model, a longer list a multimodal one.
 
 Each modality has a value encoder (values → width), a position embedding (Fourier
 features of its physical coordinates, and/or a learned embedding of its field) and a
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from astroloom.config import MODALITIES, ModelConfig
-from astroloom.model.gpt import Block
+from astroloom.model.blocks import Block
 from astroloom.tokenize.tokens import ModalityTokens
 
 
@@ -62,6 +63,12 @@ def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
     return {m: specs[m] for m in cfg.modalities}
 
 
+def shared_rows(t: torch.Tensor | None) -> bool:
+    """True when ``t`` is one row broadcast over the batch (a stride-0 view): the work done
+    per object on it can be done once."""
+    return t is not None and t.shape[0] > 0 and t.stride(0) == 0
+
+
 class PositionEmbedding(nn.Module):
     """Fourier features of continuous coordinates (fixed, log-spaced periods, so positions
     never seen in training still embed smoothly) plus a learned embedding per field.
@@ -89,12 +96,16 @@ class PositionEmbedding(nn.Module):
             self.field = nn.Embedding(spec.n_fields, width)
 
     def forward(self, tokens: ModalityTokens) -> torch.Tensor:
+        """``(B, N, width)``; ``(1, N, width)`` broadcast over the batch when every object
+        shares its positions and has no fields (an image's patch grid), computed once."""
         b, n = tokens.present.shape
-        out = tokens.values.new_zeros(b, n, self.width)
+        shared = shared_rows(tokens.position) and not self.spec.n_fields
+        out = tokens.values.new_zeros(1 if shared else b, n, self.width)
         if self.spec.coords:
             if tokens.position is None or tokens.position.shape[-1] != self.spec.coords:
                 raise ModalityError(f"tokens need {self.spec.coords} position coordinate(s)")
-            along = tokens.position.float() @ self.directions.T  # (B, N, directions)
+            position = tokens.position[:1] if shared else tokens.position
+            along = position.float() @ self.directions.T  # (B, N, directions)
             angle = along[..., None] * self.freq  # (B, N, directions, F)
             out = out + self.proj(torch.cat([angle.sin(), angle.cos()], -1).flatten(2))
         if self.spec.n_fields:
@@ -131,6 +142,8 @@ class Sequence:
     modality: torch.Tensor  # (B, T) index into the model's modalities
     source: torch.Tensor  # (B, T) token index within its modality
     hidden: torch.Tensor | None  # (B, T) masked objective: tokens whose value is hidden
+    # One modality, every token present, in its own order: slot t is token t.
+    identity: bool = False
 
 
 class MultimodalModel(nn.Module):
@@ -272,6 +285,8 @@ class MultimodalModel(nn.Module):
     def _sequence(self, batch: dict[str, ModalityTokens], plan: Plan) -> Sequence:
         b = self.check(batch)
         device = self.bos.device
+        if len(batch) == 1 and next(iter(batch.values())).dense:
+            return self._single_modality(batch, plan, b, device)
         values, queries, present, modality, source, hidden = [], [], [], [], [], []
         for j, m in enumerate(self.modalities):
             if m not in batch:
@@ -279,7 +294,8 @@ class MultimodalModel(nn.Module):
             t = batch[m].to(device)
             n = t.n_tokens
             values.append(self.encoders[m](t.values * t.valid))
-            queries.append(self.positions[m](t) + self.modality_embedding.weight[j])
+            query = self.positions[m](t) + self.modality_embedding.weight[j]
+            queries.append(query.expand(b, -1, -1))
             present.append(t.present)
             modality.append(torch.full((b, n), j, device=device))
             source.append(torch.arange(n, device=device).expand(b, n))
@@ -316,6 +332,32 @@ class MultimodalModel(nn.Module):
             gather(cat(hidden)) if hidden else None,
         )
 
+    def _single_modality(
+        self, batch: dict[str, ModalityTokens], plan: Plan, b: int, device: torch.device
+    ) -> Sequence:
+        """The sequence of a dense batch of one modality: the tokens' own order, no masks,
+        sorting or gathering, positions shared over the batch kept shared (an image-only
+        model's batches of complete cutouts; measured in benchmarks/vs_astropt.py)."""
+        (m,) = batch
+        t = batch[m].to(device)
+        n = t.n_tokens
+        if n > self.cfg.max_tokens:
+            raise ModalityError(
+                f"an object has {n} tokens, more than the model's context "
+                f"(model.max_tokens = {self.cfg.max_tokens})"
+            )
+        j = self.modalities.index(m)
+        query = self.positions[m](t) + self.modality_embedding.weight[j]
+        return Sequence(
+            self.encoders[m](t.values),
+            query.expand(b, -1, -1),
+            t.present,
+            torch.full((b, n), j, device=device),
+            torch.arange(n, device=device).expand(b, n),
+            plan.mask[m].to(device) & t.present if plan.objective == "masked" else None,
+            identity=True,
+        )
+
     def _run(
         self, x: torch.Tensor, causal: bool, key_mask: torch.Tensor | None, upto: int | None = None
     ) -> list[torch.Tensor]:
@@ -329,15 +371,25 @@ class MultimodalModel(nn.Module):
             states.append(x)
         return states
 
-    def _inputs(self, seq: Sequence, objective: str) -> torch.Tensor:
+    def _inputs(self, seq: Sequence, objective: str, predict_only: bool = False) -> torch.Tensor:
+        """The residual stream's first state. Autoregressive: slot 0 is a learned start
+        token and slot j+1 holds token j, every slot also carrying the position of the token
+        it must predict; ``predict_only`` leaves out the slot after the last token, which
+        predicts nothing (causal attention: the other slots are unchanged). Training
+        sequences then keep their natural length (64 patches, not 65), which the blocked
+        attention kernels reward (benchmarks/vs_astropt.py)."""
         if objective == "masked":
             shown = torch.where(seq.hidden[..., None], self.mask_token, seq.values)
             return shown + seq.query
-        # Autoregressive: slot 0 is a learned start token; slot j+1 holds token j. Every slot
-        # also carries the position of the token it must predict.
-        nxt = self.next_query(seq.query) * seq.present[..., None]
-        start = (self.bos + nxt[:, 0])[:, None]
-        follow = seq.values + seq.query + F.pad(nxt[:, 1:], (0, 0, 0, 1))
+        if shared_rows(seq.query):  # one modality, all present: once for the whole batch
+            nxt = self.next_query(seq.query[:1])
+        else:
+            nxt = self.next_query(seq.query) * seq.present[..., None]
+        start = (self.bos + nxt[:, 0])[:, None].expand(seq.values.shape[0], -1, -1)
+        if predict_only:
+            follow = seq.values[:, :-1] + (seq.query[:, :-1] + nxt[:, 1:])
+        else:
+            follow = seq.values + (seq.query + F.pad(nxt[:, 1:], (0, 0, 0, 1)))
         return torch.cat([start, follow], dim=1)
 
     def hidden_states(
@@ -362,11 +414,9 @@ class MultimodalModel(nn.Module):
         """Final normalised states that predict each token, and the sequence."""
         seq = self._sequence(batch, plan)
         causal = plan.objective == "autoregressive"
-        h = self._run(self._inputs(seq, plan.objective), causal, None if causal else seq.present)[
-            -1
-        ]
-        h = self.ln_f(h[:, :-1] if causal else h)
-        return seq, h
+        x = self._inputs(seq, plan.objective, predict_only=True)
+        h = self._run(x, causal, None if causal else seq.present)[-1]
+        return seq, self.ln_f(h)
 
     def forward(
         self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0
@@ -375,7 +425,16 @@ class MultimodalModel(nn.Module):
         seq, h = self.predictions(batch, plan)
         targets = seq.present if plan.objective == "autoregressive" else seq.hidden
         out = {}
+        if seq.identity and plan.objective == "autoregressive":
+            # Every slot predicts its own token: no selection or gathering needed.
+            ((m, tokens),) = batch.items()
+            tokens = tokens.to(h.device)
+            pred = self.decoders[m](h)
+            err = F.huber_loss(pred.float(), tokens.values.float(), reduction="none", delta=delta)
+            out[m] = (err.sum(), torch.tensor(float(err.numel()), device=err.device))
         for j, m in enumerate(self.modalities):
+            if m in out:
+                continue
             if m not in batch:
                 continue
             sel = targets & (seq.modality == j)
@@ -405,7 +464,7 @@ class MultimodalModel(nn.Module):
         errors = self(batch, plan, delta)
         per = {m: e / c.clamp_min(1.0) for m, (e, c) in errors.items() if float(c) > 0}
         total = torch.stack(list(per.values())).mean() if per else torch.zeros(())
-        return total, {m: float(v) for m, v in per.items()}
+        return total, {m: float(v.detach()) for m, v in per.items()}
 
     # ------------------------------------------------------------------ downstream
     def embedding_objective(self) -> str:
@@ -429,6 +488,8 @@ class MultimodalModel(nn.Module):
         plan = self.canonical_plan(batch, self.embedding_objective())
         states, seq = self.hidden_states(batch, plan, upto=layer)
         h = states[layer]
+        if pool == "mean" and seq.identity:
+            return h.mean(dim=1)
         if pool == "mean":
             # Each modality's tokens averaged, then the modalities averaged: 64 image patches
             # must not drown three photometry tokens (measured: redshift R² from all of a
@@ -509,8 +570,6 @@ class MultimodalModel(nn.Module):
         return values
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """The image GPT for image-only next-patch runs, else the multimodal model."""
-    from astroloom.model.gpt import FoundationModel
-
-    return MultimodalModel(cfg) if cfg.multimodal else FoundationModel(cfg)
+def build_model(cfg: ModelConfig) -> MultimodalModel:
+    """The model a config describes (kept as the one place that builds it)."""
+    return MultimodalModel(cfg)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from astroloom.config import MODEL_PRESETS, ConfigError, RunConfig
-from astroloom.model.gpt import FoundationModel
+from astroloom.model.multimodal import MultimodalModel
 from astroloom.scaling.law import FLOPS_PER_PARAM_TOKEN
 from astroloom.train.loop import train
 
@@ -76,7 +76,7 @@ def run_sweep(
             result = train(cfg, progress=progress)
             if result.final_val_loss is None:
                 raise ConfigError("the sweep needs held-out objects: set data.val_fraction > 0")
-            n = FoundationModel(model_cfg).num_parameters(non_embedding=True)
+            n = MultimodalModel(model_cfg).num_parameters(non_embedding=True)
             d = steps * per_step
             record = {
                 "name": name,

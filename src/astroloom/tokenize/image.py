@@ -125,13 +125,17 @@ class ImageTokenizer:
         return xy * self.pixel_scale
 
     def tokens(self, images: torch.Tensor, present: torch.Tensor | None = None) -> ModalityTokens:
-        """Token block of the multimodal model; ``present`` marks objects that have an image."""
+        """Token block of the model; ``present`` marks objects that have an image."""
         values, valid = self.encode(images)
         b, n, _ = values.shape
+        pos = self.positions(images.shape[-1]).expand(b, n, 2)
+        if valid.stride(0) == 0 and (present is None or bool(present.all())):
+            # Complete cutouts, every object has one: the mask stays a broadcast view.
+            present_all = torch.ones((), dtype=torch.bool).expand(b, n)
+            return ModalityTokens(values, valid, present_all, pos, dense=True)
         valid = valid.expand(values.shape)
         present_obj = torch.ones(b, dtype=torch.bool) if present is None else present.bool()
         token_present = present_obj[:, None] & valid.any(dim=2)
-        pos = self.positions(images.shape[-1]).expand(b, n, 2)
         return ModalityTokens(values, valid & present_obj[:, None, None], token_present, pos)
 
     def decode(self, tokens: torch.Tensor, image_size: int) -> torch.Tensor:

@@ -53,6 +53,13 @@ class MultimodalTokenizer:
     def __getitem__(self, modality: str) -> Any:
         return self.tokenizers[modality]
 
+    @property
+    def image(self) -> ImageTokenizer:
+        """The image tokenizer; a clear error for a model that reads no images."""
+        if "image" not in self.tokenizers:
+            raise DataError(f"this model reads {self.modalities}, not images")
+        return self.tokenizers["image"]
+
     # ------------------------------------------------------------------ build
     @classmethod
     def for_dataset(
@@ -180,12 +187,3 @@ class MultimodalTokenizer:
 
 def info_modalities(info: DatasetInfo) -> list[str]:
     return ["image", *[m for m in info.modalities]]
-
-
-def image_part(tokenizer: ImageTokenizer | MultimodalTokenizer) -> ImageTokenizer:
-    """The image tokenizer of an image-only or a multimodal model."""
-    if isinstance(tokenizer, MultimodalTokenizer):
-        if "image" not in tokenizer.tokenizers:
-            raise DataError(f"this model reads {tokenizer.modalities}, not images")
-        return tokenizer["image"]
-    return tokenizer

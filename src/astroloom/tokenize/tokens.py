@@ -20,6 +20,10 @@ class ModalityTokens:
     present: torch.Tensor  # (B, N) bool: which tokens exist for this object
     position: torch.Tensor | None = None  # (B, N, P) float, physical coordinates
     field: torch.Tensor | None = None  # (B, N) long, band or catalogue column
+    # Set by a tokenizer that knows every token is present and every value measured (an
+    # image batch without missing pixels): the model may then skip masks and sorting. A
+    # Python flag, not a test of the data, so that it costs nothing and compiles.
+    dense: bool = False
 
     def __post_init__(self) -> None:
         b, n, _ = self.values.shape
@@ -41,7 +45,12 @@ class ModalityTokens:
         """The same tokens for a subset of objects."""
 
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[index]
+            if t is None:
+                return None
+            if t.shape[0] and t.stride(0) == 0:  # one row shared by all (a patch grid)
+                n = torch.arange(t.shape[0])[index].numel()
+                return t[:1].expand(n, *t.shape[1:])
+            return t[index]
 
         return ModalityTokens(
             self.values[index],
@@ -49,6 +58,7 @@ class ModalityTokens:
             self.present[index],
             pick(self.position),
             pick(self.field),
+            self.dense,
         )
 
     def to(self, device: torch.device | str) -> ModalityTokens:
@@ -61,6 +71,7 @@ class ModalityTokens:
             move(self.present),
             move(self.position),
             move(self.field),
+            self.dense,
         )
 
 
@@ -72,5 +83,10 @@ def concat_tokens(blocks: list[ModalityTokens]) -> ModalityTokens:
         return None if parts[0] is None else torch.cat(parts)
 
     return ModalityTokens(
-        cat("values"), cat("valid"), cat("present"), cat("position"), cat("field")
+        cat("values"),
+        cat("valid"),
+        cat("present"),
+        cat("position"),
+        cat("field"),
+        all(b.dense for b in blocks),
     )

@@ -1,9 +1,11 @@
 """The impact statement of a training run (the review's §10(b)): compute, energy, CO2e.
 
-Energy is measured with codecarbon when it is installed and can read the hardware's
-counters; otherwise it is estimated as device power × device-hours, and the assumed
-power is written down beside the number. The review's worked examples are reproduced by
-tests/test_impact.py:
+Energy is measured with codecarbon (a dependency) where it can read the hardware's energy
+counters (Intel RAPL for CPUs, NVML for NVIDIA GPUs). The estimate — device power ×
+device-hours, the assumed power written down beside it — is always computed too: it is the
+headline figure where nothing could be measured, and the cross-check beside a measurement.
+``impact.json`` records both and which one the headline is. The review's worked examples
+are reproduced by tests/test_impact.py:
 
 * GPT-3: 3.14e23 FLOPs on 10,000 V100s at 2.8e13 FLOP/s and 300 W → ≈311 h,
   ≈933,000 kWh, ≈400,000 kg CO2e at 0.429 kg/kWh;
@@ -63,15 +65,52 @@ def assumed_power(device: torch.device, threads: int) -> tuple[float, str]:
     return watts, f"CPU: {CPU_POWER_PER_THREAD_W:.0f} W per busy thread × {threads} threads assumed"
 
 
+@dataclass
+class Measurement:
+    """What codecarbon reported: energy, and how it got it."""
+
+    kwh: float
+    how: str  # e.g. "RAPL counters (CPU), NVML (GPU)" or "codecarbon's TDP model (CPU)"
+    counters: bool  # True when every component was read from hardware counters
+
+
+def describe_codecarbon(tracker) -> tuple[str, bool]:
+    """How codecarbon measured each component: hardware counters, or its own model of
+    power from the processor's TDP (which is an estimate, not a measurement)."""
+    parts, counters = [], True
+    order = {"CPU": 0, "GPU": 1, "RAM": 2}
+    hardware = sorted(
+        getattr(tracker, "_hardware", []), key=lambda h: order.get(type(h).__name__, 3)
+    )
+    for hw in hardware:
+        kind = type(hw).__name__
+        mode = str(getattr(hw, "_mode", "") or getattr(hw, "mode", ""))
+        if kind == "GPU":
+            parts.append("NVML (GPU)")
+        elif kind == "CPU":
+            if "rapl" in mode.lower() or "powergadget" in mode.lower().replace("_", ""):
+                parts.append(f"{mode} counters (CPU)")
+            else:
+                parts.append(f"codecarbon's power model, mode {mode or 'unknown'} (CPU)")
+                counters = False
+        elif kind == "RAM":
+            parts.append("codecarbon's RAM model")
+    return ", ".join(parts) or "unknown", counters
+
+
 class EnergyMeter:
-    """codecarbon's tracker when available, else a clock; ``stop()`` returns kWh or None."""
+    """codecarbon's tracker when it can run, else a clock; ``stop()`` returns the wall
+    time and a :class:`Measurement` (or None)."""
 
     def __init__(self) -> None:
         self.tracker = None
         self.began = time.perf_counter()
         if os.environ.get("ASTROLOOM_NO_CODECARBON"):
             return
-        try:  # optional: measures RAPL/NVML counters where the machine exposes them
+        try:  # measures RAPL/NVML counters where the machine exposes them
+            import logging
+
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its start-up chatter
             from codecarbon import OfflineEmissionsTracker
 
             self.tracker = OfflineEmissionsTracker(
@@ -81,15 +120,16 @@ class EnergyMeter:
         except Exception:  # noqa: BLE001 — any failure means "not measurable here"
             self.tracker = None
 
-    def stop(self) -> tuple[float, float | None]:
-        """(wall seconds, measured kWh or None)."""
+    def stop(self) -> tuple[float, Measurement | None]:
+        """(wall seconds, what codecarbon measured, or None)."""
         wall = time.perf_counter() - self.began
         if self.tracker is None:
             return wall, None
         try:
             self.tracker.stop()
             kwh = float(self.tracker.final_emissions_data.energy_consumed)
-            return wall, kwh if kwh > 0 else None
+            how, counters = describe_codecarbon(self.tracker)
+            return wall, Measurement(kwh, how, counters) if kwh > 0 else None
         except Exception:  # noqa: BLE001
             return wall, None
 
@@ -102,11 +142,14 @@ class Impact:
     wall_time_s: float
     device: str
     n_devices: int
-    energy_kwh: float
+    energy_kwh: float  # the headline: measured where counters were read, else estimated
     energy_method: str
     grid_intensity_kg_per_kwh: float
     co2e_kg: float
     assumptions: list[str] = field(default_factory=list)
+    energy_measured_kwh: float | None = None  # codecarbon's figure, when it ran
+    energy_measured_how: str | None = None
+    energy_estimated_kwh: float = 0.0  # device power × wall time, always
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -118,27 +161,31 @@ def run_impact(
     tokens_seen: int,
     flops: float,
     wall_time_s: float,
-    measured_kwh: float | None,
+    measured: Measurement | float | None,
     device: torch.device,
     n_devices: int,
     threads: int,
     grid_intensity: float,
     power_w: float = 0.0,
 ) -> Impact:
-    assumptions = []
-    if measured_kwh is not None:
-        kwh, method = measured_kwh, "measured with codecarbon"
+    """The impact statement. ``measured`` is codecarbon's :class:`Measurement` (a bare
+    number counts as read from counters). It is the headline when it was read from
+    hardware counters; where codecarbon could only model the power (no counters readable,
+    as in most containers), the estimate from the stated device power is the headline and
+    codecarbon's figure stays beside it, since a model of a whole chip's TDP overstates a
+    share of its cores."""
+    if isinstance(measured, (int, float)):
+        measured = Measurement(float(measured), "codecarbon", True)
+    if power_w > 0:
+        watts, why = power_w, f"{power_w:.0f} W per device, as configured (train.device_power_w)"
     else:
-        if power_w > 0:
-            watts, why = (
-                power_w,
-                f"{power_w:.0f} W per device, as configured (train.device_power_w)",
-            )
-        else:
-            watts, why = assumed_power(device, threads)
-        kwh = energy_kwh(watts * n_devices, wall_time_s / 3600.0)
-        method = "estimated: device power × wall time"
-        assumptions.append(why)
+        watts, why = assumed_power(device, threads)
+    estimated = energy_kwh(watts * n_devices, wall_time_s / 3600.0)
+    assumptions = [f"estimate: {why}"]
+    if measured is not None and measured.counters:
+        kwh, method = measured.kwh, "measured with codecarbon"
+    else:
+        kwh, method = estimated, "estimated: device power × wall time"
     assumptions.append(f"grid intensity {grid_intensity} kg CO2e/kWh (train.grid_intensity)")
     return Impact(
         parameters=parameters,
@@ -152,6 +199,9 @@ def run_impact(
         grid_intensity_kg_per_kwh=grid_intensity,
         co2e_kg=co2e_kg(kwh, grid_intensity),
         assumptions=assumptions,
+        energy_measured_kwh=None if measured is None else measured.kwh,
+        energy_measured_how=None if measured is None else measured.how,
+        energy_estimated_kwh=estimated,
     )
 
 
@@ -161,27 +211,19 @@ def model_card(
     """A Markdown model card: what was trained on what, how well, and at what cost."""
     model, train = cfg["model"], cfg["train"]
     modalities = model.get("modalities", ["image"])
-    if modalities == ["image"] and model.get("objective", "autoregressive") == "autoregressive":
-        summary = "Self-supervised next-patch transformer trained with astroloom."
-        inputs = [
-            f"- input: {model['n_bands']}-band {model['image_size']}×{model['image_size']} images "
-            f"as {model['patch_size']}×{model['patch_size']} patches in centre-out order, "
-            "arcsinh stretch"
-        ]
-    else:
-        summary = (
-            f"Self-supervised multimodal transformer ({model['objective']} objective) trained "
-            "with astroloom."
-        )
-        described = {
-            "image": f"{model['n_bands']}-band images as {model['patch_size']}×"
-            f"{model['patch_size']} patches placed by sky offset",
-            "spectrum": f"spectra as {model['spectrum_patch']}-pixel patches placed by wavelength",
-            "photometry": "catalogue fluxes, one token per band",
-            "lightcurve": f"light curves, up to {model['lightcurve_tokens']} observations placed "
-            "by time and band",
-        }
-        inputs = [f"- input: {described[m]}" for m in modalities]
+    summary = (
+        f"Self-supervised transformer over {', '.join(modalities)} ({model['objective']} "
+        "objective) trained with astroloom."
+    )
+    described = {
+        "image": f"{model['n_bands']}-band images as {model['patch_size']}×"
+        f"{model['patch_size']} patches placed by sky offset",
+        "spectrum": f"spectra as {model['spectrum_patch']}-pixel patches placed by wavelength",
+        "photometry": "catalogue fluxes, one token per band",
+        "lightcurve": f"light curves, up to {model['lightcurve_tokens']} observations placed "
+        "by time and band",
+    }
+    inputs = [f"- input: {described[m]}" for m in modalities]
     lines = [
         f"# Model card: {Path(cfg['out']).name}",
         "",
@@ -193,7 +235,7 @@ def model_card(
         *inputs,
         "",
         "## Data",
-        f"- {data.get('name', '?')} at `{cfg['data']['path']}`: "
+        f"- {data.get('name', '?')} at `{data.get('path', cfg['data']['path'])}`: "
         f"{data.get('n_objects', '?')} objects, bands {data.get('bands', '?')}, "
         f"seed {data.get('seed', '?')}",
         "",
@@ -208,6 +250,13 @@ def model_card(
         f"- wall time {impact.wall_time_s / 3600:.3f} h on {impact.n_devices} × {impact.device}",
         f"- energy {impact.energy_kwh:.4g} kWh ({impact.energy_method}); "
         f"{impact.co2e_kg:.4g} kg CO2e",
+        (
+            f"- codecarbon: {impact.energy_measured_kwh:.4g} kWh via "
+            f"{impact.energy_measured_how}"
+            if impact.energy_measured_kwh is not None
+            else "- codecarbon: could not measure on this machine"
+        ),
+        f"- estimate from device power × wall time: {impact.energy_estimated_kwh:.4g} kWh",
         *[f"- assumption: {a}" for a in impact.assumptions],
         "",
         "## Intended use and limits",

@@ -26,19 +26,18 @@ from tqdm.auto import tqdm
 
 from astroloom.config import RunConfig
 from astroloom.data.schema import DataError
-from astroloom.model.multimodal import build_model
-from astroloom.train.checkpoint import (
+from astroloom.model.checkpoint import (
     FINAL,
     CheckpointError,
-    full_state_dict,
     latest_step_checkpoint,
-    load_optimizer_state,
     load_train_state,
     load_weights,
-    optimizer_state,
     save_checkpoint,
 )
+from astroloom.model.multimodal import build_model
+from astroloom.paths import record_path
 from astroloom.train.impact import EnergyMeter, model_card, run_impact
+from astroloom.train.sharding import full_state_dict, load_optimizer_state, optimizer_state
 from astroloom.train.tasks import make_task, split_indices
 
 
@@ -90,10 +89,9 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    # Matrices decay; biases, norms and the position table do not (as in nanoGPT).
-    table = getattr(model, "pos", None)
-    decay = [p for p in model.parameters() if p.ndim >= 2 and p is not table]
-    rest = [p for p in model.parameters() if not any(p is q for q in decay)]
+    # Matrices decay; biases, norms and the learned start and mask tokens do not (as nanoGPT).
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
@@ -154,9 +152,9 @@ def _wrap_distributed(model: torch.nn.Module, cfg: RunConfig, device: torch.devi
     return torch.nn.parallel.DistributedDataParallel(
         model,
         device_ids=[device.index] if device.type == "cuda" else None,
-        # The multimodal model leaves some parameters idle in a step (the mask token in an
-        # autoregressive step, a modality's encoder in a batch without it).
-        find_unused_parameters=cfg.model.multimodal,
+        # No parameter is left out of a step's graph: the model adds every idle one with a
+        # zero weight (MultimodalModel.forward), so DDP need not search for unused ones.
+        find_unused_parameters=False,
     )
 
 
@@ -260,11 +258,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         per = {m: e / c for m, (e, c) in sums.items() if c > 0}
         return (sum(per.values()) / len(per) if per else None), per
 
-    flops_per_token = (
-        model.flops_per_token(round(task.mean_tokens))
-        if cfg.model.multimodal
-        else model.flops_per_token()
-    )
+    flops_per_token = model.flops_per_token(round(task.mean_tokens))
     peak = measure_matmul_peak(device) if ranks.main else 1.0
     micro = t.batch_size // (ranks.world * t.grad_accum_steps)
     per_rank = t.batch_size // ranks.world
@@ -324,9 +318,8 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                 f"(now {t.lr}) or check the data for extreme values"
             )
         window["loss"] = window.get("loss", 0.0) + loss_value
-        if cfg.model.multimodal:
-            for m, e, c in zip(names, errs, counts, strict=True):
-                window[f"loss_{m}"] = window.get(f"loss_{m}", 0.0) + e / max(c, 1.0)
+        for m, e, c in zip(names, errs, counts, strict=True):
+            window[f"loss_{m}"] = window.get(f"loss_{m}", 0.0) + e / max(c, 1.0)
         window_steps += 1
         n_tok = task.n_tokens(batch)
         window_tokens += n_tok
@@ -349,8 +342,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                 if evaluate_now:
                     val_loss, val_per = evaluate()
                     row["val_loss"] = val_loss
-                    if cfg.model.multimodal:
-                        row.update({f"val_loss_{m}": v for m, v in val_per.items()})
+                    row.update({f"val_loss_{m}": v for m, v in val_per.items()})
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 bar.set_postfix(
@@ -397,7 +389,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
             tokens_seen=tokens_seen,
             flops=flops_per_token * tokens_seen,
             wall_time_s=wall,
-            measured_kwh=measured,
+            measured=measured,
             device=device,
             n_devices=ranks.world,
             threads=threads * (ranks.world if device.type == "cpu" else 1),
@@ -407,6 +399,8 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         impact.save(run / "impact.json")
         data_meta = {
             "name": task.info.name,
+            # Relative to the run (astroloom.paths): the card reads true wherever it is opened.
+            "path": record_path(cfg.data.path, run),
             "n_objects": task.n_objects,
             "bands": task.info.image.bands,
             "modalities": list(cfg.model.modalities),
@@ -416,8 +410,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
             "train": round(loss_value, 5),
             "val": None if val_loss is None else round(val_loss, 5),
         }
-        if cfg.model.multimodal:
-            losses["per_modality"] = {m: round(v, 5) for m, v in val_per.items()}
+        losses["per_modality"] = {m: round(v, 5) for m, v in val_per.items()}
         (run / "MODEL_CARD.md").write_text(model_card(impact, cfg.to_dict(), data_meta, losses))
     if ranks.world > 1:
         dist.barrier()

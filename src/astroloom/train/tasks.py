@@ -1,8 +1,8 @@
-"""What one training step draws and measures, for the image GPT and the multimodal model.
+"""What one training step draws and measures.
 
-The loop (train/loop.py) is the same for both: it asks a task for the global batch of a
-step, for the normaliser of each modality's loss over that whole batch, for a slice of it
-(a rank's share, a micro-batch), and for the error sums of a slice. Drawing everything for
+The loop (train/loop.py) asks the task for the global batch of a step, for the normaliser
+of each modality's loss over that whole batch, for a slice of it (a rank's share, a
+micro-batch), and for the error sums of a slice. Drawing everything for
 the global batch first is what makes accumulation and ranks reproduce one big batch.
 """
 
@@ -15,77 +15,17 @@ import torch
 
 from astroloom.config import RunConfig
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
-from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
-from astroloom.data.shards import ImageSet, load_image_set
-from astroloom.model.gpt import next_patch_error
 from astroloom.model.multimodal import MultimodalModel
-from astroloom.tokenize.image import ImageTokenizer
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 from astroloom.tokenize.tokens import ModalityTokens
 
 Errors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-def tokenizer_for(data: ImageSet, cfg: RunConfig) -> ImageTokenizer:
-    """The dataset's recorded arcsinh scales, or ones measured now from its borders."""
-    info = data.info
-    c, h, w = info.image.shape
-    if (c, h) != (cfg.model.n_bands, cfg.model.image_size) or h != w:
-        raise DataError(
-            f"{cfg.data.path} holds {c}-band {h}×{w} images but the model is configured for "
-            f"{cfg.model.n_bands}-band {cfg.model.image_size}×{cfg.model.image_size}; "
-            "set model.n_bands / model.image_size to match"
-        )
-    norm = info.normalisation.get("image", {})
-    scale = norm.get("scale") if norm.get("kind") == "arcsinh" else None
-    if scale is None:
-        scale = robust_noise_scale(data.images[:1000])
-    return ImageTokenizer(
-        patch_size=cfg.model.patch_size,
-        scale=list(scale),
-        bands=info.image.bands,
-        pixel_scale=info.image.pixel_scale_arcsec,
-    )
-
-
-class ImageTask:
-    """Next-patch prediction on images, all tokenised once up front."""
-
-    def __init__(self, cfg: RunConfig) -> None:
-        data = load_image_set(cfg.data.path)
-        self.info, self.n_objects = data.info, len(data)
-        self.tokenizer = tokenizer_for(data, cfg)
-        self.tokens, valid = self.tokenizer.encode(torch.from_numpy(data.images))
-        # Most surveys' cutouts are complete; only carry a mask when some pixel is missing.
-        self.valid = None if bool(valid.all()) else valid
-        self.n_patches = cfg.model.n_patches
-        self.values_per_object = (cfg.model.n_patches - 1) * cfg.model.patch_dim
-        self.mean_tokens = float(self.n_patches)
-        self.device = torch.device("cpu")
-
-    def draw(self, pick: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return pick
-
-    def norms(self, batch: torch.Tensor) -> dict[str, float]:
-        if self.valid is None:
-            return {"image": float(len(batch) * self.values_per_object)}
-        return {"image": float(self.valid[batch][:, 1:].sum())}
-
-    def take(self, batch: torch.Tensor, part: slice) -> torch.Tensor:
-        return batch[part]
-
-    def n_tokens(self, batch: torch.Tensor) -> int:
-        return len(batch) * self.n_patches
-
-    def errors(self, net: torch.nn.Module, batch: torch.Tensor, delta: float) -> Errors:
-        x = self.tokens[batch].to(self.device, non_blocking=True)
-        m = None if self.valid is None else self.valid[batch].to(self.device)
-        return {"image": next_patch_error(net(x), x, m, delta)}
-
-
 class MultimodalTask:
-    """The multimodal objective: random modality order and/or masked tokens."""
+    """The model's objective over the configured modalities: random modality order and/or
+    masked tokens (for one modality, plain next-token prediction or masked modelling)."""
 
     def __init__(self, cfg: RunConfig, model: MultimodalModel) -> None:
         mc = cfg.model
@@ -141,8 +81,8 @@ class MultimodalTask:
         return net(moved, plan, delta)
 
 
-def make_task(cfg: RunConfig, model: torch.nn.Module) -> ImageTask | MultimodalTask:
-    return MultimodalTask(cfg, model) if cfg.model.multimodal else ImageTask(cfg)
+def make_task(cfg: RunConfig, model: MultimodalModel) -> MultimodalTask:
+    return MultimodalTask(cfg, model)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ A checkpoint is a directory::
 
     model.safetensors   weights
     config.json         the full run config
-    tokenizer.json      the image normalisation the weights were trained with
+    tokenizer.json      each modality's normalisation the weights were trained with
     train_state.pt      optimizer/schedule state (tensors and numbers; weights_only load)
 
 It is written under a temporary name and renamed, so a killed run never leaves a
@@ -23,13 +23,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from astroloom.config import ConfigError, RunConfig, config_from_json
-from astroloom.model.gpt import FoundationModel
 from astroloom.model.multimodal import MultimodalModel, build_model
-from astroloom.tokenize.image import ImageTokenizer
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 
-Model = FoundationModel | MultimodalModel
-Tokenizer = ImageTokenizer | MultimodalTokenizer
+Model = MultimodalModel
+Tokenizer = MultimodalTokenizer
 
 
 class CheckpointError(ValueError):
@@ -37,43 +35,6 @@ class CheckpointError(ValueError):
 
 
 FINAL = "final"
-
-
-def full_state_dict(model: torch.nn.Module, sharded: bool = False) -> dict[str, torch.Tensor]:
-    """The whole model's weights on the CPU; under FSDP gathered from every rank (a
-    collective: every rank calls it, rank 0 receives the tensors)."""
-    if not sharded:
-        return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options)
-
-
-def optimizer_state(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, sharded: bool
-) -> dict:
-    if not sharded:
-        return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_optimizer_state_dict(model, optimizer, options=options)
-
-
-def load_optimizer_state(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, sharded: bool
-) -> None:
-    if not sharded:
-        optimizer.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    # Not strict: a parameter no step has used yet (the mask token after only
-    # autoregressive steps) has no optimizer state to restore, as in the plain optimizer.
-    set_optimizer_state_dict(
-        model, optimizer, state, options=StateDictOptions(full_state_dict=True, strict=False)
-    )
 
 
 def save_checkpoint(
@@ -165,13 +126,27 @@ def load_checkpoint(
         raise CheckpointError(f"{ckpt}/config.json is unusable: {err}") from err
     try:
         kind = json.loads((ckpt / "tokenizer.json").read_text()).get("kind")
-        loader = MultimodalTokenizer if kind == "multimodal" else ImageTokenizer
-        tokenizer = loader.load(ckpt / "tokenizer.json")
+        if kind == "image":
+            raise legacy_gpt_error(ckpt)
+        tokenizer = MultimodalTokenizer.load(ckpt / "tokenizer.json")
+    except CheckpointError:
+        raise
     except (OSError, ValueError, TypeError) as err:
         raise CheckpointError(f"{ckpt}/tokenizer.json is unusable: {err}") from err
     model = build_model(cfg.model)
     load_weights(model, ckpt / "model.safetensors")
     return model.to(map_location).eval(), cfg, tokenizer
+
+
+def legacy_gpt_error(ckpt: Path) -> CheckpointError:
+    """What to do with a checkpoint of the separate image-only GPT of astroloom 0.1."""
+    return CheckpointError(
+        f"{ckpt} holds an image-only GPT checkpoint written by astroloom 0.1 (tokenizer kind "
+        "'image', a learned position table). astroloom now builds one model for every list of "
+        "modalities, with physical-coordinate positions, so these weights cannot be mapped onto "
+        "it. Retrain with the same settings (its config.json is a valid config): "
+        f"`astroloom train {ckpt / 'config.json'} --set out=NEW_RUN`"
+    )
 
 
 def load_train_state(checkpoint: str | Path) -> dict[str, Any]:
