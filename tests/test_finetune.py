@@ -12,8 +12,8 @@ from astroloom.model.checkpoint import load_checkpoint
 
 
 def test_lora_starts_at_the_pretrained_model_and_trains_only_adapters(trained_run):
-    model, _, _ = load_checkpoint(trained_run)
-    tokens = torch.randn(4, model.cfg.n_patches, model.cfg.patch_dim)
+    model, _, tokenizer = load_checkpoint(trained_run)
+    tokens = {"image": tokenizer.image.tokens(0.05 * torch.randn(4, 3, 64, 64))}
     before = model.embed(tokens)
     frozen = {k: v.clone() for k, v in model.state_dict().items()}
     params = add_lora(model, rank=2)

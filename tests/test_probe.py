@@ -85,7 +85,7 @@ def test_interrupted_embedding_resumes_without_redoing_parts(
     reference = read_embeddings(
         embed_dataset(trained_run, mock_dir, tmp_path / "ref.parquet", progress=False)
     )
-    real = embed_module.embed_images
+    real = embed_module.Foundation.embed
     calls = []
 
     def dies_on_second_part(*args, **kwargs):
@@ -94,13 +94,13 @@ def test_interrupted_embedding_resumes_without_redoing_parts(
             raise KeyboardInterrupt  # the user's Ctrl-C, half-way through
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(embed_module, "embed_images", dies_on_second_part)
+    monkeypatch.setattr(embed_module.Foundation, "embed", dies_on_second_part)
     with pytest.raises(KeyboardInterrupt):
         embed_dataset(trained_run, mock_dir, tmp_path / "out.parquet", progress=False)
     assert len(list((tmp_path / "out.parquet.parts").glob("part-*.parquet"))) == 1
     calls.clear()
     monkeypatch.setattr(
-        embed_module, "embed_images", lambda *a, **k: (calls.append(1), real(*a, **k))[1]
+        embed_module.Foundation, "embed", lambda *a, **k: (calls.append(1), real(*a, **k))[1]
     )
     embed_dataset(trained_run, mock_dir, tmp_path / "out.parquet", progress=False)
     assert len(calls) == 2  # three row groups, one already done

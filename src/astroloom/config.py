@@ -1,8 +1,9 @@
 """Run configuration: dataclasses, TOML files, ``--set`` overrides and validation.
 
-A config file has three tables, ``[model]``, ``[data]`` and ``[train]``, plus a top-level
-``out`` (the run directory). ``[model]`` may name a ``preset`` (``tiny``, ``small``) whose
-values the other keys then override. Every key is checked: an unknown one is refused with
+A config file has the tables ``[model]``, ``[data]``, ``[train]`` and (optional)
+``[augment]``, plus a top-level ``out`` (the run directory). ``[model]`` and ``[augment]``
+may name a ``preset`` (``tiny``, ``small``; ``transfer``) whose values the other keys then
+override. Every key is checked: an unknown one is refused with
 the allowed names, and a value of the wrong type names the key and the type it needs.
 """
 
@@ -19,6 +20,11 @@ import tomllib
 
 class ConfigError(ValueError):
     """A configuration key or value the user must fix."""
+
+
+# The layout of a saved config (config.json beside every checkpoint). 1: astroloom 0.1
+# (no version key; images normalised per survey); 2: per-object image normalisation.
+FORMAT_VERSION = 2
 
 
 MODALITIES = ("image", "spectrum", "photometry", "lightcurve")
@@ -45,6 +51,9 @@ class ModelConfig:
     lightcurve_tokens: int = 64  # observations kept per light curve
     lightcurve_bands: int = 2
     max_tokens: int = 256  # context length in tokens, all modalities together
+    # Image values: "object" (per-object, unit-free; brightness given as context) or
+    # "survey" (one arcsinh scale per band of the training survey, astroloom 0.1).
+    image_norm: str = "object"
 
     @property
     def n_patches(self) -> int:
@@ -81,6 +90,10 @@ class ModelConfig:
             )
         if not 0.0 < self.mask_ratio < 1.0:
             raise ConfigError(f"model.mask_ratio must lie in (0, 1), got {self.mask_ratio}")
+        if self.image_norm not in ("object", "survey"):
+            raise ConfigError(
+                f"model.image_norm must be 'object' or 'survey', got {self.image_norm!r}"
+            )
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
@@ -176,18 +189,83 @@ class TrainConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Image augmentations applied to each training batch (astroloom.data.augment): what
+    another instrument or a photograph would change about the same galaxy. Each has a
+    strength (0 switches it off) and, where it says, a probability per object."""
+
+    rot_flip: float = 0.0  # probability of one of the 8 symmetries of the square
+    shift: float = 0.0  # largest sub-pixel shift, pixels
+    zoom: float = 1.0  # largest zoom, log-uniform in [1/zoom, zoom] (crop / rescale)
+    p_geometry: float = 1.0  # probability of the shift and zoom
+    psf_sigma: float = 0.0  # largest extra Gaussian PSF σ, pixels
+    p_psf: float = 0.5
+    noise: float = 0.0  # largest extra sky noise, in units of the data's sky noise
+    p_noise: float = 0.5
+    flux_mag: float = 0.0  # largest flux change, magnitudes
+    p_flux: float = 0.5
+    photo: float = 0.0  # probability of rendering as an 8-bit (JPEG) colour photograph
+    drop_unit: float = 0.0  # probability of hiding the flux unit (brightness unknown)
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            v > 0
+            for v in (
+                self.rot_flip, self.shift, self.zoom - 1.0, self.psf_sigma, self.noise,
+                self.flux_mag, self.photo, self.drop_unit,
+            )
+        )
+
+    def validate(self) -> None:
+        for name in ("rot_flip", "p_geometry", "p_psf", "p_noise", "p_flux", "photo", "drop_unit"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(
+                    f"augment.{name} is a probability in [0, 1], got {getattr(self, name)}"
+                )
+        for name in ("shift", "psf_sigma", "noise", "flux_mag"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+        if self.zoom < 1.0:
+            raise ConfigError(f"augment.zoom is a factor >= 1, got {self.zoom}")
+
+
+# Named bundles for [augment] preset = "…": "transfer" is what the domain-shift benchmark
+# measured (docs/benchmarks.md, "Transfer").
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "transfer": {
+        "rot_flip": 1.0,
+        "shift": 0.5,
+        "zoom": 1.5,
+        "p_geometry": 0.5,
+        "psf_sigma": 1.5,
+        "p_psf": 0.3,
+        "noise": 2.0,
+        "p_noise": 0.3,
+        "flux_mag": 1.0,
+        "p_flux": 0.3,
+        "photo": 0.2,
+        "drop_unit": 0.2,
+    },
+}
+
+
+@dataclass
 class RunConfig:
     """Everything one ``astroloom train`` needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     out: str = "runs/run"
 
     def validate(self) -> RunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.augment.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,12 +274,21 @@ class RunConfig:
     def save(self, path: str | Path) -> None:
         """Write the config as JSON; the data path is made absolute, so that the saved
         config retrains the run from any working directory (`astroloom train config.json`)."""
-        raw = self.to_dict()
+        raw = {"format_version": FORMAT_VERSION, **self.to_dict()}
         raw["data"]["path"] = str(Path(raw["data"]["path"]).resolve())
         Path(path).write_text(json.dumps(raw, indent=2) + "\n")
 
 
-_SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "augment": AugmentConfig,
+}
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "model": MODEL_PRESETS,
+    "augment": AUGMENT_PRESETS,
+}
 
 
 def _unknown(kind: str, name: str, allowed: list[str], where: str) -> ConfigError:
@@ -234,19 +321,20 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 def _build_section(section: str, values: dict[str, Any], where: str) -> Any:
     cls = _SECTIONS[section]
     values = dict(values)
-    if section == "model" and "preset" in values:
+    presets = _PRESETS.get(section)
+    if presets is not None and "preset" in values:
         preset = values.pop("preset")
-        if preset not in MODEL_PRESETS:
+        if preset not in presets:
             raise ConfigError(
-                f"unknown model preset {preset!r}{where}. Allowed: {', '.join(MODEL_PRESETS)}"
+                f"unknown {section} preset {preset!r}{where}. Allowed: {', '.join(presets)}"
             )
-        values = {**MODEL_PRESETS[preset], **values}
+        values = {**presets[preset], **values}
     defaults = cls()
     names = [f.name for f in fields(cls)]
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            extra = ["preset"] if section == "model" else []
+            extra = ["preset"] if section in _PRESETS else []
             raise _unknown(f"key in [{section}]", key, names + extra, where)
         kwargs[key] = _coerce(section, key, value, getattr(defaults, key))
     return cls(**kwargs)
@@ -296,7 +384,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file not found: {path}")
         if path.suffix == ".json":
             try:
-                raw = json.loads(path.read_text())
+                raw = upgrade_saved(json.loads(path.read_text()), f" in {path}")
             except json.JSONDecodeError as err:
                 raise ConfigError(f"{path} is not valid JSON: {err}") from err
         else:
@@ -316,9 +404,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(raw, where)
 
 
+def upgrade_saved(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """A saved config of any format version, as the current version reads it: keys added
+    since keep the meaning the older astroloom gave them."""
+    raw = dict(raw)
+    version = raw.pop("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ConfigError(
+            f"config{where} has format version {version!r}; this astroloom reads up to "
+            f"{FORMAT_VERSION}: upgrade astroloom (pip install -U astroloom) to load it"
+        )
+    if version < 2 and isinstance(raw.get("model"), dict):
+        raw["model"] = {"image_norm": "survey", **raw["model"]}
+    return raw
+
+
 def config_from_json(path: str | Path) -> RunConfig:
-    """Load the config a run wrote beside its weights."""
-    return config_from_dict(json.loads(Path(path).read_text()), f" in {path}")
+    """Load the config a run wrote beside its weights (any format version)."""
+    where = f" in {path}"
+    return config_from_dict(upgrade_saved(json.loads(Path(path).read_text()), where), where)
 
 
 def model_config_from_dict(raw: dict[str, Any], where: str = "") -> ModelConfig:

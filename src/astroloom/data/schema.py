@@ -31,7 +31,54 @@ class ImageMeta:
     shape: list[int]  # [bands, height, width]
     pixel_scale_arcsec: float
     unit: str = "nanomaggy"
-    zero_point_mag: float = 22.5
+    zero_point_mag: float = 22.5  # AB magnitude of one flux unit; NaN when not known
+
+    def known_zero_point(self) -> float | None:
+        """The AB magnitude of one flux unit, or None when the data cannot say (unit
+        "unknown", an 8-bit photograph, no zero point recorded). A flux-density unit that
+        astropy knows (nanomaggy, µJy, nJy, Jy, …) defines its own zero point."""
+        return zero_point_of(self.unit, self.zero_point_mag)
+
+
+UNKNOWN_UNITS = ("", "unknown", "none", "8-bit", "uint8")
+
+
+COUNT_UNITS = ("adu", "dn", "count", "counts", "ct", "electron", "electrons", "e-")
+
+
+def zero_point_of(unit: str | None, zero_point_mag: float | None = None) -> float | None:
+    """AB zero point (magnitude of one ``unit``) of image pixels, or None when unknown.
+
+    A spectral flux density astropy can convert to Jy sets it (AB: 3631 Jy at mag 0);
+    "nanomaggy" and "maggy" are the SDSS names for 1e-9 and 1 × 3631 Jy. A count unit
+    (ADU, DN, counts, electrons) is as good as its recorded ``zero_point_mag``; "unknown"
+    (an 8-bit photograph, say) has none. Any other unit is refused by name."""
+    import math
+    import warnings
+
+    name = (unit or "").strip()
+    if name.lower() in UNKNOWN_UNITS:
+        return None
+    maggies = {"nanomaggy": 1e-9, "nanomaggies": 1e-9, "nmgy": 1e-9, "maggy": 1.0, "mgy": 1.0}
+    if name.lower() in maggies:
+        return -2.5 * math.log10(maggies[name.lower()])
+    if name.lower() in COUNT_UNITS:
+        if zero_point_mag is None or not math.isfinite(zero_point_mag):
+            return None
+        return float(zero_point_mag)
+    import astropy.units as u
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            jansky = u.Unit(name).to(u.Jy)
+    except (ValueError, TypeError, u.UnitsError) as err:
+        raise DataError(
+            f"unknown flux unit {unit!r}: use a flux density astropy knows (nanomaggy, uJy, "
+            f"nJy, erg/(s cm2 Hz)), a count unit ({', '.join(COUNT_UNITS[:3])}) with its zero "
+            "point, or 'unknown'"
+        ) from err
+    return -2.5 * math.log10(jansky / 3631.0)
 
 
 @dataclass

@@ -47,13 +47,16 @@ class ModalitySpec:
     coords: int  # continuous position coordinates per token
     periods: tuple[float, float]  # shortest and longest Fourier period of the coordinates
     n_fields: int  # discrete fields (bands, catalogue columns); 0 for none
+    n_context: int = 0  # per-object context values (an image's brightness), NaN = unknown
 
 
 def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
     """What each modality's tokens look like under this config."""
     specs = {
         # Sky offsets in arcsec: from sub-patch detail to well beyond a large cutout.
-        "image": ModalitySpec(cfg.patch_dim, 2, (0.5, 100.0), 0),
+        "image": ModalitySpec(
+            cfg.patch_dim, 2, (0.5, 100.0), 0, 1 if cfg.image_norm == "object" else 0
+        ),
         # log10 wavelength: from about one patch (0.003 dex) to the whole optical range.
         "spectrum": ModalitySpec(cfg.spectrum_patch, 1, (0.003, 2.0), 0),
         "photometry": ModalitySpec(1, 0, (1.0, 1.0), cfg.n_bands),
@@ -115,6 +118,36 @@ class PositionEmbedding(nn.Module):
         return out
 
 
+class ContextEmbedding(nn.Module):
+    """Per-object context values (the brightness an image's per-object normalisation took
+    out) as one vector added to each of the modality's value embeddings: Fourier features
+    of every known value, and a learned "unknown" vector where a value is NaN (a flux unit
+    nobody recorded), so the model reads the same cutout with or without it."""
+
+    def __init__(self, n_context: int, width: int, n_freq: int = 8) -> None:
+        super().__init__()
+        periods = torch.logspace(math.log10(0.5), math.log10(20.0), n_freq)
+        self.register_buffer("freq", 2 * math.pi / periods, persistent=False)
+        self.n_context = n_context
+        self.proj = nn.Linear(2 * n_freq * n_context, width)
+        self.unknown = nn.Parameter(torch.zeros(n_context, width))
+
+    def forward(self, context: torch.Tensor | None, b: int) -> torch.Tensor:
+        """``(B, K)`` values (None: all unknown) → ``(B, 1, width)``."""
+        if context is None:
+            context = torch.full((b, self.n_context), float("nan"), device=self.unknown.device)
+        context = context.to(self.unknown.device, torch.float32)
+        if context.shape != (b, self.n_context):
+            raise ModalityError(
+                f"context must have shape ({b}, {self.n_context}); got {tuple(context.shape)}"
+            )
+        known = torch.isfinite(context)
+        angle = torch.nan_to_num(context)[..., None] * self.freq
+        waves = torch.cat([angle.sin(), angle.cos()], -1) * known[..., None]
+        out = self.proj(waves.flatten(1)) + (~known).to(self.unknown.dtype) @ self.unknown
+        return out[:, None]
+
+
 @dataclass
 class Plan:
     """What one step asks of the model, drawn for the whole global batch so that it can
@@ -156,6 +189,9 @@ class MultimodalModel(nn.Module):
         d = cfg.n_embd
         self.encoders = nn.ModuleDict({m: nn.Linear(s.value_dim, d) for m, s in self.specs.items()})
         self.positions = nn.ModuleDict({m: PositionEmbedding(s, d) for m, s in self.specs.items()})
+        self.contexts = nn.ModuleDict(
+            {m: ContextEmbedding(s.n_context, d) for m, s in self.specs.items() if s.n_context}
+        )
         self.modality_embedding = nn.Embedding(len(self.modalities), d)
         self.next_query = nn.Linear(d, d)  # "the token to predict next is …"
         self.bos = nn.Parameter(torch.zeros(d))
@@ -293,7 +329,7 @@ class MultimodalModel(nn.Module):
                 continue
             t = batch[m].to(device)
             n = t.n_tokens
-            values.append(self.encoders[m](t.values * t.valid))
+            values.append(self._values(m, t, b))
             query = self.positions[m](t) + self.modality_embedding.weight[j]
             queries.append(query.expand(b, -1, -1))
             present.append(t.present)
@@ -332,6 +368,13 @@ class MultimodalModel(nn.Module):
             gather(cat(hidden)) if hidden else None,
         )
 
+    def _values(self, m: str, t: ModalityTokens, b: int) -> torch.Tensor:
+        """Value embeddings of one modality's tokens, with its per-object context added."""
+        x = self.encoders[m](t.values if t.dense else t.values * t.valid)
+        if m in self.contexts:
+            x = x + self.contexts[m](t.context, b)
+        return x
+
     def _single_modality(
         self, batch: dict[str, ModalityTokens], plan: Plan, b: int, device: torch.device
     ) -> Sequence:
@@ -349,7 +392,7 @@ class MultimodalModel(nn.Module):
         j = self.modalities.index(m)
         query = self.positions[m](t) + self.modality_embedding.weight[j]
         return Sequence(
-            self.encoders[m](t.values),
+            self._values(m, t, b),
             query.expand(b, -1, -1),
             t.present,
             torch.full((b, n), j, device=device),

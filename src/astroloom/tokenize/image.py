@@ -1,9 +1,22 @@
-"""Image tokenizer: arcsinh stretch, square patches, centre-out spiral order.
+"""Image tokenizer: resampling to the model's pixel scale, normalisation, square patches in
+centre-out spiral order.
 
 Galaxies sit at the centre of their cutouts, so the sequence starts where the signal is
-and walks outward into sky, as AstroPT does. The stretch is ``asinh(x / s_b)`` with one
-softening scale ``s_b`` per band (about the sky noise), recorded so that tokens can be
-turned back into fluxes in the survey's unit.
+and walks outward into sky, as AstroPT does. Two normalisations:
+
+* ``object`` (unit-free, the default for new runs): per object, each band's sky level (the
+  median of the cutout's border) is subtracted and every band is divided by one scale, the
+  object's brightest central pixels (99th percentile of the band sum); then
+  ``asinh(x / softening)``. Nanomaggies, ADU with any zero point and 8-bit photographs
+  all give tokens in the same range, and the colours (band ratios) survive. The brightness
+  that the division removed is handed to the model as a context value, the scale's AB
+  magnitude, when the data's zero point is known (NaN, "unknown", when it is not).
+* ``survey`` (astroloom 0.1): ``asinh(x / s_b)`` with one softening ``s_b`` per band (the
+  training survey's sky noise), tied to that survey's flux unit.
+
+A cutout whose pixel scale is known and differs from the model's is resampled to the
+model's (surface brightness conserved) and cropped to at most the training cutouts' size,
+so that a patch always covers the same patch of sky.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from astroloom.tokenize.tokens import ModalityTokens
 
@@ -52,31 +66,90 @@ def _asinh(x: torch.Tensor) -> torch.Tensor:
     return torch.asinh(x)
 
 
+NORMALISATIONS = ("object", "survey")
+OBJECT_SOFTENING = 0.02  # object normalisation: peak → asinh(50) ≈ 4.6, 1 % of peak → 0.5
+BRIGHTNESS_ZERO, BRIGHTNESS_UNIT = 22.5, 2.5  # context value = (AB mag of the scale − 22.5) / 2.5
+
+
+@dataclass
+class Normalised:
+    values: torch.Tensor  # (B, C, H, W) what the model reads, 0 where a pixel is missing
+    valid: torch.Tensor | None  # (B, C, H, W) measured pixels; None when all are
+    offset: torch.Tensor | None  # (B, C) sky level subtracted (object normalisation)
+    scale: torch.Tensor | None  # (B,) the object's scale, in the data's flux unit
+    brightness: torch.Tensor | None  # (B,) context value; NaN where the zero point is unknown
+
+
+def object_levels(
+    images: torch.Tensor, valid: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per object: each band's sky level (median of the border, 1/16 of the side wide) and
+    one scale for all bands (99th percentile of the sky-subtracted band sum over the
+    central half, per band). Missing pixels are ignored; a blank object gets scale 1."""
+    b, c, h, w = images.shape
+    x = images if valid is None else images.masked_fill(~valid, float("nan"))
+    k = max(2, h // 16)
+    border = torch.cat(
+        [
+            x[..., :k, :].reshape(b, c, -1),
+            x[..., -k:, :].reshape(b, c, -1),
+            x[..., k:-k, :k].reshape(b, c, -1),
+            x[..., k:-k, -k:].reshape(b, c, -1),
+        ],
+        dim=-1,
+    )
+    offset = torch.nan_to_num(torch.nanmedian(border, dim=-1).values, nan=0.0)
+    centre = (x - offset[..., None, None])[..., h // 4 : h - h // 4, w // 4 : w - w // 4]
+    total = centre.nansum(dim=1).reshape(b, -1)  # band sum; all-missing pixels become 0
+    scale = torch.nanquantile(total, 0.99, dim=1) / c
+    fallback = torch.nan_to_num(x - offset[..., None, None], nan=0.0).reshape(b, -1).std(1)
+    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, fallback)
+    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones(()))
+    return offset, scale
+
+
+def brightness(scale: torch.Tensor, zero_point: float | torch.Tensor | None) -> torch.Tensor:
+    """The context value of each object's scale: its AB magnitude (from the data's zero
+    point: mag = zp − 2.5 log10 flux), centred and scaled; NaN where the zero point is not
+    known, so that the model is told "unknown" rather than a wrong number."""
+    if zero_point is None:
+        return torch.full_like(scale, float("nan"))
+    zp = torch.as_tensor(zero_point, dtype=scale.dtype)
+    mag = zp - 2.5 * torch.log10(scale)
+    return (mag - BRIGHTNESS_ZERO) / BRIGHTNESS_UNIT
+
+
 @dataclass
 class ImageTokenizer:
     """Turns ``(B, C, H, W)`` flux images into ``(B, N, p·p·C)`` patch tokens and back."""
 
     patch_size: int
-    scale: list[float]  # arcsinh softening per band, in the image's flux unit
+    scale: list[float]  # the training data's sky noise per band, in its flux unit
     bands: list[str] | None = None
     pixel_scale: float = 1.0  # arcsec per pixel: patch positions are offsets on the sky
+    normalisation: str = "survey"  # "object" (unit-free) or "survey" (astroloom 0.1)
+    image_size: int | None = None  # the training cutouts' side: resampled ones are cropped to it
+    softening: float = OBJECT_SOFTENING  # object normalisation: asinh softening, in peak units
 
     def __post_init__(self) -> None:
         if any(not np.isfinite(s) or s <= 0 for s in self.scale):
             raise ValueError(f"arcsinh scales must be positive and finite, got {self.scale}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"image normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}"
+            )
 
     @property
     def n_bands(self) -> int:
         return len(self.scale)
 
+    @property
+    def n_context(self) -> int:
+        """Context values per object the model is given beside the patches."""
+        return 1 if self.normalisation == "object" else 0
+
     def _scale_tensor(self, like: torch.Tensor) -> torch.Tensor:
         return torch.tensor(self.scale, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-
-    def stretch(self, images: torch.Tensor) -> torch.Tensor:
-        return _asinh(images / self._scale_tensor(images))
-
-    def unstretch(self, stretched: torch.Tensor) -> torch.Tensor:
-        return torch.sinh(stretched) * self._scale_tensor(stretched)
 
     def _check(self, images: torch.Tensor) -> None:
         if images.ndim != 4:
@@ -90,17 +163,95 @@ class ImageTokenizer:
         if h != w or h % p:
             raise ValueError(f"images must be square with side a multiple of {p}; got {h}×{w}")
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(tokens, valid)``; NaN/inf pixels are 0 in ``tokens``, False in ``valid``."""
+    # ------------------------------------------------------------------ pixels
+    def resample(self, images: torch.Tensor, pixel_scale: float | None) -> torch.Tensor:
+        """Cutouts at ``pixel_scale`` arcsec/pixel brought to the model's pixel scale, then
+        cropped about the centre to a whole number of patches (at most ``image_size``).
+        Nothing happens when the pixel scale is unknown (None/NaN) or within 2 %."""
+        images = torch.as_tensor(images, dtype=torch.float32)
+        if images.ndim != 4:
+            raise ValueError(
+                f"images must have shape (batch, bands, H, W); got {tuple(images.shape)}"
+            )
+        h = images.shape[-1]
+        if pixel_scale is None or not np.isfinite(pixel_scale) or pixel_scale <= 0:
+            return images
+        ratio = pixel_scale / self.pixel_scale
+        if abs(ratio - 1.0) > 0.02:
+            side = max(self.patch_size, int(round(h * ratio)))
+            valid = torch.isfinite(images)
+            filled = torch.where(valid, images, torch.zeros(()))
+            kwargs = {"mode": "bilinear", "align_corners": False, "antialias": ratio < 1}
+            out = F.interpolate(filled, size=(side, side), **kwargs)
+            seen = F.interpolate(valid.float(), size=(side, side), **kwargs)
+            # Surface brightness is conserved: a smaller pixel holds less flux.
+            out = out / (ratio * ratio)
+            images = torch.where(seen > 0.99, out, torch.tensor(float("nan")))
+        side = images.shape[-1] // self.patch_size * self.patch_size
+        if self.image_size:
+            side = min(side, self.image_size)
+        lo = (images.shape[-1] - side) // 2
+        return images[..., lo : lo + side, lo : lo + side]
+
+    def normalise(
+        self, images: torch.Tensor, zero_point: float | torch.Tensor | None = None
+    ) -> Normalised:
+        """The values the model reads, per pixel, before cutting into patches."""
         images = torch.as_tensor(images, dtype=torch.float32)
         self._check(images)
-        b, c, h, _ = images.shape
-        p, g = self.patch_size, h // self.patch_size
         # A NaN or inf anywhere makes the sum non-finite, so one cheap reduction tells
         # complete batches (the common case) from ones that need a per-pixel mask.
         complete = bool(torch.isfinite(images.sum()))
         valid = None if complete else torch.isfinite(images)
-        x = self.stretch(images if complete else torch.where(valid, images, images.new_zeros(())))
+        if self.normalisation == "survey":
+            x = images if complete else torch.where(valid, images, images.new_zeros(()))
+            return Normalised(_asinh(x / self._scale_tensor(x)), valid, None, None, None)
+        offset, scale = object_levels(images, valid)
+        x = (images - offset[..., None, None]) / scale[:, None, None, None]
+        if not complete:
+            x = torch.where(valid, x, x.new_zeros(()))
+        values = _asinh(x / self.softening)
+        return Normalised(values, valid, offset, scale, brightness(scale, zero_point))
+
+    def stretch(self, images: torch.Tensor) -> torch.Tensor:
+        """The normalised pixels the model reads (NaN where a pixel is missing): the view
+        that baselines (pixel PCA, a CNN) should get too."""
+        norm = self.normalise(images)
+        return norm.values if norm.valid is None else norm.values.masked_fill(~norm.valid, np.nan)
+
+    def unstretch(
+        self,
+        stretched: torch.Tensor,
+        offset: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inverse of the normalisation. For ``object`` normalisation without the object's
+        ``offset`` and ``scale`` the result is in units of its peak (sky at 0, peak ≈ 1)."""
+        if self.normalisation == "survey":
+            return torch.sinh(stretched) * self._scale_tensor(stretched)
+        x = torch.sinh(stretched) * self.softening
+        if scale is not None:
+            x = x * torch.as_tensor(scale, dtype=x.dtype).view(-1, 1, 1, 1)
+        if offset is not None:
+            x = x + torch.as_tensor(offset, dtype=x.dtype)[..., None, None]
+        return x
+
+    # ------------------------------------------------------------------ tokens
+    def encode(
+        self,
+        images: torch.Tensor,
+        pixel_scale: float | None = None,
+        zero_point: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(tokens, valid)``; NaN/inf pixels are 0 in ``tokens``, False in ``valid``."""
+        tokens, valid, _ = self._patches(images, pixel_scale, zero_point)
+        return tokens, valid
+
+    def _patches(self, images, pixel_scale, zero_point):
+        images = self.resample(images, pixel_scale)
+        norm = self.normalise(images, zero_point)
+        b, c, h, _ = images.shape
+        p, g = self.patch_size, h // self.patch_size
         order = torch.tensor(spiral_order(g), device=images.device)
         rows, cols = order // g, order % g
 
@@ -110,10 +261,13 @@ class ImageTokenizer:
             t = t.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)
             return t[:, rows, cols].reshape(b, g * g, p * p * c)
 
-        tokens = patchify(x)
-        # Complete cutouts (the common case) need no mask copy: a broadcast view will do.
-        mask = torch.ones((), dtype=torch.bool, device=images.device).expand(tokens.shape)
-        return tokens, mask if complete else patchify(valid)
+        tokens = patchify(norm.values)
+        if norm.valid is None:
+            # Complete cutouts (the common case) need no mask copy: a broadcast view will do.
+            mask = torch.ones((), dtype=torch.bool, device=images.device).expand(tokens.shape)
+        else:
+            mask = patchify(norm.valid)
+        return tokens, mask, norm
 
     def positions(self, image_size: int) -> torch.Tensor:
         """``(N, 2)`` offsets of the patch centres from the cutout centre in arcsec, in token
@@ -124,22 +278,41 @@ class ImageTokenizer:
         xy = torch.stack([centre[order % g], centre[order // g]], dim=1)
         return xy * self.pixel_scale
 
-    def tokens(self, images: torch.Tensor, present: torch.Tensor | None = None) -> ModalityTokens:
-        """Token block of the model; ``present`` marks objects that have an image."""
-        values, valid = self.encode(images)
+    def tokens(
+        self,
+        images: torch.Tensor,
+        present: torch.Tensor | None = None,
+        pixel_scale: float | None = None,
+        zero_point: float | torch.Tensor | None = None,
+    ) -> ModalityTokens:
+        """Token block of the model; ``present`` marks objects that have an image,
+        ``pixel_scale`` and ``zero_point`` describe the data (None: unknown)."""
+        values, valid, norm = self._patches(images, pixel_scale, zero_point)
         b, n, _ = values.shape
-        pos = self.positions(images.shape[-1]).expand(b, n, 2)
+        side = int(round(n**0.5)) * self.patch_size
+        pos = self.positions(side).expand(b, n, 2)
+        context = None if norm.brightness is None else norm.brightness[:, None]
         if valid.stride(0) == 0 and (present is None or bool(present.all())):
             # Complete cutouts, every object has one: the mask stays a broadcast view.
             present_all = torch.ones((), dtype=torch.bool).expand(b, n)
-            return ModalityTokens(values, valid, present_all, pos, dense=True)
+            return ModalityTokens(values, valid, present_all, pos, dense=True, context=context)
         valid = valid.expand(values.shape)
         present_obj = torch.ones(b, dtype=torch.bool) if present is None else present.bool()
         token_present = present_obj[:, None] & valid.any(dim=2)
-        return ModalityTokens(values, valid & present_obj[:, None, None], token_present, pos)
+        return ModalityTokens(
+            values, valid & present_obj[:, None, None], token_present, pos, context=context
+        )
 
-    def decode(self, tokens: torch.Tensor, image_size: int) -> torch.Tensor:
-        """Inverse of :meth:`encode` for valid pixels: tokens → fluxes ``(B, C, H, W)``."""
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        image_size: int,
+        offset: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inverse of :meth:`encode` for valid pixels: tokens → fluxes ``(B, C, H, W)`` (for
+        ``object`` normalisation given each object's ``offset`` and ``scale``, else in units
+        of its peak)."""
         b, n, _ = tokens.shape
         p, c, g = self.patch_size, self.n_bands, image_size // self.patch_size
         if n != g * g:
@@ -148,7 +321,7 @@ class ImageTokenizer:
             )
         inverse = torch.argsort(torch.tensor(spiral_order(g), device=tokens.device))
         t = tokens[:, inverse].reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
-        return self.unstretch(t.reshape(b, c, image_size, image_size))
+        return self.unstretch(t.reshape(b, c, image_size, image_size), offset, scale)
 
     def to_dict(self) -> dict:
         return {"kind": "image", **asdict(self)}

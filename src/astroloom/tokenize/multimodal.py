@@ -69,6 +69,7 @@ class MultimodalTokenizer:
         patch_size: int,
         spectrum_patch: int,
         lightcurve_tokens: int,
+        image_norm: str = "object",
     ) -> MultimodalTokenizer:
         """Tokenizers with the dataset's recorded normalisation, or one measured now."""
         info = data.info
@@ -80,8 +81,16 @@ class MultimodalTokenizer:
                 scale = norm.get("image", {}).get("scale")
                 if scale is None:
                     scale = robust_noise_scale(data.arrays["image"][has][:1000])
+                pixel_scale = info.image.pixel_scale_arcsec
+                if not np.isfinite(pixel_scale) or pixel_scale <= 0:
+                    pixel_scale = 1.0  # unknown: positions in pixels
                 out[m] = ImageTokenizer(
-                    patch_size, list(scale), info.image.bands, info.image.pixel_scale_arcsec
+                    patch_size,
+                    list(scale),
+                    info.image.bands,
+                    pixel_scale,
+                    normalisation=image_norm,
+                    image_size=int(info.image.shape[-1]),
                 )
             elif m == "spectrum":
                 meta = info.modalities.get("spectrum")
@@ -115,6 +124,8 @@ class MultimodalTokenizer:
 
     # ------------------------------------------------------------------ tokens
     def prepare(self, data: MultimodalSet) -> PreparedData:
+        """Token blocks of every object; images are read with the dataset's own pixel scale
+        and zero point (``dataset.json``; unknown when the set has no description)."""
         blocks: dict[str, ModalityTokens] = {}
         curves = None
         for m, tok in self.tokenizers.items():
@@ -123,7 +134,10 @@ class MultimodalTokenizer:
                 images = data.arrays.get("image")
                 if images is None:
                     images = np.full((len(data), *data.info.image.shape), np.nan, np.float32)
-                blocks[m] = tok.tokens(torch.from_numpy(images), present=has)
+                pixel_scale, zero_point = image_description(data.info)
+                blocks[m] = tok.tokens(
+                    torch.from_numpy(images), has, pixel_scale=pixel_scale, zero_point=zero_point
+                )
             elif m == "spectrum":
                 flux = data.arrays.get(
                     "spectrum_flux", np.full((len(data), tok.n_pixels), np.nan, np.float32)
@@ -183,6 +197,15 @@ class MultimodalTokenizer:
         if raw.get("kind") != "multimodal":
             raise ValueError(f"{path} is not a multimodal tokenizer file")
         return cls.from_dict(raw["tokenizers"])
+
+
+def image_description(info: DatasetInfo | None) -> tuple[float | None, float | None]:
+    """A dataset's image pixel scale (arcsec) and AB zero point, None where unknown."""
+    if info is None:
+        return None, None
+    pixel_scale = info.image.pixel_scale_arcsec
+    known = pixel_scale is not None and np.isfinite(pixel_scale) and pixel_scale > 0
+    return (float(pixel_scale) if known else None), info.image.known_zero_point()
 
 
 def info_modalities(info: DatasetInfo) -> list[str]:

@@ -24,6 +24,9 @@ class ModalityTokens:
     # image batch without missing pixels): the model may then skip masks and sorting. A
     # Python flag, not a test of the data, so that it costs nothing and compiles.
     dense: bool = False
+    # Per-object values the model is told beside the tokens (an image's brightness when
+    # its values were normalised per object): (B, K), NaN where unknown.
+    context: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b, n, _ = self.values.shape
@@ -59,6 +62,7 @@ class ModalityTokens:
             pick(self.position),
             pick(self.field),
             self.dense,
+            pick(self.context),
         )
 
     def to(self, device: torch.device | str) -> ModalityTokens:
@@ -72,6 +76,7 @@ class ModalityTokens:
             move(self.position),
             move(self.field),
             self.dense,
+            move(self.context),
         )
 
 
@@ -89,4 +94,5 @@ def concat_tokens(blocks: list[ModalityTokens]) -> ModalityTokens:
         cat("position"),
         cat("field"),
         all(b.dense for b in blocks),
+        cat("context"),
     )

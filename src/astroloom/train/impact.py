@@ -110,11 +110,12 @@ class EnergyMeter:
         try:  # measures RAPL/NVML counters where the machine exposes them
             import logging
 
-            logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its start-up chatter
             from codecarbon import OfflineEmissionsTracker
 
+            # Quiet its start-up chatter (set after the import, which resets the level).
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)
             self.tracker = OfflineEmissionsTracker(
-                country_iso_code="USA", save_to_file=False, log_level="error"
+                country_iso_code="USA", output_methods=[], log_level="error"
             )
             self.tracker.start()
         except Exception:  # noqa: BLE001 — any failure means "not measurable here"

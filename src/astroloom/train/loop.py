@@ -249,7 +249,9 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         for chunk in val_batches.split(t.batch_size):
             with amp:
                 errors = task.errors(
-                    net if sharded else model, task.draw(chunk, fixed), t.huber_delta
+                    net if sharded else model,
+                    task.draw(chunk, fixed, augment=False),
+                    t.huber_delta,
                 )
             for m, (e, c) in errors.items():
                 acc = sums.setdefault(m, [0.0, 0.0])

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from astroloom.config import RunConfig
+from astroloom.data.augment import augment as augment_images
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.data.schema import DataError
 from astroloom.model.multimodal import MultimodalModel
-from astroloom.tokenize.multimodal import MultimodalTokenizer
+from astroloom.tokenize.multimodal import MultimodalTokenizer, image_description
 from astroloom.tokenize.tokens import ModalityTokens
 
 Errors = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -49,18 +50,51 @@ class MultimodalTask:
         self.info, self.n_objects = data.info, len(data)
         self.model, self.objective = model, mc.objective
         self.tokenizer = MultimodalTokenizer.for_dataset(
-            data, mc.modalities, mc.patch_size, mc.spectrum_patch, mc.lightcurve_tokens
+            data,
+            mc.modalities,
+            mc.patch_size,
+            mc.spectrum_patch,
+            mc.lightcurve_tokens,
+            image_norm=mc.image_norm,
         )
         self.prepared = self.tokenizer.prepare(data)
+        self.augment = None
+        if cfg.augment.enabled and "image" in self.tokenizer.tokenizers:
+            # Images are augmented and tokenised per batch; the rest stays prepared.
+            self.augment = cfg.augment
+            self.images = data.arrays["image"]
+            self.has_image = torch.from_numpy(data.present["image"])
+            self.pixel_scale, self.zero_point = image_description(data.info)
         present = sum(b.present.sum() for b in self.prepared.blocks.values())
         if self.prepared.curves is not None:
             present = present + self.prepared.curves.count.clamp_max(mc.lightcurve_tokens).sum()
         self.mean_tokens = float(present) / max(len(data), 1)
         self.device = torch.device("cpu")
 
-    def draw(self, pick: torch.Tensor, generator: torch.Generator) -> tuple[Any, Any]:
+    def draw(
+        self, pick: torch.Tensor, generator: torch.Generator, augment: bool = True
+    ) -> tuple[Any, Any]:
+        """The tokens of objects ``pick`` and the step's plan; with ``augment`` (training
+        batches, not validation) the images pass through the configured augmentations."""
         tokens = self.tokenizer.batch(self.prepared, pick, generator)
+        if augment and self.augment is not None:
+            tokens["image"] = self._augmented_images(pick, generator)
         return tokens, self.model.draw_plan(tokens, self.objective, generator)
+
+    def _augmented_images(self, pick: torch.Tensor, generator: torch.Generator) -> ModalityTokens:
+        tok = self.tokenizer["image"]
+        images = torch.from_numpy(self.images[pick.numpy()])
+        has = self.has_image[pick]
+        zero_point = torch.full((len(pick),), float("nan"))
+        if has.any():
+            done = augment_images(images[has], self.augment, generator, tok.scale)
+            images = images.clone()
+            images[has] = done.images
+            if self.zero_point is not None:
+                zero_point[has] = torch.where(
+                    done.unit_known, torch.tensor(self.zero_point), torch.tensor(float("nan"))
+                )
+        return tok.tokens(images, has, pixel_scale=self.pixel_scale, zero_point=zero_point)
 
     def norms(self, batch: tuple[Any, Any]) -> dict[str, float]:
         # Each modality's mean error counts equally, whatever its number of values.
