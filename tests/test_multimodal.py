@@ -1,5 +1,6 @@
 """The multimodal model: tokenizers, sequence assembly, objectives, training, prediction."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -165,10 +166,7 @@ def test_autoregressive_prediction_never_sees_the_future(survey_batch):
     galaxy = {m: t.take(slice(0, 1)) for m, t in batch.items() if m != "lightcurve"}
     plan = model.canonical_plan(galaxy, "autoregressive")  # image, spectrum, photometry
     seq, h = model.predictions(galaxy, plan)
-    changed = {
-        m: ModalityTokens(t.values.clone(), t.valid, t.present, t.position, t.field)
-        for m, t in galaxy.items()
-    }
+    changed = {m: dataclasses.replace(t, values=t.values.clone()) for m, t in galaxy.items()}
     changed["spectrum"].values[:, 10:] += 5.0  # spectrum tokens from the 11th on
     _, h2 = model.predictions(changed, plan)
     first_changed = 64 + 10  # slot of spectrum token 10 in image-first order

@@ -238,12 +238,30 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue from the run's newest checkpoint.")
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue pretraining from this run's weights and tokenizer on CONFIG's "
+            "data (your own survey), with a fresh optimizer and schedule."
+        ),
+    ] = None,
 ) -> None:
-    """Pretrain the foundation model described by CONFIG."""
+    """Pretrain the foundation model described by CONFIG.
+
+    With --init RUN (and no CONFIG) the run's own settings are the defaults: `astroloom train
+    --init runs/demo/run --set data.path=data/mine --set out=runs/mine` continues the demo
+    model's pretraining on your survey."""
     from astroloom.report.plots import plot_loss
     from astroloom.train.loop import train as run_training
 
+    if init is not None and config is None:
+        # The model's own settings by default; --set names the new data and run folder.
+        from astroloom.model.checkpoint import find_checkpoint
+
+        config = find_checkpoint(init) / "config.json"
     cfg = load_config(config, set_ or [])
+    if init is not None:
+        cfg.train.init = str(init)
     result = run_training(cfg, resume=resume)
     plot_loss(result.run_dir / "metrics.jsonl", result.run_dir / "loss.png")
     typer.echo(

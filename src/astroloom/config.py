@@ -153,6 +153,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    # Continued pretraining: start from this run's (or checkpoint's) weights and tokenizer,
+    # with a fresh optimizer and schedule, on this config's data ("" for a fresh model).
+    init: str = ""
     grid_intensity: float = 0.429  # kg CO2e per kWh for the impact statement
     device_power_w: float = 0.0  # 0: measure with codecarbon, else assume per device type
 
@@ -423,6 +426,30 @@ def config_from_json(path: str | Path) -> RunConfig:
     """Load the config a run wrote beside its weights (any format version)."""
     where = f" in {path}"
     return config_from_dict(upgrade_saved(json.loads(Path(path).read_text()), where), where)
+
+
+# The model settings that fix the shape of the weights or the meaning of the tokens: a run
+# can only continue another's pretraining (train.init) when these agree.
+WEIGHT_FIELDS = (
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "n_bands",
+    "patch_size",
+    "modalities",
+    "spectrum_patch",
+    "lightcurve_bands",
+    "image_norm",
+)
+
+
+def model_differences(a: ModelConfig, b: ModelConfig) -> list[str]:
+    """``name: a → b`` for every weight-shaping model setting on which ``a`` and ``b`` differ."""
+    return [
+        f"model.{name}: {getattr(a, name)!r} → {getattr(b, name)!r}"
+        for name in WEIGHT_FIELDS
+        if getattr(a, name) != getattr(b, name)
+    ]
 
 
 def model_config_from_dict(raw: dict[str, Any], where: str = "") -> ModelConfig:

@@ -5,12 +5,15 @@ Galaxies sit at the centre of their cutouts, so the sequence starts where the si
 and walks outward into sky, as AstroPT does. Two normalisations:
 
 * ``object`` (unit-free, the default for new runs): per object, each band's sky level (the
-  median of the cutout's border) is subtracted and every band is divided by one scale, the
-  object's brightest central pixels (99th percentile of the band sum); then
-  ``asinh(x / softening)``. Nanomaggies, ADU with any zero point and 8-bit photographs
-  all give tokens in the same range, and the colours (band ratios) survive. The brightness
-  that the division removed is handed to the model as a context value, the scale's AB
-  magnitude, when the data's zero point is known (NaN, "unknown", when it is not).
+  median of the cutout's border) is subtracted and every band is stretched as
+  ``asinh(x / soft)`` with one softening for all bands: the object's own sky noise (from
+  the border), but never less than 1 % of its peak (the 99th percentile of the central
+  band sum). On the training survey this is the survey stretch of astroloom 0.1 (noise at
+  ±1); a photograph, whose sky holds no noise, is stretched from 1 % of its peak.
+  Nanomaggies, ADU with any zero point and 8-bit photographs all give tokens in the same
+  range, the colours (band ratios) survive, and the values do not depend on the batch. The
+  brightness the normalisation removes is handed to the model as a context value, the
+  peak's AB magnitude, when the data's zero point is known (NaN, "unknown", when not).
 * ``survey`` (astroloom 0.1): ``asinh(x / s_b)`` with one softening ``s_b`` per band (the
   training survey's sky noise), tied to that survey's flux unit.
 
@@ -67,7 +70,7 @@ def _asinh(x: torch.Tensor) -> torch.Tensor:
 
 
 NORMALISATIONS = ("object", "survey")
-OBJECT_SOFTENING = 0.02  # object normalisation: peak → asinh(50) ≈ 4.6, 1 % of peak → 0.5
+OBJECT_SOFTENING = 0.01  # object normalisation: softening floor, as a fraction of the peak
 BRIGHTNESS_ZERO, BRIGHTNESS_UNIT = 22.5, 2.5  # context value = (AB mag of the scale − 22.5) / 2.5
 
 
@@ -76,17 +79,21 @@ class Normalised:
     values: torch.Tensor  # (B, C, H, W) what the model reads, 0 where a pixel is missing
     valid: torch.Tensor | None  # (B, C, H, W) measured pixels; None when all are
     offset: torch.Tensor | None  # (B, C) sky level subtracted (object normalisation)
-    scale: torch.Tensor | None  # (B,) the object's scale, in the data's flux unit
+    scale: torch.Tensor | None  # (B,) the object's peak, in the data's flux unit
+    soft: torch.Tensor | None  # (B,) its asinh softening, in the data's flux unit
     brightness: torch.Tensor | None  # (B,) context value; NaN where the zero point is unknown
 
 
 def object_levels(
     images: torch.Tensor, valid: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per object: each band's sky level (median of the border, 1/16 of the side wide) and
-    one scale for all bands (99th percentile of the sky-subtracted band sum over the
-    central half, per band). Missing pixels are ignored; a blank object gets scale 1."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per object: each band's sky level (median of the border, 1/16 of the side wide), its
+    peak (99th percentile of the sky-subtracted band sum over the central half, per band)
+    and its sky noise (median over bands of the border's MAD × 1.4826). Order statistics by
+    selection, identical whether or not other objects of the batch miss pixels; missing
+    pixels are left out; a blank object gets peak 1."""
     b, c, h, w = images.shape
+    inf = float("inf")
     x = images if valid is None else images.masked_fill(~valid, float("nan"))
     k = max(2, h // 16)
     border = torch.cat(
@@ -98,14 +105,29 @@ def object_levels(
         ],
         dim=-1,
     )
-    offset = torch.nan_to_num(torch.nanmedian(border, dim=-1).values, nan=0.0)
+    offset = lower_median(border)
+    spread = lower_median((border - offset[..., None]).abs()) * 1.4826
+    noise = torch.nan_to_num(spread.median(dim=1).values, nan=0.0)
+    offset = torch.nan_to_num(offset, nan=0.0)
     centre = (x - offset[..., None, None])[..., h // 4 : h - h // 4, w // 4 : w - w // 4]
-    total = centre.nansum(dim=1).reshape(b, -1)  # band sum; all-missing pixels become 0
-    scale = torch.nanquantile(total, 0.99, dim=1) / c
-    fallback = torch.nan_to_num(x - offset[..., None, None], nan=0.0).reshape(b, -1).std(1)
-    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, fallback)
-    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones(()))
-    return offset, scale
+    total = torch.nan_to_num(centre, nan=-inf).sum(dim=1).reshape(b, -1)
+    top = max(1, int(round(0.01 * total.shape[1])) + 1)  # the 99th percentile, by selection
+    scale = total.topk(top, dim=1).values[:, -1] / c
+    bad = ~(torch.isfinite(scale) & (scale > 0))
+    if bad.any():  # a blank or all-negative centre: the spread of the pixels, else 1
+        rest = torch.nan_to_num(x[bad] - offset[bad][..., None, None]).reshape(int(bad.sum()), -1)
+        fallback = rest.std(1)
+        fallback = torch.where(torch.isfinite(fallback) & (fallback > 0), fallback, 1.0)
+        scale = scale.masked_scatter(bad, fallback)
+    return offset, scale, noise
+
+
+def lower_median(x: torch.Tensor) -> torch.Tensor:
+    """Median over the last axis ignoring NaN (the lower of the two middle values, as
+    ``torch.nanmedian``), by selection when nothing is missing; NaN where all are."""
+    if not torch.isnan(x).any():
+        return x.kthvalue((x.shape[-1] + 1) // 2, dim=-1).values
+    return torch.nanmedian(x, dim=-1).values
 
 
 def brightness(scale: torch.Tensor, zero_point: float | torch.Tensor | None) -> torch.Tensor:
@@ -129,7 +151,7 @@ class ImageTokenizer:
     pixel_scale: float = 1.0  # arcsec per pixel: patch positions are offsets on the sky
     normalisation: str = "survey"  # "object" (unit-free) or "survey" (astroloom 0.1)
     image_size: int | None = None  # the training cutouts' side: resampled ones are cropped to it
-    softening: float = OBJECT_SOFTENING  # object normalisation: asinh softening, in peak units
+    softening: float = OBJECT_SOFTENING  # object normalisation: softening floor (× the peak)
 
     def __post_init__(self) -> None:
         if any(not np.isfinite(s) or s <= 0 for s in self.scale):
@@ -205,13 +227,14 @@ class ImageTokenizer:
         valid = None if complete else torch.isfinite(images)
         if self.normalisation == "survey":
             x = images if complete else torch.where(valid, images, images.new_zeros(()))
-            return Normalised(_asinh(x / self._scale_tensor(x)), valid, None, None, None)
-        offset, scale = object_levels(images, valid)
-        x = (images - offset[..., None, None]) / scale[:, None, None, None]
+            return Normalised(_asinh(x / self._scale_tensor(x)), valid, None, None, None, None)
+        offset, scale, noise = object_levels(images, valid)
+        soft = torch.maximum(noise, self.softening * scale)
+        x = (images - offset[..., None, None]) / soft[:, None, None, None]
         if not complete:
             x = torch.where(valid, x, x.new_zeros(()))
-        values = _asinh(x / self.softening)
-        return Normalised(values, valid, offset, scale, brightness(scale, zero_point))
+        values = _asinh(x)
+        return Normalised(values, valid, offset, scale, soft, brightness(scale, zero_point))
 
     def stretch(self, images: torch.Tensor) -> torch.Tensor:
         """The normalised pixels the model reads (NaN where a pixel is missing): the view
@@ -223,15 +246,16 @@ class ImageTokenizer:
         self,
         stretched: torch.Tensor,
         offset: torch.Tensor | None = None,
-        scale: torch.Tensor | None = None,
+        soft: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Inverse of the normalisation. For ``object`` normalisation without the object's
-        ``offset`` and ``scale`` the result is in units of its peak (sky at 0, peak ≈ 1)."""
+        sky ``offset`` and softening ``soft`` the result is in units of its softening (sky at
+        0; the noise, or 1 % of the peak, at 1)."""
         if self.normalisation == "survey":
             return torch.sinh(stretched) * self._scale_tensor(stretched)
-        x = torch.sinh(stretched) * self.softening
-        if scale is not None:
-            x = x * torch.as_tensor(scale, dtype=x.dtype).view(-1, 1, 1, 1)
+        x = torch.sinh(stretched)
+        if soft is not None:
+            x = x * torch.as_tensor(soft, dtype=x.dtype).view(-1, 1, 1, 1)
         if offset is not None:
             x = x + torch.as_tensor(offset, dtype=x.dtype)[..., None, None]
         return x
@@ -308,11 +332,11 @@ class ImageTokenizer:
         tokens: torch.Tensor,
         image_size: int,
         offset: torch.Tensor | None = None,
-        scale: torch.Tensor | None = None,
+        soft: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Inverse of :meth:`encode` for valid pixels: tokens → fluxes ``(B, C, H, W)`` (for
-        ``object`` normalisation given each object's ``offset`` and ``scale``, else in units
-        of its peak)."""
+        ``object`` normalisation given each object's ``offset`` and ``soft``, as
+        :meth:`normalise` reports them, else in units of its softening)."""
         b, n, _ = tokens.shape
         p, c, g = self.patch_size, self.n_bands, image_size // self.patch_size
         if n != g * g:
@@ -321,7 +345,7 @@ class ImageTokenizer:
             )
         inverse = torch.argsort(torch.tensor(spiral_order(g), device=tokens.device))
         t = tokens[:, inverse].reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
-        return self.unstretch(t.reshape(b, c, image_size, image_size), offset, scale)
+        return self.unstretch(t.reshape(b, c, image_size, image_size), offset, soft)
 
     def to_dict(self) -> dict:
         return {"kind": "image", **asdict(self)}

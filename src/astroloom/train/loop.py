@@ -24,12 +24,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from astroloom.config import RunConfig
+from astroloom.config import ConfigError, RunConfig, model_differences
 from astroloom.data.schema import DataError
 from astroloom.model.checkpoint import (
     FINAL,
     CheckpointError,
+    find_checkpoint,
     latest_step_checkpoint,
+    load_checkpoint,
     load_train_state,
     load_weights,
     save_checkpoint,
@@ -168,6 +170,28 @@ def _no_sync(net: torch.nn.Module, sync: bool):
     return nullcontext()
 
 
+def start_from(model: torch.nn.Module, cfg: RunConfig, run: str):
+    """Load another run's weights into ``model`` for continued pretraining; return its
+    tokenizer. Refused, naming each difference, when the two models' shapes or modalities
+    disagree."""
+    base, base_cfg, tokenizer = load_checkpoint(run)
+    source = find_checkpoint(run).resolve()
+    if Path(cfg.out).resolve() in (source, source.parent):
+        raise ConfigError(
+            f"train.init={run!r}: out={cfg.out!r} is that run's own folder; continued "
+            "pretraining writes a new run (--set out=runs/NEW)"
+        )
+    differences = model_differences(base_cfg.model, cfg.model)
+    if differences:
+        raise ConfigError(
+            f"train.init={run!r} cannot start this run: its model differs in "
+            + "; ".join(differences)
+            + f". Copy its [model] settings (they are in {find_checkpoint(run)}/config.json)"
+        )
+    model.load_state_dict(base.state_dict())
+    return tokenizer
+
+
 def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainResult:
     """Pretrain the model described by ``cfg``; returns where it went and how."""
     cfg.validate()
@@ -186,9 +210,13 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     torch.manual_seed(t.seed)
     meter = EnergyMeter() if ranks.main else None
 
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model)
+    init_tokenizer = None
+    if t.init:
+        init_tokenizer = start_from(model, cfg, t.init)
+    model = model.to(device)
     model.activation_checkpointing = t.activation_checkpointing
-    task = make_task(cfg, model)
+    task = make_task(cfg, model, init_tokenizer)
     task.device = device
     train_idx, val_idx = split_indices(task.n_objects, cfg.data.val_fraction, t.seed)
     if len(train_idx) == 0:

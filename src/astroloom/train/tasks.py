@@ -28,7 +28,14 @@ class MultimodalTask:
     """The model's objective over the configured modalities: random modality order and/or
     masked tokens (for one modality, plain next-token prediction or masked modelling)."""
 
-    def __init__(self, cfg: RunConfig, model: MultimodalModel) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: MultimodalModel,
+        tokenizer: MultimodalTokenizer | None = None,
+    ) -> None:
+        """``tokenizer``: keep another run's normalisation (continued pretraining) instead of
+        measuring one on this data."""
         mc = cfg.model
         data: MultimodalSet = load_multimodal_set(cfg.data.path, mc.modalities)
         if "image" in mc.modalities and data.present["image"].any():
@@ -49,7 +56,7 @@ class MultimodalTask:
                 )
         self.info, self.n_objects = data.info, len(data)
         self.model, self.objective = model, mc.objective
-        self.tokenizer = MultimodalTokenizer.for_dataset(
+        self.tokenizer = tokenizer or MultimodalTokenizer.for_dataset(
             data,
             mc.modalities,
             mc.patch_size,
@@ -115,8 +122,10 @@ class MultimodalTask:
         return net(moved, plan, delta)
 
 
-def make_task(cfg: RunConfig, model: MultimodalModel) -> MultimodalTask:
-    return MultimodalTask(cfg, model)
+def make_task(
+    cfg: RunConfig, model: MultimodalModel, tokenizer: MultimodalTokenizer | None = None
+) -> MultimodalTask:
+    return MultimodalTask(cfg, model, tokenizer)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
