@@ -273,3 +273,29 @@ def test_few_shot_ridge_does_not_collapse_with_fewer_labels_than_dimensions():
         curve = few_shot_curve({"f": x}, y, "y", budgets=(30,), seeds=5)
         mean, _ = curve.summary("r2")[("f", "linear", 30)]
         assert mean > floor, (floor, mean)
+
+
+def test_bench_counts_wins_against_the_best_baseline():
+    from astroloom.evaluate.bench import BenchResult
+    from astroloom.evaluate.fewshot import Curve
+
+    rows = []
+    scores = {"foundation": (0.5, 0.7), "pixel PCA": (0.6, 0.65), "random": (0.1, 0.2)}
+    for feature, values in scores.items():
+        for budget, v in zip((100, -1), values, strict=True):
+            rows.append(
+                {"feature": feature, "method": "linear", "budget": budget, "seed": 0, "r2": v}
+            )
+    anomalies = {
+        "foundation": {"knn": {"roc_auc": 0.9}},
+        "hand-crafted": {"knn": {"roc_auc": 0.95}},
+    }
+    result = BenchResult([Curve("size", "regression", rows)], anomalies, {"run": "r"})
+    versus = result.versus()
+    assert [(r["budget"], r["baseline"], r["win"]) for r in versus] == [
+        (100, "pixel PCA", False),
+        (-1, "pixel PCA", True),
+    ]
+    text = result.markdown()
+    assert "✗ 0.500 vs 0.600 (pixel PCA)" in text and "in all 1/2" in text
+    assert "✗ foundation 0.900 vs 0.950 (hand-crafted)" in text

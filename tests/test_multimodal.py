@@ -91,6 +91,32 @@ def test_lightcurve_tokens_time_band_and_subsampling():
         LightCurveTokenizer(bands=["I"]).tokens(curves)
 
 
+def test_period_aware_lightcurve_tokens_fold_at_the_found_period():
+    rng = np.random.default_rng(3)
+    period = 0.5734
+    t = np.sort(rng.uniform(0, 400, 150)) + 3000
+    mags = 17.2 + 0.4 * np.sin(2 * np.pi * t / period) + rng.normal(0, 0.02, 150)
+    curves = pad_curves([t, None], [mags, None], [np.zeros(150, int), None]).with_periods()
+    assert float(curves.period[0]) == pytest.approx(period, rel=1e-4)
+    assert np.isnan(float(curves.period[1]))  # an empty curve: no period
+    tok = LightCurveTokenizer(bands=["I", "V"], max_tokens=64, phase=True)
+    tokens = tok.tokens(curves)
+    time, phase = tokens.position[0, :64, 0], tokens.position[0, :64, 1]
+    torch.testing.assert_close(phase, torch.remainder(time / curves.period[0], 1.0))
+    # Magnitudes relative to the median, in 0.5 mag; the median and period go to context.
+    assert abs(float(tokens.values[0, :64, 0].median())) < 0.2
+    log_p, power, median = tokens.context[0].tolist()
+    assert log_p == pytest.approx(np.log10(period) - 0.5, abs=1e-3)
+    assert power > 0.8 and median == pytest.approx((17.2 - 16) / 2, abs=0.05)
+    # Folded at the found period the curve is smooth: neighbours in phase agree.
+    folded = tokens.values[0, :64, 0].numpy()[np.argsort(phase.numpy())]
+    assert np.abs(np.diff(folded)).mean() < 0.2 * folded.std()
+    # The model reads the two coordinates and the context.
+    model = tiny_model()
+    assert model.specs["lightcurve"].coords == 2 and model.specs["lightcurve"].phase
+    assert model.embed({"lightcurve": tokens.take(slice(0, 1))}).shape == (1, 32)
+
+
 def test_image_positions_are_sky_offsets_that_carry_over_to_other_sizes():
     tok = ImageTokenizer(patch_size=8, scale=[1.0], pixel_scale=0.25)
     small, large = tok.positions(64), tok.positions(96)

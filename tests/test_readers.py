@@ -175,11 +175,26 @@ def test_png_folder_with_labels(tmp_path):
     ingest(read_image_folder(folder, labels), tmp_path / "out", "pngs", progress=False)
     back = load_image_set(tmp_path / "out")
     i = list(back.ids).index("b")
-    np.testing.assert_allclose(back.images[i], np.moveaxis(pixels["b"], -1, 0) / 255.0, atol=1e-6)
+    # Bands bluest first: the picture's blue channel is band 0, its red channel band 2.
+    bgr = np.moveaxis(pixels["b"], -1, 0)[::-1] / 255.0
+    np.testing.assert_allclose(back.images[i], bgr, atol=1e-6)
     assert back.labels["spiral"][i] == 0
+    assert back.info.image.known_zero_point() is None  # an 8-bit picture: unit unknown
     (folder / "c.png").write_bytes(b"not a png")
     with pytest.raises(BadObject, match="c.png.*not a readable image"):
         ingest(read_image_folder(folder, labels), tmp_path / "x", "pngs", progress=False)
+    with pytest.raises(DataError, match="unknown flux unit 'furlong'"):
+        ingest(read_image_folder(folder, labels), tmp_path / "y", "pngs", unit="furlong")
+
+
+def test_colour_channels_follow_the_bands_wavelengths():
+    from astroloom.data.readers import channel_order
+
+    # RGB index per band: bluest band from B (2), reddest from R (0), whatever the listing.
+    assert channel_order(["g", "r", "z"]) == [2, 1, 0]
+    assert channel_order(["z", "r", "g"]) == [0, 1, 2]
+    assert channel_order(["g", "i", "r"]) == [2, 0, 1]
+    assert channel_order(["blue", "green", "red"]) == [2, 1, 0]  # unknown names: as listed
 
 
 def test_parquet_and_saved_hugging_face_dataset(tmp_path):

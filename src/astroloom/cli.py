@@ -103,9 +103,27 @@ def data_ingest(
         Path | None, typer.Option(help="Catalogue/labels table (FITS, CSV, ECSV).")
     ] = None,
     id_column: Annotated[str, typer.Option(help="Catalogue column holding object ids.")] = "id",
-    bands: Annotated[str | None, typer.Option(help="Comma-separated band names.")] = None,
-    pixel_scale: Annotated[float, typer.Option(help="Arcsec per pixel.")] = float("nan"),
-    unit: Annotated[str, typer.Option(help="Pixel unit, e.g. nanomaggy.")] = "unknown",
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated band names. For PNG/JPEG colour pictures, the blue channel "
+            "becomes the bluest named band and red the reddest (astronomical colour "
+            "composites show the longest wavelength in red)."
+        ),
+    ] = None,
+    pixel_scale: Annotated[
+        float, typer.Option(help="Arcsec per pixel (leave out if unknown).")
+    ] = float("nan"),
+    unit: Annotated[
+        str,
+        typer.Option(
+            help="Pixel unit: nanomaggy, uJy, nJy, … (astropy units), ADU/counts with "
+            "--zero-point, or unknown (an 8-bit picture, say)."
+        ),
+    ] = "unknown",
+    zero_point: Annotated[
+        float, typer.Option(help="AB magnitude of one pixel unit, for ADU or counts.")
+    ] = float("nan"),
     shape: Annotated[
         str | None, typer.Option(help="Image shape C,H,W for flat Parquet images.")
     ] = None,
@@ -129,7 +147,9 @@ def data_ingest(
     elif fmt == "hdf5":
         records = readers.read_hdf5(source, max_bad=max_bad_fraction)
     elif fmt == "images":
-        records = readers.read_image_folder(source, catalog, id_column, max_bad_fraction)
+        records = readers.read_image_folder(
+            source, catalog, id_column, max_bad_fraction, bands.split(",") if bands else None
+        )
     elif fmt == "parquet":
         dims = tuple(int(x) for x in shape.split(",")) if shape else None
         records = readers.read_parquet(
@@ -150,6 +170,7 @@ def data_ingest(
         bands=bands.split(",") if bands else None,
         pixel_scale=pixel_scale,
         unit=unit,
+        zero_point=zero_point,
         skip_bad=skip_bad,
         # Relative to the dataset's folder, as every recorded path (astroloom.paths).
         provenance={"format": fmt, "source": record_path(source, out)},

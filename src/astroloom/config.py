@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 
 
 # The layout of a saved config (config.json beside every checkpoint). 1: astroloom 0.1
-# (no version key; images normalised per survey); 2: per-object image normalisation.
+# (no version key; images normalised per survey, light curves by time only); 2: per-object
+# image normalisation and period-aware light-curve tokens.
 FORMAT_VERSION = 2
 
 
@@ -54,6 +55,9 @@ class ModelConfig:
     # Image values: "object" (per-object, unit-free; brightness given as context) or
     # "survey" (one arcsinh scale per band of the training survey, astroloom 0.1).
     image_norm: str = "object"
+    # Light curves: period-aware tokens (phase at the Lomb–Scargle period as a coordinate;
+    # period, peak power and median magnitude as context). False in astroloom 0.1 runs.
+    lightcurve_phase: bool = True
 
     @property
     def n_patches(self) -> int:
@@ -418,7 +422,7 @@ def upgrade_saved(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
             f"{FORMAT_VERSION}: upgrade astroloom (pip install -U astroloom) to load it"
         )
     if version < 2 and isinstance(raw.get("model"), dict):
-        raw["model"] = {"image_norm": "survey", **raw["model"]}
+        raw["model"] = {"image_norm": "survey", "lightcurve_phase": False, **raw["model"]}
     return raw
 
 
@@ -440,6 +444,7 @@ WEIGHT_FIELDS = (
     "spectrum_patch",
     "lightcurve_bands",
     "image_norm",
+    "lightcurve_phase",
 )
 
 

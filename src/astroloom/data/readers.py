@@ -35,7 +35,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from astroloom.data.normalise import save_with_normalisation
-from astroloom.data.schema import DataError, DatasetInfo, ImageMeta, Observation
+from astroloom.data.schema import DataError, DatasetInfo, ImageMeta, Observation, zero_point_of
 from astroloom.data.shards import list_column, write_table
 
 FORMATS = ["fits-folder", "fits-image", "hdf5", "images", "parquet", "spectra", "lightcurves"]
@@ -222,10 +222,39 @@ def read_hdf5(path: Path, image_key: str = "images", max_bad: float = 0.5) -> It
         yield from _each(range(n), one)
 
 
+# Effective wavelengths (nm) of common bands: enough to order a picture's colour channels.
+BAND_WAVELENGTH_NM = {
+    "u": 355, "g": 475, "r": 620, "i": 750, "z": 870, "y": 1000,
+    "U": 365, "B": 445, "V": 551, "R": 658, "I": 806, "J": 1250, "H": 1650, "K": 2200,
+    "NUV": 230, "FUV": 155, "W1": 3400, "W2": 4600,
+}
+
+
+def channel_order(bands: list[str] | None) -> list[int]:
+    """Which RGB channel (0 R, 1 G, 2 B) holds each named band: the bluest band is read from
+    B and the reddest from R, the convention of astronomical colour composites (Lupton et
+    al. 2004, the SDSS and Legacy Surveys viewers). Names not in the table are taken as
+    listed bluest first."""
+    if not bands or len(bands) != 3:
+        return [2, 1, 0]
+    if all(b in BAND_WAVELENGTH_NM for b in bands):
+        rank = np.argsort(np.argsort([BAND_WAVELENGTH_NM[b] for b in bands]))
+        return [int(2 - r) for r in rank]
+    return [2, 1, 0]
+
+
 def read_image_folder(
-    folder: Path, labels_csv: Path | None = None, id_column: str = "id", max_bad: float = 0.5
+    folder: Path,
+    labels_csv: Path | None = None,
+    id_column: str = "id",
+    max_bad: float = 0.5,
+    bands: list[str] | None = None,
 ) -> Iterator[Observation]:
+    """PNG/JPEG pictures, each a 3-band image in [0, 1] whose bands are ordered as ``bands``
+    (:func:`channel_order`: blue channel → bluest band)."""
     from PIL import Image, UnidentifiedImageError
+
+    channels = channel_order(bands)
 
     rows: dict[str, Any] = {}
     names: list[str] = []
@@ -252,7 +281,7 @@ def read_image_folder(
             raise BadObject(str(path), obj, f"not a readable image ({err})") from err
         if labels_csv is not None and obj not in rows:
             raise BadObject(str(path), obj, f"id is not in {labels_csv}")
-        image = _image_of(str(path), obj, np.moveaxis(array, -1, 0), max_bad)
+        image = _image_of(str(path), obj, np.moveaxis(array, -1, 0)[channels], max_bad)
         return Observation(
             obj, {"image": image}, {k: float(rows[obj][k]) for k in names} if rows else {}
         )
@@ -369,12 +398,15 @@ def ingest(
     bands: list[str] | None = None,
     pixel_scale: float = float("nan"),
     unit: str = "unknown",
+    zero_point: float = float("nan"),
     skip_bad: bool = False,
     shard_size: int = 1000,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> IngestReport:
-    """Check and write ``records`` as shards plus ``dataset.json`` in ``out``."""
+    """Check and write ``records`` as shards plus ``dataset.json`` in ``out``. The flux
+    ``unit`` is checked first (an unknown one is refused before anything is read)."""
+    zero_point_of(unit, zero_point)  # DataError naming the unit if it is not one we know
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = IngestReport()
@@ -440,7 +472,11 @@ def ingest(
         n_objects=report.written,
         shards=shards,
         image=ImageMeta(
-            bands=bands or [], shape=list(shape or []), pixel_scale_arcsec=pixel_scale, unit=unit
+            bands=bands or [],
+            shape=list(shape or []),
+            pixel_scale_arcsec=pixel_scale,
+            unit=unit,
+            zero_point_mag=_or_nan(zero_point_of(unit, zero_point)),
         ),
         labels={k: {"unit": "", "description": "from the ingested catalogue"} for k in label_names},
         provenance={**(provenance or {}), "skipped": len(report.skipped)},
@@ -451,6 +487,10 @@ def ingest(
         info.save(out)
     report.info = info
     return report
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _write_batch(out: Path, index: int, batch: list[Observation], label_names: list[str]) -> str:

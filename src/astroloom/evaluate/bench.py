@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from astroloom.data.multiset import load_multimodal_set
+from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
@@ -59,10 +60,88 @@ class BenchResult:
                 {"target": c.target, "task": c.task, "notes": c.notes, "rows": c.rows}
                 for c in self.curves
             ],
+            "versus_best_baseline": self.versus(),
         }
+
+    def versus(self, probe: str = "linear") -> list[dict]:
+        """Per target and label budget: the foundation embeddings against the best baseline
+        (every other feature set), both read by the same ``probe``."""
+        out = []
+        for curve in self.curves:
+            metric = MAIN_METRIC[curve.task]
+            summary = curve.summary(metric)
+            budgets = sorted({b for (_, _, b) in summary}, key=lambda b: (b < 0, b))
+            for budget in budgets:
+                ours = summary.get(("foundation", probe, budget))
+                rivals = {
+                    f: v[0]
+                    for (f, m, b), v in summary.items()
+                    if m == probe and b == budget and f != "foundation" and np.isfinite(v[0])
+                }
+                if ours is None or not rivals:
+                    continue
+                best = max(rivals, key=rivals.get)
+                out.append(
+                    {
+                        "target": curve.target,
+                        "metric": metric,
+                        "budget": budget,
+                        "foundation": ours[0],
+                        "baseline": best,
+                        "baseline_value": rivals[best],
+                        "win": ours[0] >= rivals[best],
+                    }
+                )
+        return out
+
+    def versus_markdown(self, probe: str = "linear") -> list[str]:
+        rows = self.versus(probe)
+        if not rows:
+            return []
+        budgets = sorted({r["budget"] for r in rows}, key=lambda b: (b < 0, b))
+        head = [("all" if b < 0 else str(b)) for b in budgets]
+        lines = [
+            f"## Foundation vs best baseline ({probe} probes; ✓ = foundation ≥ the best of "
+            "the other feature sets)",
+            "",
+            "| target | " + " | ".join(head) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
+        for target in dict.fromkeys(r["target"] for r in rows):
+            cells = []
+            for b in budgets:
+                r = next((r for r in rows if r["target"] == target and r["budget"] == b), None)
+                cells.append(
+                    "–"
+                    if r is None
+                    else f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
+                    f"{r['baseline_value']:.3f} ({r['baseline']})"
+                )
+            lines.append(f"| {target} | " + " | ".join(cells) + " |")
+        wins = [
+            f"{'all' if b < 0 else b}: {sum(r['win'] for r in rows if r['budget'] == b)}/"
+            f"{sum(r['budget'] == b for r in rows)}"
+            for b in budgets
+        ]
+        total = sum(r["win"] for r in rows)
+        lines += ["", f"Wins per budget — {'; '.join(wins)}; in all {total}/{len(rows)}."]
+        if "foundation" in self.anomalies:
+            best = {
+                f: max(m.get("roc_auc", np.nan) for m in by.values())
+                for f, by in self.anomalies.items()
+            }
+            rival = max((f for f in best if f != "foundation"), key=best.get, default=None)
+            if rival is not None:
+                mark = "✓" if best["foundation"] >= best[rival] else "✗"
+                lines.append(
+                    f"Anomalies (best method's ROC-AUC): {mark} foundation "
+                    f"{best['foundation']:.3f} vs {best[rival]:.3f} ({rival})."
+                )
+        return lines + [""]
 
     def markdown(self) -> str:
         lines = [f"# astroloom bench: {self.meta['run']}", ""]
+        lines += self.versus_markdown()
         for curve in self.curves:
             metric = MAIN_METRIC[curve.task]
             summary = curve.summary(metric)
@@ -143,8 +222,9 @@ def run_bench(
         baseline_feature_sets(cfg, tokenizer, images.images, cfg.model.n_embd, layer, progress)
     )
     # The first wave: photometry and morphology measured by photutils, not learned.
+    # Measured on the bench data's own sky noise, not the model's training survey's.
     features["hand-crafted"] = handcrafted_features(
-        images.images, tokenizer.image.scale, progress
+        images.images, robust_noise_scale(images.images), progress
     )
     labels = images.labels
     # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).

@@ -8,11 +8,11 @@ built on before learned features.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.stats import skew
 from tqdm.auto import tqdm
+
+from astroloom.tokenize.lightcurve import best_period
 
 PER_BAND = ["log_period", "power", "amplitude", "mean", "std", "skew", "n"]
 
@@ -20,29 +20,14 @@ PER_BAND = ["log_period", "power", "amplitude", "mean", "std", "skew", "n"]
 def curve_features(
     time: np.ndarray, mag: np.ndarray, band: np.ndarray, n_bands: int = 2
 ) -> np.ndarray:
-    from astropy.timeseries import LombScargle
-
     out = np.full(n_bands * len(PER_BAND), np.nan)
     for b in range(n_bands):
         sel = (band == b) & np.isfinite(mag) & np.isfinite(time)
         t, m = time[sel], mag[sel]
         if len(t) < 5:
             continue
-        row = [np.nan, np.nan]
-        if len(t) >= 12:
-            baseline = t.max() - t.min()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ls = LombScargle(t, m)
-                freq, power = ls.autopower(
-                    minimum_frequency=1.0 / max(baseline, 1.0),
-                    maximum_frequency=20.0,
-                    samples_per_peak=2,
-                    method="fast",
-                    method_kwds={"use_fft": True},
-                )
-            k = int(np.argmax(power))
-            row = [float(np.log10(1.0 / freq[k])), float(power[k])]
+        period, power = best_period(t, m)  # the same search the period-aware tokens use
+        row = [float(np.log10(period)) if np.isfinite(period) else np.nan, power]
         lo, hi = np.percentile(m, [5, 95])
         out[b * len(PER_BAND) : (b + 1) * len(PER_BAND)] = [
             *row,

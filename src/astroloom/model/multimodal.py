@@ -48,6 +48,7 @@ class ModalitySpec:
     periods: tuple[float, float]  # shortest and longest Fourier period of the coordinates
     n_fields: int  # discrete fields (bands, catalogue columns); 0 for none
     n_context: int = 0  # per-object context values (an image's brightness), NaN = unknown
+    phase: bool = False  # a second coordinate in [0, 1): phase at the object's period
 
 
 def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
@@ -61,7 +62,14 @@ def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
         "spectrum": ModalitySpec(cfg.spectrum_patch, 1, (0.003, 2.0), 0),
         "photometry": ModalitySpec(1, 0, (1.0, 1.0), cfg.n_bands),
         # Days: from δ Scuti periods (~1 h) to multi-season baselines.
-        "lightcurve": ModalitySpec(1, 1, (0.04, 4000.0), cfg.lightcurve_bands),
+        "lightcurve": ModalitySpec(
+            1,
+            2 if cfg.lightcurve_phase else 1,
+            (0.04, 4000.0),
+            cfg.lightcurve_bands,
+            3 if cfg.lightcurve_phase else 0,
+            cfg.lightcurve_phase,
+        ),
     }
     return {m: specs[m] for m in cfg.modalities}
 
@@ -88,13 +96,19 @@ class PositionEmbedding(nn.Module):
             short, long = spec.periods
             periods = torch.logspace(math.log10(short), math.log10(long), n_freq)
             self.register_buffer("freq", 2 * math.pi / periods, persistent=False)
-            if spec.coords == 2:
+            if spec.phase:  # time, then phase: harmonics 1…8 of the period, exactly periodic
+                directions = torch.eye(1)
+                self.register_buffer(
+                    "harmonics", 2 * math.pi * torch.arange(1.0, 9.0), persistent=False
+                )
+            elif spec.coords == 2:
                 angles = torch.tensor([0.0, 0.25, 0.5, 0.75]) * math.pi
                 directions = torch.stack([angles.cos(), angles.sin()], dim=1)
             else:
                 directions = torch.eye(spec.coords)
             self.register_buffer("directions", directions, persistent=False)
-            self.proj = nn.Linear(2 * n_freq * len(directions), width)
+            extra = 2 * 8 if spec.phase else 0
+            self.proj = nn.Linear(2 * n_freq * len(directions) + extra, width)
         if spec.n_fields:
             self.field = nn.Embedding(spec.n_fields, width)
 
@@ -107,10 +121,20 @@ class PositionEmbedding(nn.Module):
         if self.spec.coords:
             if tokens.position is None or tokens.position.shape[-1] != self.spec.coords:
                 raise ModalityError(f"tokens need {self.spec.coords} position coordinate(s)")
-            position = tokens.position[:1] if shared else tokens.position
-            along = position.float() @ self.directions.T  # (B, N, directions)
+            position = (tokens.position[:1] if shared else tokens.position).float()
+            if self.spec.phase:
+                along = position[..., :1] @ self.directions.T
+            else:
+                along = position @ self.directions.T  # (B, N, directions)
             angle = along[..., None] * self.freq  # (B, N, directions, F)
-            out = out + self.proj(torch.cat([angle.sin(), angle.cos()], -1).flatten(2))
+            waves = [angle.sin(), angle.cos()]
+            if self.spec.phase:
+                turn = position[..., 1:2] * self.harmonics  # (B, N, 8)
+                waves += [turn.sin()[..., None, :], turn.cos()[..., None, :]]
+                waves = [w.flatten(2) for w in waves]
+                out = out + self.proj(torch.cat(waves, -1))
+            else:
+                out = out + self.proj(torch.cat(waves, -1).flatten(2))
         if self.spec.n_fields:
             if tokens.field is None:
                 raise ModalityError("tokens need a field index (band or catalogue column)")

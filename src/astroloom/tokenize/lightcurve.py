@@ -6,6 +6,13 @@ The model's surrogate task is to predict the next observation's magnitude at its
 next time and band. Long curves are subsampled to ``max_tokens`` observations: a random
 sorted subset during training (an augmentation that keeps the whole time baseline), an
 evenly spaced one otherwise.
+
+Period-aware tokens (``phase=True``, the default for new runs): each curve's best
+Lomb–Scargle period is found once, in its best-sampled band; every observation then also
+carries its phase at that period as a second coordinate, so the model sees the folded
+curve, and the period, the periodogram's peak power and the curve's median magnitude are
+given to the model as context values. Magnitudes are taken relative to the curve's median
+(unit-free: any zero point), 0.5 mag to one unit.
 """
 
 from __future__ import annotations
@@ -18,21 +25,95 @@ import torch
 
 from astroloom.tokenize.tokens import ModalityTokens
 
+LOG_PERIOD_ZERO = 0.5  # context value of log10(period / day) is centred here
+MAG_ZERO_CONTEXT, MAG_UNIT_CONTEXT = 16.0, 2.0  # median magnitude context = (m − 16) / 2
+RELATIVE_MAG_UNIT = 0.5  # period-aware tokens: magnitudes relative to the median, per 0.5 mag
+
+
+def best_period(time: np.ndarray, mag: np.ndarray) -> tuple[float, float]:
+    """(period in days, peak power) of the Lomb–Scargle periodogram (astropy; frequencies
+    from one per baseline to 20 per day); (NaN, NaN) for fewer than 12 observations. The
+    hand-crafted light-curve baseline uses the same search (evaluate/lightcurve_features)."""
+    import warnings
+
+    from astropy.timeseries import LombScargle
+
+    good = np.isfinite(time) & np.isfinite(mag)
+    t, m = np.asarray(time, float)[good], np.asarray(mag, float)[good]
+    if len(t) < 12 or np.ptp(m) == 0:
+        return float("nan"), float("nan")
+    baseline = t.max() - t.min()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        periodogram = LombScargle(t, m)
+        freq, power = periodogram.autopower(
+            minimum_frequency=1.0 / max(baseline, 1.0),
+            maximum_frequency=20.0,
+            samples_per_peak=2,
+            method="fast",
+            method_kwds={"use_fft": True},
+        )
+        k = int(np.argmax(power))
+        # Refine the peak on a grid 20× finer: folding hundreds of cycles needs the period
+        # to a small fraction of a cycle over the whole baseline.
+        step = freq[1] - freq[0] if len(freq) > 1 else 1.0 / max(baseline, 1.0)
+        fine = np.linspace(freq[k] - step, freq[k] + step, 41)
+        fine = fine[fine > 0]
+        fine_power = periodogram.power(fine)
+    j = int(np.argmax(fine_power))
+    return float(1.0 / fine[j]), float(fine_power[j])
+
 
 @dataclass
 class PaddedCurves:
-    """Ragged curves as padded tensors: ``(N, L)`` time (days), mag, band and a count."""
+    """Ragged curves as padded tensors: ``(N, L)`` time (days), mag, band and a count; with
+    each curve's Lomb–Scargle period and peak power when they were searched for."""
 
     time: torch.Tensor
     mag: torch.Tensor
     band: torch.Tensor
     count: torch.Tensor
+    period: torch.Tensor | None = None  # (N,) days, NaN where none was found
+    power: torch.Tensor | None = None  # (N,)
 
     def __len__(self) -> int:
         return len(self.count)
 
     def take(self, index: torch.Tensor) -> PaddedCurves:
-        return PaddedCurves(self.time[index], self.mag[index], self.band[index], self.count[index])
+        pick = (lambda t: None if t is None else t[index])  # noqa: E731
+        return PaddedCurves(
+            self.time[index],
+            self.mag[index],
+            self.band[index],
+            self.count[index],
+            pick(self.period),
+            pick(self.power),
+        )
+
+    def with_periods(self) -> PaddedCurves:
+        """The same curves with each one's period searched in its best-sampled band."""
+        if self.period is not None:
+            return self
+        period = np.full(len(self), np.nan)
+        power = np.full(len(self), np.nan)
+        for i in range(len(self)):
+            n = int(self.count[i])
+            if n == 0:
+                continue
+            band = self.band[i, :n].numpy()
+            main = np.bincount(band).argmax()
+            sel = band == main
+            period[i], power[i] = best_period(
+                self.time[i, :n].numpy()[sel], self.mag[i, :n].numpy()[sel]
+            )
+        return PaddedCurves(
+            self.time,
+            self.mag,
+            self.band,
+            self.count,
+            torch.from_numpy(period).float(),
+            torch.from_numpy(power).float(),
+        )
 
 
 def pad_curves(
@@ -75,6 +156,15 @@ class LightCurveTokenizer:
     max_tokens: int = 64
     mag_zero: float = 16.0  # magnitudes are stored as (mag - mag_zero) / mag_scale
     mag_scale: float = 2.0
+    phase: bool = False  # period-aware tokens (see the module's docstring); off in 0.1 runs
+
+    @property
+    def n_context(self) -> int:
+        return 3 if self.phase else 0
+
+    @property
+    def n_coords(self) -> int:
+        return 2 if self.phase else 1
 
     def __post_init__(self) -> None:
         if self.max_tokens <= 0 or self.mag_scale <= 0 or not self.bands:
@@ -114,13 +204,47 @@ class LightCurveTokenizer:
         time = curves.time.gather(1, index)
         time = time - time[:, :1]
         mag = curves.mag.gather(1, index)
-        values = torch.where(present, (mag - self.mag_zero) / self.mag_scale, torch.zeros(()))
         band = torch.where(present, curves.band.gather(1, index), torch.zeros((), dtype=torch.long))
-        return ModalityTokens(values[..., None], present[..., None], present, time[..., None], band)
+        if not self.phase:
+            values = torch.where(present, (mag - self.mag_zero) / self.mag_scale, torch.zeros(()))
+            return ModalityTokens(
+                values[..., None], present[..., None], present, time[..., None], band
+            )
+        curves = curves.with_periods()
+        median = self.medians(curves)
+        values = torch.where(present, (mag - median[:, None]) / RELATIVE_MAG_UNIT, torch.zeros(()))
+        period = curves.period
+        known = torch.isfinite(period) & (period > 0)
+        safe = torch.where(known, period, torch.ones(()))
+        # Phase of each observation at the curve's period (0 where no period was found).
+        phase = torch.where(known[:, None], torch.remainder(time / safe[:, None], 1.0), 0.0)
+        position = torch.stack([time, phase], dim=-1)
+        context = torch.stack(
+            [
+                torch.where(known, torch.log10(safe) - LOG_PERIOD_ZERO, torch.nan),
+                curves.power,
+                (median - MAG_ZERO_CONTEXT) / MAG_UNIT_CONTEXT,
+            ],
+            dim=1,
+        )
+        return ModalityTokens(
+            values[..., None], present[..., None], present, position, band, context=context
+        )
 
-    def decode(self, values: torch.Tensor) -> torch.Tensor:
-        """Token values ``(B, N, 1)`` → magnitudes."""
-        return values[..., 0] * self.mag_scale + self.mag_zero
+    @staticmethod
+    def medians(curves: PaddedCurves) -> torch.Tensor:
+        """Each curve's median magnitude over all its observations (NaN for an empty one)."""
+        width = curves.mag.shape[1]
+        observed = torch.arange(width)[None] < curves.count[:, None]
+        return torch.nanmedian(curves.mag.masked_fill(~observed, float("nan")), dim=1).values
+
+    def decode(self, values: torch.Tensor, median: torch.Tensor | None = None) -> torch.Tensor:
+        """Token values ``(B, N, 1)`` → magnitudes (period-aware tokens: relative to each
+        curve's ``median`` magnitude when it is not given)."""
+        if not self.phase:
+            return values[..., 0] * self.mag_scale + self.mag_zero
+        base = 0.0 if median is None else torch.as_tensor(median)[:, None]
+        return values[..., 0] * RELATIVE_MAG_UNIT + base
 
     def to_dict(self) -> dict:
         return {"kind": "lightcurve", **asdict(self)}

@@ -70,6 +70,7 @@ class MultimodalTokenizer:
         spectrum_patch: int,
         lightcurve_tokens: int,
         image_norm: str = "object",
+        lightcurve_phase: bool = True,
     ) -> MultimodalTokenizer:
         """Tokenizers with the dataset's recorded normalisation, or one measured now."""
         info = data.info
@@ -119,7 +120,9 @@ class MultimodalTokenizer:
                 meta = info.modalities.get("lightcurve")
                 if meta is None:
                     raise DataError(f"{info.name}: dataset.json describes no light-curve modality")
-                out[m] = LightCurveTokenizer(list(meta["bands"]), lightcurve_tokens)
+                out[m] = LightCurveTokenizer(
+                    list(meta["bands"]), lightcurve_tokens, phase=lightcurve_phase
+                )
         return cls(out)
 
     # ------------------------------------------------------------------ tokens
@@ -157,6 +160,8 @@ class MultimodalTokenizer:
                     data.curves.get("lc_mag", none),
                     data.curves.get("lc_band", none),
                 )
+                if tok.phase:  # one period search per curve, not per batch
+                    curves = curves.with_periods()
         return PreparedData(blocks, curves)
 
     def batch(

@@ -63,6 +63,7 @@ class MultimodalTask:
             mc.spectrum_patch,
             mc.lightcurve_tokens,
             image_norm=mc.image_norm,
+            lightcurve_phase=mc.lightcurve_phase,
         )
         self.prepared = self.tokenizer.prepare(data)
         self.augment = None
