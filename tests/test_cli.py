@@ -107,8 +107,11 @@ def test_journey_through_the_cli(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "| mag_r |" in r.output and "| redshift |" in r.output and (run / "probe.json").exists()
-    r = runner.invoke(app, ["probe", str(run / "embeddings.parquet"), "--target", "morph_type"])
-    assert r.exit_code != 0 and "categorical" in str(r.exception)
+    r = runner.invoke(
+        app, ["probe", str(run / "embeddings.parquet"), "--target", "morph_type", "--folds", "3"]
+    )
+    assert r.exit_code == 0, r.output  # categorical: a logistic probe
+    assert "| morph_type |" in r.output and "ROC-AUC" in r.output
 
 
 def test_user_errors_are_one_clear_line(tmp_path):

@@ -1,6 +1,7 @@
 """Scale-out and robustness of the training loop: accumulation, DDP under torchrun, SIGKILL."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -68,6 +69,25 @@ def test_torchrun_two_ranks_match_one_process(mock_dir, tmp_path):
     assert_same_weights(weights(tmp_path / "ddp"), weights(tmp_path / "single"))
     ddp_rows = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert len(ddp_rows) == 1  # one writer: rank 0
+    # One closing summary for the job (rank 0's), though both ranks ran the command.
+    assert result.stdout.count("trained ") == 1, result.stdout
+
+    # MFU: the peak is the machine's, measured with every rank at once, so a one-process
+    # run using the whole machine gives the same peak: the MFU ratio is the speed ratio.
+    train(
+        tiny_config(mock_dir, tmp_path / "whole", 4, "train.checkpoint_every=1000"),
+        progress=False,
+    )
+    ddp = json.loads(ddp_rows[0])
+    whole = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0 < ddp["mfu"] <= 1 and 0 < whole["mfu"] <= 1
+    speed = ddp["tokens_per_s"] / whole["tokens_per_s"]
+    assert ddp["mfu"] / whole["mfu"] == pytest.approx(speed, rel=0.25)
+    # Energy counts the cores the job occupies on its one node, never more than it has.
+    impact = json.loads((tmp_path / "ddp" / "impact.json").read_text())
+    busy = [a for a in impact["assumptions"] if "busy thread" in a][0]
+    assert int(busy.split("×")[1].split()[0]) <= (os.cpu_count() or 1)
+    assert impact["n_devices"] == 1  # one node
 
 
 def test_sigkilled_run_resumes_on_the_same_curve(mock_dir, tmp_path):

@@ -120,6 +120,7 @@ def test_torchrun_embedding_matches_one_process(trained_run, mock_dir, tmp_path)
         "embed", str(trained_run), str(mock_dir), "--out", str(tmp_path / "two.parquet")
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("wrote ") == 1  # rank 0 alone reports
     both = read_embeddings(tmp_path / "two.parquet")
     assert list(both.ids) == list(single.ids) and len(set(both.ids)) == 400
     np.testing.assert_allclose(both.vectors, single.vectors, rtol=1e-4, atol=1e-5)
@@ -143,3 +144,18 @@ def test_margins_compare_each_foundation_column_with_baselines_only():
     margins = report.margins()["redshift"]
     assert margins["foundation"] == pytest.approx(-0.03)
     assert margins["foundation, all modalities"] == pytest.approx(0.07)
+
+
+def test_logistic_probe_separates_classes_and_refuses_one_class():
+    from astroloom.evaluate.probe import logistic_probe
+
+    rng = np.random.default_rng(0)
+    kinds = np.where(rng.random(300) < 0.4, "early", "late").astype(object)
+    x = rng.normal(size=(300, 8))
+    x[:, 0] += 2.0 * (kinds == "early")
+    good = logistic_probe(x, kinds)
+    assert good.roc_auc > 0.9 and good.classes == ["early", "late"]
+    blind = logistic_probe(rng.normal(size=(300, 8)), kinds)
+    assert 0.35 < blind.roc_auc < 0.65
+    with pytest.raises(ValueError, match="two classes"):
+        logistic_probe(x, np.array(["late"] * 300, dtype=object))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,18 @@ from astroloom.config import ConfigError, load_config
 from astroloom.data.schema import DataError
 from astroloom.model.checkpoint import CheckpointError
 from astroloom.paths import record_path
+
+# Where this process sits in a torchrun job: only rank 0 reports (one summary per job,
+# with the job's wall time); every rank still reports its own errors, naming itself.
+RANK = int(os.environ.get("RANK", "0"))
+WORLD = int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def say(text: str = "") -> None:
+    """Print for the user: once per job, from rank 0."""
+    if RANK == 0:
+        typer.echo(text)
+
 
 app = typer.Typer(
     help="astroloom: an open foundation-model toolkit for astronomy.",
@@ -86,7 +99,7 @@ def data_simulate(
         )
     else:
         raise typer.BadParameter(f"--kind must be survey or galaxies, got {kind!r}")
-    typer.echo(f"wrote {info.n_objects} objects in {len(info.shards)} shards to {out}")
+    say(f"wrote {info.n_objects} objects in {len(info.shards)} shards to {out}")
 
 
 @data_app.command("ingest")
@@ -175,9 +188,9 @@ def data_ingest(
         # Relative to the dataset's folder, as every recorded path (astroloom.paths).
         provenance={"format": fmt, "source": record_path(source, out)},
     )
-    typer.echo(f"wrote {report.written} objects to {out}")
+    say(f"wrote {report.written} objects to {out}")
     if report.skipped:
-        typer.echo(f"skipped {len(report.skipped)} bad objects; reasons in {out / 'skipped.jsonl'}")
+        say(f"skipped {len(report.skipped)} bad objects; reasons in {out / 'skipped.jsonl'}")
 
 
 @data_app.command("show")
@@ -211,11 +224,11 @@ def data_show(
     ]
     scale = data.info.normalisation.get("image", {}).get("scale") or [1.0] * data.images.shape[1]
     plot_object_grid(data.images[:n], captions, scale, out)
-    typer.echo(f"wrote {out}")
+    say(f"wrote {out}")
     if {"spectrum", "lightcurve"} <= set(data.info.modalities):
         extra = out.with_name(out.stem + "-modalities.png")
         plot_survey_modalities(path, extra)
-        typer.echo(f"wrote {extra}")
+        say(f"wrote {extra}")
 
 
 @data_app.command("info")
@@ -225,27 +238,27 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]
 
     data = load_image_set(path)
     meta = data.info.image
-    typer.echo(
+    say(
         f"{data.info.name}: {data.info.n_objects} objects in {len(data.info.shards)} shards, "
         f"{len(data)} with images (label statistics below are over those)"
     )
-    typer.echo(
+    say(
         f"image: bands {meta.bands}, shape {meta.shape}, {meta.pixel_scale_arcsec}″/px, "
         f"unit {meta.unit} (zero point {meta.zero_point_mag})"
     )
     for extra, meta in data.info.modalities.items():
-        typer.echo(f"{extra}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if k != "columns"))
-    typer.echo(f"{'label':<20}{'unit':<12}{'min':>10}{'median':>10}{'max':>10}{'NaN':>6}")
+        say(f"{extra}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if k != "columns"))
+    say(f"{'label':<20}{'unit':<12}{'min':>10}{'median':>10}{'max':>10}{'NaN':>6}")
     for name, values in data.labels.items():
         unit = data.info.labels[name].get("unit", "")
         if data.info.is_categorical(name):
             kinds, counts = np.unique([v for v in values if v is not None], return_counts=True)
             pairs = ", ".join(f"{k}: {c}" for k, c in zip(kinds, counts, strict=True))
-            typer.echo(f"{name:<20}{pairs or '(none among objects with images)'}")
+            say(f"{name:<20}{pairs or '(none among objects with images)'}")
             continue
         finite = values[np.isfinite(values)]
         lo, mid, hi = np.percentile(finite, [0, 50, 100]) if finite.size else (np.nan,) * 3
-        typer.echo(
+        say(
             f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>6}"
         )
 
@@ -285,7 +298,7 @@ def train(
         cfg.train.init = str(init)
     result = run_training(cfg, resume=resume)
     plot_loss(result.run_dir / "metrics.jsonl", result.run_dir / "loss.png")
-    typer.echo(
+    say(
         f"trained {result.n_parameters:,} parameters for {result.steps} steps in "
         f"{result.wall_time_s:.0f} s; final loss {result.final_train_loss:.4f}; "
         f"run in {result.run_dir}"
@@ -325,7 +338,7 @@ def embed(
         random_weights=random_weights,
         modalities=modality or None,
     )
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 @app.command()
@@ -360,7 +373,7 @@ def finetune(
     )
     payload = {"target": target, "rows": result.rows, "notes": result.notes}
     save_tables(out or run, f"finetune_{target}", payload, result.markdown())
-    typer.echo(result.markdown())
+    say(result.markdown())
 
 
 @app.command()
@@ -384,11 +397,11 @@ def predict(
     out = out or Path(run) / f"predicted-{target}.parquet"
     use = list(use or ["image"])
     pred = predict_dataset(run, data, target, use, out, limit=limit, method=method)
-    typer.echo(f"predicted {target} of {len(pred.ids)} objects from {use}; wrote {out}")
+    say(f"predicted {target} of {len(pred.ids)} objects from {use}; wrote {out}")
     if target == "spectrum" and "redshift" in pred.labels and len(pred.ids) >= 20:
         scores = redshift_from_spectra(pred)
         line = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "n")
-        typer.echo(f"redshift ridge-probe R² from spectra ({scores['n']} objects): {line}")
+        say(f"redshift ridge-probe R² from spectra ({scores['n']} objects): {line}")
 
 
 @app.command()
@@ -409,11 +422,14 @@ def probe(
 
     report = run_probe(embeddings, targets=target, baselines=baselines, folds=folds, seed=seed)
     js, md = report.save(out or embeddings.parent)
-    typer.echo(report.markdown())
+    say(report.markdown())
     for label, n in report.dropped.items():
         if n:
-            typer.echo(f"{label}: {n} objects without a finite label were left out")
-    typer.echo(f"wrote {js} and {md}")
+            say(
+                f"{label}: {n} objects left out (no finite label, or a class with fewer "
+                f"objects than folds)"
+            )
+    say(f"wrote {js} and {md}")
 
 
 @app.command()
@@ -446,8 +462,8 @@ def bench(
         (c.target, MAIN_METRIC[c.task], c.summary(MAIN_METRIC[c.task])) for c in result.curves
     ]
     plot_label_curves(panels, out / "bench.png")
-    typer.echo(result.markdown())
-    typer.echo(f"wrote {js}, {md} and {out / 'bench.png'}")
+    say(result.markdown())
+    say(f"wrote {js}, {md} and {out / 'bench.png'}")
 
 
 @app.command()
@@ -466,7 +482,7 @@ def search(
     emb = read_embeddings(embeddings)
     ids, dist = SimilarityIndex(emb.vectors, emb.ids).query(like, k)
     for obj, d in zip(ids, dist, strict=True):
-        typer.echo(f"{obj}\t{d:.4f}")
+        say(f"{obj}\t{d:.4f}")
     if out is not None:
         from astroloom.data.shards import load_image_set
         from astroloom.report.plots import plot_object_grid
@@ -484,7 +500,7 @@ def search(
             out,
             ncols=min(11, len(chosen)),
         )
-        typer.echo(f"wrote {out}")
+        say(f"wrote {out}")
 
 
 @app.command()
@@ -507,9 +523,9 @@ def anomalies(
         extra = "".join(
             f"\t{k}={emb.labels[k][i]}" for k in ("morph_type", label) if k in emb.labels
         )
-        typer.echo(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
+        say(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
     if label in emb.labels:
-        typer.echo(json.dumps(anomaly_metrics(scores, emb.labels[label] == 1)))
+        say(json.dumps(anomaly_metrics(scores, emb.labels[label] == 1)))
 
 
 @app.command("map")
@@ -541,8 +557,8 @@ def embedding_map(
     )
     for name, n in missing.items():
         if n:
-            typer.echo(f"{n} of {len(emb.ids)} objects have no {name} (grey in the map)")
-    typer.echo(
+            say(f"{n} of {len(emb.ids)} objects have no {name} (grey in the map)")
+    say(
         f"neighbour recall: {result.neighbour_recall:.3f} of each object's {neighbours} "
         f"embedding-space neighbours stay neighbours in the map "
         f"(random layout: {neighbours / len(emb.ids):.3f})"
@@ -552,8 +568,8 @@ def embedding_map(
             coords,
             Embeddings(emb.ids, result.coords, emb.labels, {**emb.meta, "umap": str(embeddings)}),
         )
-        typer.echo(f"wrote {coords}")
-    typer.echo(f"wrote {out}")
+        say(f"wrote {coords}")
+    say(f"wrote {out}")
 
 
 @app.command()
@@ -578,9 +594,9 @@ def demo(
         seed=seed,
         denoiser_steps=denoiser_steps,
     )
-    typer.echo(result.probe.markdown())
-    typer.echo(json.dumps({k: round(v, 1) for k, v in result.timings.items()}))
-    typer.echo(f"report: {result.report}")
+    say(result.probe.markdown())
+    say(json.dumps({k: round(v, 1) for k, v in result.timings.items()}))
+    say(f"report: {result.report}")
 
 
 def _floats(text: str) -> list[float]:
@@ -606,9 +622,9 @@ def scaling_sweep(
     from astroloom.scaling.sweep import run_sweep
 
     records = run_sweep(load_config(config, set_ or []), sizes.split(","), _floats(tokens), out)
-    typer.echo(f"{'run':<22}{'N':>10}{'D':>12}{'C':>12}{'val loss':>10}")
+    say(f"{'run':<22}{'N':>10}{'D':>12}{'C':>12}{'val loss':>10}")
     for r in records:
-        typer.echo(
+        say(
             f"{r['name']:<22}{r['N']:>10.3g}{r['D']:>12.3g}{r['C']:>12.3g}{r['val_loss']:>10.4f}"
         )
 
@@ -637,18 +653,18 @@ def scaling_fit(
     result = fit.to_dict()
     for key, value in fit.law.to_dict().items():
         lo, hi = fit.intervals[key]
-        typer.echo(f"{key:>6} = {value:.4g}   95% interval [{lo:.4g}, {hi:.4g}]")
+        say(f"{key:>6} = {value:.4g}   95% interval [{lo:.4g}, {hi:.4g}]")
     if plan is not None:
         planned = fit.plan(plan)
         result["plan"] = {"flops": plan, **{k: list(v) for k, v in planned.items()}}
-        typer.echo(f"compute-optimal at C = {plan:.3g} FLOPs:")
+        say(f"compute-optimal at C = {plan:.3g} FLOPs:")
         for key in ("N", "D"):
             best, lo, hi = planned[key]
-            typer.echo(f"  {key}* = {best:.3g}   95% interval [{lo:.3g}, {hi:.3g}]")
-        typer.echo(f"  predicted loss {planned['L'][0]:.4f}")
+            say(f"  {key}* = {best:.3g}   95% interval [{lo:.3g}, {hi:.3g}]")
+        say(f"  predicted loss {planned['L'][0]:.4f}")
     (out / "fit.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_scaling(records, fit.law, out / "scaling.png")
-    typer.echo(f"wrote {out / 'fit.json'} and {out / 'scaling.png'}")
+    say(f"wrote {out / 'fit.json'} and {out / 'scaling.png'}")
 
 
 @scaling_app.command("table")
@@ -667,7 +683,7 @@ def scaling_table(
         if len(parts) != 3:
             raise typer.BadParameter(f"expected NAME:N:D, got {entry!r}")
         rows.append((parts[0], *_floats(",".join(parts[1:]))))
-    typer.echo(loss_table(ScalingLaw.load(law) if law else PUBLISHED, rows))
+    say(loss_table(ScalingLaw.load(law) if law else PUBLISHED, rows))
 
 
 @generate_app.command("train")
@@ -694,7 +710,7 @@ def generate_train(
         seed=seed,
     )
     path = train_denoiser(run, data, out, cfg)
-    typer.echo(f"wrote denoiser to {path}")
+    say(f"wrote denoiser to {path}")
 
 
 @generate_app.command("sample")
@@ -728,7 +744,7 @@ def generate_sample(
     fits_path, png = run_sample(
         denoiser, mode, id or [], n, steps, eta, guidance, psf_fwhm, noise, seed, out
     )
-    typer.echo(f"wrote {fits_path} and {png}")
+    say(f"wrote {fits_path} and {png}")
 
 
 @generate_app.command("evaluate")
@@ -747,14 +763,16 @@ def generate_evaluate(
 
     result = evaluate_denoiser(denoiser, baseline, n=n, steps=steps, guidance=guidance)
     save_tables(denoiser, "generate_eval", result, markdown(result))
-    typer.echo(markdown(result))
+    say(markdown(result))
 
 
 def main() -> None:
     try:
         app()
     except USER_ERRORS as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        # Under torchrun every rank may meet the error: say which one did.
+        where = f"rank {RANK}: " if WORLD > 1 else ""
+        typer.secho(f"error: {where}{err}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 
 

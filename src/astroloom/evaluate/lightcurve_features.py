@@ -12,21 +12,27 @@ import numpy as np
 from scipy.stats import skew
 from tqdm.auto import tqdm
 
-from astroloom.tokenize.lightcurve import best_period
+from astroloom.tokenize.lightcurve import best_period, periods_of
 
 PER_BAND = ["log_period", "power", "amplitude", "mean", "std", "skew", "n"]
 
 
 def curve_features(
-    time: np.ndarray, mag: np.ndarray, band: np.ndarray, n_bands: int = 2
+    time: np.ndarray,
+    mag: np.ndarray,
+    band: np.ndarray,
+    n_bands: int = 2,
+    periods: list[tuple[float, float]] | None = None,
 ) -> np.ndarray:
+    """One star's features; ``periods`` gives each band's (period, power) if already found."""
     out = np.full(n_bands * len(PER_BAND), np.nan)
     for b in range(n_bands):
         sel = (band == b) & np.isfinite(mag) & np.isfinite(time)
         t, m = time[sel], mag[sel]
         if len(t) < 5:
             continue
-        period, power = best_period(t, m)  # the same search the period-aware tokens use
+        # The same search the period-aware tokens use.
+        period, power = periods[b] if periods is not None else best_period(t, m)
         row = [float(np.log10(period)) if np.isfinite(period) else np.nan, power]
         lo, hi = np.percentile(m, [5, 95])
         out[b * len(PER_BAND) : (b + 1) * len(PER_BAND)] = [
@@ -43,14 +49,23 @@ def curve_features(
 def lightcurve_features(
     times: list, mags: list, bands: list, n_bands: int = 2, progress: bool = True
 ) -> np.ndarray:
-    """``(N, n_bands · 7)`` features; a missing value becomes its column's median."""
+    """``(N, n_bands · 7)`` features; a missing value becomes its column's median. The
+    periodograms of all stars and bands are searched in one parallel batch."""
+    curves = [
+        (np.asarray(t, float), np.asarray(m, float), np.asarray(b))
+        for t, m, b in zip(times, mags, bands, strict=True)
+    ]
+    jobs = []
+    for t, m, b in curves:
+        for k in range(n_bands):
+            sel = (b == k) & np.isfinite(m) & np.isfinite(t)
+            jobs.append((t[sel], m[sel]) if sel.sum() >= 5 else None)
+    found = periods_of(jobs)
     rows = np.stack(
         [
-            curve_features(np.asarray(t, float), np.asarray(m, float), np.asarray(b), n_bands)
-            for t, m, b in tqdm(
-                list(zip(times, mags, bands, strict=True)),
-                desc="light-curve features",
-                disable=not progress,
+            curve_features(t, m, b, n_bands, found[i * n_bands : (i + 1) * n_bands])
+            for i, (t, m, b) in enumerate(
+                tqdm(curves, desc="light-curve features", disable=not progress)
             )
         ]
     )

@@ -56,6 +56,50 @@ def ridge_probe(
     )
 
 
+@dataclass
+class ClassScore:
+    """Out-of-fold scores of a logistic probe of a categorical label."""
+
+    accuracy: float
+    macro_f1: float
+    roc_auc: float  # one-vs-rest macro for more than two classes; NaN if undefined
+    n: int
+    classes: list[str]
+
+
+def logistic_probe(
+    features: np.ndarray, target: np.ndarray, folds: int = 5, seed: int = 0
+) -> ClassScore:
+    """Out-of-fold class probabilities of a standardised logistic regression whose penalty
+    is chosen by inner cross-validation, on stratified folds."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    from astroloom.evaluate.fewshot import _LOGISTIC_CV_QUIET
+    from astroloom.evaluate.metrics import classification_metrics
+
+    target = np.asarray([str(v) for v in target], dtype=object)
+    classes, counts = np.unique(target, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(f"a class probe needs two classes or more; got {list(classes)}")
+    if counts.min() < folds:
+        raise ValueError(
+            f"class {classes[counts.argmin()]!r} has {counts.min()} objects; {folds}-fold "
+            "probing needs at least one per fold"
+        )
+    model = make_pipeline(
+        StandardScaler(),
+        LogisticRegressionCV(Cs=10, cv=3, max_iter=3000, **_LOGISTIC_CV_QUIET),
+    )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(model, features, target, cv=splitter, method="predict_proba")
+    pred = classes[proba.argmax(1)]
+    m = classification_metrics(target, pred, proba, classes)
+    return ClassScore(
+        m["accuracy"], m["macro_f1"], m.get("roc_auc", float("nan")), len(target), list(classes)
+    )
+
+
 def pixel_pca_features(images: np.ndarray, stretch, n_components: int, seed: int = 0) -> np.ndarray:
     """PCA of the arcsinh-stretched pixels, the same view of the data the model gets."""
     flat = stretch(torch.from_numpy(np.nan_to_num(images))).reshape(len(images), -1).numpy()
@@ -81,6 +125,7 @@ class ProbeReport:
     scores: dict[str, dict[str, ProbeScore]]  # label → method → score
     dropped: dict[str, int]
     meta: dict[str, Any]
+    classes: dict[str, dict[str, ClassScore]] = field(default_factory=dict)  # categorical
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +135,9 @@ class ProbeReport:
             "labels": {
                 label: {m: {"r2": s.r2, "rmse": s.rmse, "n": s.n} for m, s in by.items()}
                 for label, by in self.scores.items()
+            },
+            "classes": {
+                label: {m: vars(s) for m, s in by.items()} for label, by in self.classes.items()
             },
         }
 
@@ -101,6 +149,17 @@ class ProbeReport:
             best = max(by, key=lambda m: by[m].r2)
             cells = " | ".join(f"{by[m].r2:.3f}" for m in self.methods)
             rows.append(f"| {label} | {cells} | {best} |")
+        if self.classes:
+            rows += [
+                "",
+                "| class label | " + " | ".join(f"{m} ROC-AUC / F1" for m in self.methods) + " |",
+                "|---" * (len(self.methods) + 1) + "|",
+            ]
+            for label, by in self.classes.items():
+                cells = " | ".join(
+                    f"{by[m].roc_auc:.3f} / {by[m].macro_f1:.3f}" for m in self.methods
+                )
+                rows.append(f"| {label} | {cells} |")
         return "\n".join(rows) + "\n"
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
@@ -167,7 +226,8 @@ def probe(
     progress: bool = True,
     extra: dict[str, Embeddings] | None = None,
 ) -> ProbeReport:
-    """Ridge-probe each target label with the foundation embeddings and the baselines.
+    """Probe each target label with the foundation embeddings and the baselines: ridge for
+    numeric labels, logistic (accuracy, macro-F1, ROC-AUC) for categorical ones.
 
     ``extra`` adds named feature sets (e.g. the same model's embeddings from every
     modality), matched to the objects by id."""
@@ -180,11 +240,6 @@ def probe(
             f"label(s) {unknown} are not in the embeddings; available: {sorted(emb.labels)}"
         )
     categorical = [t for t in targets if t not in numeric]
-    if categorical:
-        raise DataError(
-            f"label(s) {categorical} are categorical; the ridge probe regresses numeric labels "
-            f"({', '.join(numeric)})"
-        )
     features = {"foundation": emb.vectors}
     for name, other in (extra or {}).items():
         position = {obj: i for i, obj in enumerate(other.ids)}
@@ -195,8 +250,24 @@ def probe(
     if baselines:
         features.update(baseline_features(emb, progress))
     scores: dict[str, dict[str, ProbeScore]] = {}
+    classes: dict[str, dict[str, ClassScore]] = {}
     dropped: dict[str, int] = {}
-    for label in targets:
+    for label in categorical:  # a logistic probe: accuracy, macro-F1, ROC-AUC
+        y = emb.labels[label]
+        keep = np.array([v is not None and v == v for v in y])
+        # A class with fewer members than folds cannot be scored: left out and counted.
+        names, counts = np.unique(y[keep].astype(str), return_counts=True)
+        rare = set(names[counts < folds])
+        keep &= np.array([str(v) not in rare for v in y])
+        dropped[label] = int((~keep).sum())
+        try:
+            classes[label] = {
+                name: logistic_probe(x[keep], y[keep], folds=folds, seed=seed)
+                for name, x in features.items()
+            }
+        except ValueError as err:
+            raise DataError(f"label {label!r}: {err}") from err
+    for label in [t for t in targets if t in numeric]:
         y = emb.labels[label]
         keep = np.isfinite(y)
         dropped[label] = int((~keep).sum())
@@ -209,5 +280,10 @@ def probe(
             name: ridge_probe(x[keep], y[keep], folds=folds, seed=seed)
             for name, x in features.items()
         }
-    meta = {**emb.meta, "folds": folds, "seed": seed, "probe": "StandardScaler + RidgeCV"}
-    return ProbeReport(methods=list(features), scores=scores, dropped=dropped, meta=meta)
+    meta = {
+        **emb.meta,
+        "folds": folds,
+        "seed": seed,
+        "probe": "StandardScaler + RidgeCV; StandardScaler + LogisticRegressionCV for classes",
+    }
+    return ProbeReport(list(features), scores, dropped, meta, classes)

@@ -59,14 +59,21 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1  # ranks on this node
 
     @classmethod
     def from_env(cls) -> Ranks:
+        world = int(os.environ.get("WORLD_SIZE", 1))
         return cls(
             rank=int(os.environ.get("RANK", 0)),
-            world=int(os.environ.get("WORLD_SIZE", 1)),
+            world=world,
             local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)),
         )
+
+    @property
+    def nodes(self) -> int:
+        return max(1, self.world // max(1, self.local_world))
 
     @property
     def main(self) -> bool:
@@ -95,6 +102,20 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def job_peak(device: torch.device, ranks: Ranks, seconds: float = 0.3) -> float:
+    """The matmul peak of the hardware the whole job runs on, measured the way the run uses
+    it: every rank measures at the same moment (after a barrier), with the threads it
+    trains with, so ranks sharing a node share its cores as they do in training; the
+    ranks' figures are summed. MFU = tokens/s × FLOPs per token / this; it cannot exceed 1
+    as a per-rank peak measured on a node the other ranks leave idle let it do."""
+    if ranks.world > 1:
+        dist.barrier()
+    peak = torch.tensor([measure_matmul_peak(device, seconds)], device=device)
+    if ranks.world > 1:
+        dist.all_reduce(peak)  # gloo on the CPU, nccl on the GPU: the tensor lives there
+    return float(peak)
 
 
 def measure_matmul_peak(device: torch.device, seconds: float = 0.3) -> float:
@@ -289,7 +310,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         return (sum(per.values()) / len(per) if per else None), per
 
     flops_per_token = model.flops_per_token(round(task.mean_tokens))
-    peak = measure_matmul_peak(device) if ranks.main else 1.0
+    peak = job_peak(device, ranks)
     micro = t.batch_size // (ranks.world * t.grad_accum_steps)
     per_rank = t.batch_size // ranks.world
     model.train()
@@ -298,6 +319,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
     loss_value, val_loss, val_per, tokens_seen = float("nan"), None, {}, 0
     log = metrics_path.open("a") if ranks.main else None
+    logged_peak = False  # the first logged row carries the job's measured peak
     bar = tqdm(
         total=t.steps,
         initial=start,
@@ -362,11 +384,12 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                 rate = window_tokens / max(elapsed, 1e-9)
                 row = {
                     "step": done,
+                    **({"peak_flops": peak} if not logged_peak else {}),
                     **{k: v / window_steps for k, v in window.items()},
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": rate,
-                    "mfu": rate * flops_per_token / (peak * ranks.world),
+                    "mfu": rate * flops_per_token / peak,
                     "elapsed_s": time.perf_counter() - began,
                 }
                 if evaluate_now:
@@ -374,6 +397,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                     row["val_loss"] = val_loss
                     row.update({f"val_loss_{m}": v for m, v in val_per.items()})
                 log.write(json.dumps(row) + "\n")
+                logged_peak = True
                 log.flush()
                 bar.set_postfix(
                     loss=f"{row['loss']:.4f}",
@@ -421,8 +445,10 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
             wall_time_s=wall,
             measured=measured,
             device=device,
-            n_devices=ranks.world,
-            threads=threads * (ranks.world if device.type == "cpu" else 1),
+            # On CPUs a "device" is a node and its busy cores are what every rank there
+            # uses, never more than the node has; on GPUs, one device per rank.
+            n_devices=ranks.nodes if device.type == "cpu" else ranks.world,
+            threads=min(threads * ranks.local_world, os.cpu_count() or threads),
             grid_intensity=t.grid_intensity,
             power_w=t.device_power_w,
         )
