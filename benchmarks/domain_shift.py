@@ -4,8 +4,9 @@ The same mock galaxies are rendered three ways (astroloom.data.sim.renditions): 
 training survey, by a second instrument (0.40″/px, broader PSF, twice the noise, ADU with
 zero point 27 on a sky pedestal) and as 8-bit JPEG colour photographs (unit and pixel scale
 unknown, the galaxy filling 15–60 % of the frame). On each rendition the model's image
-embeddings, the hand-crafted photutils features and pixel PCA (of the unit-free normalised
-pixels, 128 components) are probed for early/late type (logistic, ROC-AUC), half-light
+embeddings (pooled as every embedding product is: mean and spread of the token states),
+the hand-crafted photutils features and pixel PCA (of the unit-free normalised pixels, 128
+components) are probed for early/late type (logistic, ROC-AUC), half-light
 radius and ellipticity (ridge, R²) with 5-fold cross-validation, the same folds for every
 feature set; and, as in the held-out test on real photographs, with 175 galaxies per draw
 (10 draws, mean ± std of the 5-fold ROC-AUC).
@@ -34,6 +35,8 @@ from sklearn.preprocessing import StandardScaler
 from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.sim.renditions import RENDITIONS, simulate_renditions
+from astroloom.evaluate.embed import EMBED_POOL
+from astroloom.evaluate.fewshot import _LOGISTIC_CV_QUIET
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.model.foundation import load_foundation
 from astroloom.tokenize.image import ImageTokenizer
@@ -44,7 +47,10 @@ ALPHAS = np.logspace(-3, 4, 15)
 def early_late_auc(x: np.ndarray, early: np.ndarray, seed: int = 0) -> float:
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     probe = make_pipeline(
-        StandardScaler(), LogisticRegressionCV(Cs=10, cv=3, max_iter=3000, scoring="roc_auc")
+        StandardScaler(),
+        LogisticRegressionCV(
+            Cs=10, cv=3, max_iter=3000, scoring="roc_auc", **_LOGISTIC_CV_QUIET
+        ),
     )
     proba = cross_val_predict(probe, x, early, cv=folds, method="predict_proba")[:, 1]
     return float(roc_auc_score(early, proba))
@@ -97,7 +103,7 @@ def main() -> None:
         rows: dict[str, dict[str, float]] = {}
         for run in args.run:
             f = load_foundation(run)
-            x = f.embed(f.tokens_from_set(data, ["image"]))
+            x = f.embed(f.tokens_from_set(data, ["image"]), pool=EMBED_POOL)
             rows[f"foundation {run}"] = scores(x, labels)
         if not args.no_baselines:
             noise = robust_noise_scale(images)

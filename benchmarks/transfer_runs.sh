@@ -25,6 +25,7 @@ for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do
     survey-norm) extra=(--set "model.image_norm='survey'") ;;
     object-norm) extra=() ;;
     object-aug) extra=(--set "augment.preset='transfer'") ;;
+    object-photo) extra=(--set "augment.preset='photo'") ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
   $A train "${common[@]}" "${extra[@]}" --set "out='$RUNS/$variant'"
@@ -32,4 +33,4 @@ done
 runs=()
 for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do runs+=(--run "$RUNS/$variant"); done
 .venv/bin/python benchmarks/domain_shift.py --data runs/renditions "${runs[@]}" \
-  --out "$RUNS/domain_shift.json"
+  --out "$RUNS/domain_shift.json" ${BENCH_ARGS:-}

@@ -153,6 +153,12 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert all("redshift" in by for by in layers.values())
     assert "## Layer sweep" in (tmp_path / "bench.md").read_text()
     assert "| foundation | linear |" in (tmp_path / "bench.md").read_text()
+    assert "## Foundation vs best baseline" in (tmp_path / "bench.md").read_text()
+    # An unknown target is an error naming those bench knows, not other targets' results.
+    wrong = CliRunner().invoke(app, ["bench", str(run), str(data), "--target", "redshfit"])
+    assert wrong.exit_code != 0 and "unknown bench target(s) ['redshfit']" in str(
+        wrong.exception
+    )
 
 
 def test_bench_trains_the_supervised_cnn_on_the_same_splits(survey_run):

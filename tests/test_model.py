@@ -93,6 +93,12 @@ def test_embed_layers_and_pooling():
         model.embed(batch, layer=5)
     with pytest.raises(ValueError, match="pool"):
         model.embed(batch, pool="max")
+    # Mean and spread over the tokens, by hand.
+    h = states[1]
+    torch.testing.assert_close(
+        model.embed(batch, pool="meanstd"), torch.cat([h.mean(1), h.std(1, correction=0)], 1)
+    )
+    assert model.embedding_dim("meanstd") == 64
 
 
 def test_bad_token_shapes():
@@ -135,6 +141,8 @@ def test_single_modality_fast_path_equals_the_general_path(objective):
     plan = model.canonical_plan(fast, objective)
     a, b = model.embed(fast), model.embed(general)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    spread = [model.embed(x, pool="meanstd") for x in (fast, general)]
+    torch.testing.assert_close(*spread, rtol=1e-5, atol=1e-5)
     la, _ = model.loss(fast, plan)
     lb, _ = model.loss(general, plan)
     torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)

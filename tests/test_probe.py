@@ -26,7 +26,9 @@ def embeddings(trained_run, mock_dir, tmp_path_factory):
 
 def test_embeddings_file_round_trip(embeddings, mock_dir):
     emb = read_embeddings(embeddings)
-    assert emb.vectors.shape == (400, 64) and emb.vectors.dtype == np.float32
+    # Mean and spread of the token states: twice the model's width (64).
+    assert emb.vectors.shape == (400, 128) and emb.vectors.dtype == np.float32
+    assert emb.meta["pool"] == "meanstd" and emb.meta["dim"] == 128
     assert emb.meta["layer"] == 1 and emb.meta["weights"] == "trained"
     assert np.isfinite(emb.vectors).all()
     assert set(emb.labels) >= {"mag_r", "g_r", "half_light_radius"}
@@ -159,3 +161,31 @@ def test_logistic_probe_separates_classes_and_refuses_one_class():
     assert 0.35 < blind.roc_auc < 0.65
     with pytest.raises(ValueError, match="two classes"):
         logistic_probe(x, np.array(["late"] * 300, dtype=object))
+
+
+def test_resume_never_mixes_parts_of_another_embedding(
+    trained_run, mock_dir, tmp_path, monkeypatch
+):
+    import astroloom.evaluate.embed as embed_module
+
+    real = embed_module.Foundation.embed
+    calls = []
+
+    def dies_on_second_part(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module.Foundation, "embed", dies_on_second_part)
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(trained_run, mock_dir, tmp_path / "out.parquet", layer=1, progress=False)
+    monkeypatch.setattr(embed_module.Foundation, "embed", real)
+    # Asked again for another layer: the layer-1 part is stale and must not be reused.
+    mixed = read_embeddings(
+        embed_dataset(trained_run, mock_dir, tmp_path / "out.parquet", layer=2, progress=False)
+    )
+    fresh = read_embeddings(
+        embed_dataset(trained_run, mock_dir, tmp_path / "fresh.parquet", layer=2, progress=False)
+    )
+    np.testing.assert_allclose(mixed.vectors, fresh.vectors, rtol=1e-6, atol=1e-6)

@@ -315,7 +315,12 @@ def embed(
     layer: Annotated[
         int | None, typer.Option(help="Block whose output to pool (default: middle).")
     ] = None,
-    pool: Annotated[str, typer.Option(help="mean or last.")] = "mean",
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="meanstd (mean and spread of the token states, 2 × width), mean, or last."
+        ),
+    ] = "meanstd",
     batch_size: Annotated[int, typer.Option(help="Objects per forward pass.")] = 256,
     random_weights: Annotated[
         bool, typer.Option(help="Use the untrained architecture (baseline).")

@@ -237,10 +237,12 @@ class AugmentConfig:
             raise ConfigError(f"augment.zoom is a factor >= 1, got {self.zoom}")
 
 
-# Named bundles for [augment] preset = "…": "transfer" is what the domain-shift benchmark
-# measured (docs/benchmarks.md, "Transfer").
+# Named bundles for [augment] preset = "…", each measured on the domain-shift benchmark
+# (docs/benchmarks.md, "Transfer"): "photo" keeps to the symmetries of the square and
+# photograph renditions; "transfer" adds every change of instrument.
 AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
+    "photo": {"rot_flip": 1.0, "photo": 0.15, "drop_unit": 0.15},
     "transfer": {
         "rot_flip": 1.0,
         "shift": 0.5,

@@ -315,8 +315,10 @@ def write_demo_report(
             ],
             [
                 "embed",
-                f"layer {probed.meta.get('layer')} of {cfg.model.n_layer}, mean-pooled, "
-                f"{cfg.model.n_embd} dims; from the image alone and from every modality",
+                f"layer {probed.meta.get('layer')} of {cfg.model.n_layer}, "
+                f"{probed.meta.get('pool', 'mean')}-pooled, "
+                f"{probed.meta.get('dim', cfg.model.n_embd)} dims; from the image alone and "
+                "from every modality",
                 f"{timings['embed']:.1f}",
             ],
             [
@@ -358,7 +360,8 @@ def write_demo_report(
     report.heading("Linear probes (cross-validated R²)")
     probe_table(report, probed)
     report.paragraph(
-        "foundation: mean-pooled hidden states of the pretrained model reading the image alone. "
+        "foundation: hidden states of the pretrained model reading the image alone, pooled "
+        "as their mean and spread over the tokens. "
         "foundation, all modalities: the same model reading every modality the galaxy has "
         "(image, spectrum, photometry). pixel PCA: PCA of the arcsinh-stretched pixels to the "
         "same dimension. random weights: the same transformer untrained, reading the image. "

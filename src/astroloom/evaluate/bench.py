@@ -21,7 +21,7 @@ from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
-from astroloom.evaluate.embed import embed_images
+from astroloom.evaluate.embed import EMBED_POOL, embed_images
 from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
 from astroloom.evaluate.finetune import finetune_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
@@ -141,6 +141,10 @@ class BenchResult:
 
     def markdown(self) -> str:
         lines = [f"# astroloom bench: {self.meta['run']}", ""]
+        for note in self.meta.get("dropped_targets", []):
+            lines.append(f"- target left out: {note}")
+        if self.meta.get("dropped_targets"):
+            lines.append("")
         lines += self.versus_markdown()
         for curve in self.curves:
             metric = MAIN_METRIC[curve.task]
@@ -208,6 +212,14 @@ def run_bench(
     model, cfg, tokenizer = load_checkpoint(run)
     layer = model.default_layer()
     galaxy_targets = set(REGRESSION_TARGETS) | {"morph_type", "is_rare"}
+    star_targets = {"var_class", "period"}
+    if targets is not None:
+        known = galaxy_targets | star_targets
+        unknown = [t for t in targets if t not in known]
+        if unknown:
+            raise DataError(
+                f"unknown bench target(s) {unknown}; bench scores {sorted(known)}"
+            )
     if targets is not None and not set(targets) & galaxy_targets:
         curves = lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
         if not curves:
@@ -219,7 +231,9 @@ def run_bench(
         "foundation": embed_images(model, tokenizer, images.images, layer, progress=progress)
     }
     features.update(
-        baseline_feature_sets(cfg, tokenizer, images.images, cfg.model.n_embd, layer, progress)
+        baseline_feature_sets(
+            cfg, tokenizer, images.images, features["foundation"].shape[1], layer, progress
+        )
     )
     # The first wave: photometry and morphology measured by photutils, not learned.
     # Measured on the bench data's own sky noise, not the model's training survey's.
@@ -228,13 +242,16 @@ def run_bench(
     )
     labels = images.labels
     # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
+    asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS]
     wanted = [
         t
-        for t in (targets or REGRESSION_TARGETS)
-        if t in labels
-        and t != "morph_type"
-        and labels[t].dtype != object
-        and np.isfinite(labels[t]).any()
+        for t in asked
+        if t in labels and labels[t].dtype != object and np.isfinite(labels[t]).any()
+    ]
+    dropped = [
+        f"{t}: not a label of {data}" if t not in labels else f"{t}: no finite value"
+        for t in asked
+        if t not in wanted
     ]
     curves = []
     for target in wanted:
@@ -327,6 +344,7 @@ def run_bench(
         "n_objects": len(images),
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],
+        "dropped_targets": dropped,
     }
     return BenchResult(curves=curves, anomalies=anomalies, meta=meta, layers=layers)
 
@@ -344,8 +362,8 @@ def lightcurve_curves(
     torch.manual_seed(cfg.train.seed + 1)
     random_model = Foundation(build_model(cfg.model).eval(), tokenizer)
     features = {
-        "foundation": foundation.embed(tokens),
-        "random weights": random_model.embed(tokens),
+        "foundation": foundation.embed(tokens, pool=EMBED_POOL),
+        "random weights": random_model.embed(tokens, pool=EMBED_POOL),
         "hand-crafted": lightcurve_features(
             stars.curves["lc_time"],
             stars.curves["lc_mag"],

@@ -23,6 +23,9 @@ from astroloom.paths import record_path, resolve_recorded
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 
 META_KEY = b"astroloom"
+# The pooling of every embedding product (files, probes, bench): mean and spread of the
+# token states at the middle layer (docs/benchmarks.md, "Pooling").
+EMBED_POOL = "meanstd"
 
 
 @torch.no_grad()
@@ -31,12 +34,12 @@ def embed_images(
     tokenizer: MultimodalTokenizer,
     images: np.ndarray,
     layer: int | None = None,
-    pool: str = "mean",
+    pool: str = EMBED_POOL,
     batch_size: int = 256,
     progress: bool = True,
     desc: str = "embed",
 ) -> np.ndarray:
-    """``(N, C, H, W)`` fluxes → ``(N, n_embd)`` float32 vectors, from the image alone."""
+    """``(N, C, H, W)`` fluxes → ``(N, dim)`` float32 vectors, from the image alone."""
     model.eval()
     device = next(model.parameters()).device
     image_tokenizer = tokenizer.image
@@ -47,7 +50,7 @@ def embed_images(
             inputs = {"image": image_tokenizer.tokens(chunk).to(device)}
             out.append(model.embed(inputs, layer=layer, pool=pool).float().cpu().numpy())
             bar.update(len(chunk))
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.n_embd), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, model.embedding_dim(pool)), np.float32)
 
 
 @dataclass
@@ -108,12 +111,23 @@ def read_embeddings(path: str | Path) -> Embeddings:
     return Embeddings(ids=ids, vectors=vectors, labels=labels, meta=meta)
 
 
+def file_signature(path: Path) -> str:
+    """Size and SHA-1 of a file: what makes two embeddings' inputs the same."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).stat().st_size}:{digest.hexdigest()}"
+
+
 def embed_dataset(
     run: str | Path,
     data: str | Path,
     out: str | Path,
     layer: int | None = None,
-    pool: str = "mean",
+    pool: str = EMBED_POOL,
     batch_size: int = 256,
     random_weights: bool = False,
     progress: bool = True,
@@ -156,7 +170,28 @@ def embed_dataset(
     if ranks.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
     parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
+    # Parts are reused after an interruption only when they came from the same weights,
+    # layer, pooling, modalities and data; parts of another embedding are discarded.
+    key = {
+        "checkpoint": str(find_checkpoint(run).resolve()),
+        "weights": file_signature(find_checkpoint(run) / "model.safetensors"),
+        "random_weights": random_weights,
+        "layer": layer,
+        "pool": pool,
+        "modalities": use,
+        "data": str(Path(data).resolve()),
+        "dataset": file_signature(Path(data) / "dataset.json"),
+    }
+    if ranks.main:
+        recorded = parts / "key.json"
+        if parts.exists() and (
+            not recorded.is_file() or json.loads(recorded.read_text()) != key
+        ):
+            shutil.rmtree(parts)
+        parts.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps(key))
+    if ranks.world > 1:
+        torch.distributed.barrier()
     mine = list(range(ranks.rank, len(units), ranks.world))
     for k in tqdm(mine, desc="embed", unit="part", disable=not (progress and ranks.main)):
         part = parts / f"part-{k:06d}.parquet"
@@ -168,7 +203,7 @@ def embed_dataset(
         vectors = (
             foundation.embed(foundation.tokens_from_set(rows, use), layer, pool, batch_size)
             if len(rows)
-            else np.zeros((0, cfg.model.n_embd), np.float32)
+            else np.zeros((0, model.embedding_dim(pool)), np.float32)
         )
         labels = {name: rows.labels[name] for name in info.label_names if name in rows.labels}
         write_embeddings(part, Embeddings(rows.ids, vectors, labels))
@@ -184,6 +219,7 @@ def embed_dataset(
             "weights": "random" if random_weights else "trained",
             "modalities": use,
             "n_embd": cfg.model.n_embd,
+            "dim": model.embedding_dim(pool),
         }
         joined = Embeddings(
             np.concatenate([p.ids for p in pieces]),

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
+from astroloom.evaluate.embed import EMBED_POOL
 from astroloom.evaluate.fewshot import few_shot_splits, make_probe
 from astroloom.evaluate.metrics import redshift_metrics, regression_metrics
 from astroloom.model.checkpoint import load_checkpoint
@@ -227,7 +228,9 @@ def finetune_curve(
     if "frozen" in methods:
         frozen = np.concatenate(
             [
-                base.embed(tokens(torch.arange(lo, min(lo + 256, len(pixels)))), layer).numpy()
+                base.embed(
+                    tokens(torch.arange(lo, min(lo + 256, len(pixels)))), layer, EMBED_POOL
+                ).numpy()
                 for lo in range(0, len(pixels), 256)
             ]
         )

@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
-from astroloom.evaluate.embed import Embeddings, embed_images, read_embeddings
+from astroloom.evaluate.embed import EMBED_POOL, Embeddings, embed_images, read_embeddings
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.multimodal import build_model
 
@@ -183,7 +183,13 @@ class ProbeReport:
 
 
 def baseline_feature_sets(
-    cfg, tokenizer, pixels: np.ndarray, n_components: int, layer: int | None, progress: bool = True
+    cfg,
+    tokenizer,
+    pixels: np.ndarray,
+    n_components: int,
+    layer: int | None,
+    progress: bool = True,
+    pool: str = EMBED_POOL,
 ) -> dict[str, np.ndarray]:
     """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
     the same transformer, untrained (seeded), embedded at ``layer``."""
@@ -193,7 +199,13 @@ def baseline_feature_sets(
     return {
         "pixel PCA": pixel_pca_features(pixels, stretch, n_components, cfg.train.seed),
         "random weights": embed_images(
-            random_model, tokenizer, pixels, layer, progress=progress, desc="embed (random weights)"
+            random_model,
+            tokenizer,
+            pixels,
+            layer,
+            pool,
+            progress=progress,
+            desc="embed (random weights)",
         ),
     }
 
@@ -213,7 +225,13 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
         raise DataError(f"{len(missing)} embedded ids are not in {data}, e.g. {missing[:3]}")
     pixels = images.images[[position[obj] for obj in emb.ids]]
     return baseline_feature_sets(
-        cfg, tokenizer, pixels, emb.vectors.shape[1], emb.meta.get("layer"), progress
+        cfg,
+        tokenizer,
+        pixels,
+        emb.vectors.shape[1],
+        emb.meta.get("layer"),
+        progress,
+        emb.meta.get("pool", "mean"),
     )
 
 

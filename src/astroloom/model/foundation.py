@@ -189,7 +189,9 @@ class Foundation:
             part = slice(lo, lo + batch_size)
             chunk = {m: t.take(part).to(self.device) for m, t in batch.items()}
             out.append(self.model.embed(chunk, layer, pool).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.n_embd), np.float32)
+        if not out:
+            return np.zeros((0, self.model.embedding_dim(pool)), np.float32)
+        return np.concatenate(out)
 
 
 def load_foundation(run_or_checkpoint, map_location: str = "cpu") -> Foundation:

@@ -36,6 +36,12 @@ from astroloom.config import MODALITIES, ModelConfig
 from astroloom.model.blocks import Block
 from astroloom.tokenize.tokens import ModalityTokens
 
+# How an object's token states become one vector: their mean; their mean and their spread
+# (standard deviation over the tokens: where the light is, and how much it varies — the
+# shape and size information a mean dilutes; measured in docs/benchmarks.md, "Pooling");
+# or the state after the last token.
+POOLS = ("mean", "meanstd", "last")
+
 
 class ModalityError(ValueError):
     """A modality the model was not built for, or a batch it cannot read."""
@@ -275,6 +281,10 @@ class MultimodalModel(nn.Module):
 
     def default_layer(self) -> int:
         return (self.cfg.n_layer + 1) // 2
+
+    def embedding_dim(self, pool: str = "mean") -> int:
+        """Length of an embedding vector pooled with ``pool``."""
+        return 2 * self.cfg.n_embd if pool == "meanstd" else self.cfg.n_embd
 
     def check(self, batch: dict[str, ModalityTokens]) -> int:
         """Validate a batch; return its size."""
@@ -555,25 +565,37 @@ class MultimodalModel(nn.Module):
         plan = self.canonical_plan(batch, self.embedding_objective())
         states, seq = self.hidden_states(batch, plan, upto=layer)
         h = states[layer]
-        if pool == "mean" and seq.identity:
-            return h.mean(dim=1)
-        if pool == "mean":
-            # Each modality's tokens averaged, then the modalities averaged: 64 image patches
-            # must not drown three photometry tokens (measured: redshift R² from all of a
-            # galaxy's modalities rose from 0.32 to 0.45 with this pooling, tiny preset).
-            total = h.new_zeros(h.shape[0], h.shape[2])
-            count = h.new_zeros(h.shape[0], 1)
-            for j in range(len(self.modalities)):
-                w = (seq.present & (seq.modality == j))[..., None].to(h.dtype)
-                n = w.sum(1)
-                has = (n > 0).to(h.dtype)
-                total = total + has * (h * w).sum(1) / n.clamp_min(1.0)
-                count = count + has
-            return total / count.clamp_min(1.0)
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         if pool == "last":
             last = (seq.present.sum(1) - 1).clamp_min(0)
             return h[torch.arange(len(h)), last]
-        raise ValueError(f"pool must be 'mean' or 'last', got {pool!r}")
+        if seq.identity:
+            mean = h.mean(dim=1)
+            if pool == "mean":
+                return mean
+            return torch.cat([mean, h.std(dim=1, correction=0)], dim=1)
+        # Each modality's tokens averaged, then the modalities averaged: 64 image patches
+        # must not drown three photometry tokens (measured: redshift R² from all of a
+        # galaxy's modalities rose from 0.32 to 0.45 with this pooling, tiny preset). The
+        # spread is taken the same way, per modality, then averaged.
+        total = h.new_zeros(h.shape[0], h.shape[2])
+        spread = h.new_zeros(h.shape[0], h.shape[2])
+        count = h.new_zeros(h.shape[0], 1)
+        for j in range(len(self.modalities)):
+            w = (seq.present & (seq.modality == j))[..., None].to(h.dtype)
+            n = w.sum(1)
+            has = (n > 0).to(h.dtype)
+            mean = (h * w).sum(1) / n.clamp_min(1.0)
+            total = total + has * mean
+            if pool == "meanstd":
+                var = (((h - mean[:, None]) ** 2) * w).sum(1) / n.clamp_min(1.0)
+                spread = spread + has * var.clamp_min(0).sqrt()
+            count = count + has
+        mean = total / count.clamp_min(1.0)
+        if pool == "mean":
+            return mean
+        return torch.cat([mean, spread / count.clamp_min(1.0)], dim=1)
 
     @torch.no_grad()
     def predict(
