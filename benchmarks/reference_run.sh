@@ -3,7 +3,7 @@
 # "Reference run") from a run of at most an hour on this 2-core machine. A mock survey of
 # 10,000 galaxies and 2,000 OGLE-III variable stars; the multimodal tiny model with the
 # demo's objective, the unit-free normalisation, period-aware light-curve tokens and the
-# "transfer" augmentations, trained for $STEPS steps; then the whole bench.
+# demo's "photo" augmentations, trained for $STEPS steps; then the whole bench.
 #
 #   bash benchmarks/reference_run.sh              # OUT=runs/reference, STEPS=6000
 set -euo pipefail
@@ -20,7 +20,7 @@ if [ ! -f "$OUT/run/final/model.safetensors" ]; then
     --set "model.preset='tiny'" \
     --set "model.modalities=['image','spectrum','photometry','lightcurve']" \
     --set "model.objective='mixed'" --set model.spectrum_patch=64 \
-    --set "augment.preset='transfer'" \
+    --set "augment.preset='photo'" \
     --set "data.path='$OUT/data'" --set "out='$OUT/run'" \
     --set train.steps="$STEPS" --set train.warmup_steps=200 --set train.lr=2e-3 \
     --set train.eval_every=500 --set train.checkpoint_every=1000

@@ -126,6 +126,9 @@ def run_demo(
             f"model.modalities={MODALITIES}",
             "model.objective='mixed'",
             "model.spectrum_patch=64",
+            # Rotations, flips and 8-bit photograph renditions: the demo model is the one
+            # users point at their own pictures (docs/benchmarks.md, "Transfer").
+            "augment.preset='photo'",
             f"data.path='{data_dir}'",
             f"out='{out / 'run'}'",
             f"train.steps={steps}",
