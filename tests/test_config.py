@@ -67,3 +67,37 @@ def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs"
     for path in sorted(root.glob("*.toml")):
         load_config(path)
+
+
+def test_bad_set_key_is_reported_as_coming_from_set(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nsteps = 10\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["train.stpes=5"])
+    message = str(err.value)
+    assert "from --set 'train.stpes=5'" in message and "Did you mean 'steps'" in message
+    assert str(path) not in message
+    with pytest.raises(ConfigError, match="unknown section 'trian' \\(from --set"):
+        load_config(path, ["trian.steps=5"])
+
+
+def test_saved_configs_of_older_formats_keep_their_meaning(tmp_path):
+    """A config.json written by astroloom 0.1 (no format_version) reads with the image
+    normalisation and light-curve tokens that version trained with; a newer format is
+    refused with the way out."""
+    import json
+
+    from astroloom.config import FORMAT_VERSION, config_from_json
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"model": {"n_layer": 2, "n_embd": 32, "n_head": 2}}))
+    cfg = config_from_json(old)
+    assert cfg.model.image_norm == "survey" and cfg.model.lightcurve_phase is False
+    new = tmp_path / "new.json"
+    cfg.save(new)
+    assert json.loads(new.read_text())["format_version"] == FORMAT_VERSION
+    assert config_from_json(new).model.image_norm == "survey"  # kept, now explicit
+    future = tmp_path / "future.json"
+    future.write_text(json.dumps({"format_version": FORMAT_VERSION + 1, "model": {}}))
+    with pytest.raises(ConfigError, match="upgrade astroloom"):
+        config_from_json(future)

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -382,6 +385,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def check_override(keys: list[str], text: str) -> None:
+    """A ``--set`` path names a known section and key; otherwise the error says it came
+    from ``--set`` (not from the config file)."""
+    where = f" (from --set {text!r})"
+    allowed = [*list(_SECTIONS), "out"]
+    if keys[0] not in allowed:
+        raise _unknown("section", keys[0], allowed, where)
+    if keys[0] == "out":
+        if len(keys) != 1:
+            raise ConfigError(f"out is a path, not a table{where}")
+        return
+    if len(keys) != 2:
+        raise ConfigError(f"--set expects section.key=value{where}")
+    names = [f.name for f in fields(_SECTIONS[keys[0]])]
+    extra = ["preset"] if keys[0] in _PRESETS else []
+    if keys[1] not in names + extra:
+        raise _unknown(f"key in [{keys[0]}]", keys[1], names + extra, where)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a TOML config, or the ``config.json`` a run wrote (or start from defaults), and
     apply ``--set`` overrides."""
@@ -404,6 +426,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         where = f" in {path}"
     for text in overrides or []:
         keys, value = parse_override(text)
+        check_override(keys, text)
         node = raw
         for key in keys[:-1]:
             node = node.setdefault(key, {})
