@@ -98,3 +98,15 @@ def torchrun_cli(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
         timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """``astroloom ARGS`` in a fresh process, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "astroloom.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=cwd,
+    )

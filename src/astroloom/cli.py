@@ -21,6 +21,39 @@ RANK = int(os.environ.get("RANK", "0"))
 WORLD = int(os.environ.get("WORLD_SIZE", "1"))
 
 
+RUN_HELP = (
+    "run directory or checkpoint, or a model name: shipped (astroloom/mock-tiny) or on the "
+    "Hugging Face Hub (owner/name[@revision]); also given as --model NAME_OR_PATH."
+)
+# Sub-command groups: their commands are two words long ("generate train").
+GROUPS = ("data", "scaling", "generate")
+
+
+def model_option_as_argument(argv: list[str]) -> list[str]:
+    """``astroloom embed --model NAME DATA`` → ``astroloom embed NAME DATA``: every command
+    that takes a run takes it first, so ``--model`` names that argument."""
+    for i, arg in enumerate(argv):
+        if arg == "--model" or arg.startswith("--model="):
+            value = arg.split("=", 1)[1] if "=" in arg else None
+            rest = argv[:i] + argv[i + (1 if value is not None else 2) :]
+            if value is None:
+                if i + 1 >= len(argv):
+                    raise ConfigError("--model needs a value: a run folder or a model name")
+                value = argv[i + 1]
+            words = 2 if rest and rest[0] in GROUPS else 1
+            return rest[:words] + [value] + rest[words:]
+    return argv
+
+
+def output_home(run: Path) -> Path:
+    """Where a command writes by default: the run itself, or, for a model given by name
+    (shipped or from the Hub: folders that are not ours to write in), a folder of that name
+    in the working directory."""
+    if Path(run).exists():
+        return Path(run)
+    return Path(str(run).replace("/", "--").replace("@", "--"))
+
+
 def say(text: str = "") -> None:
     """Print for the user: once per job, from rank 0."""
     if RANK == 0:
@@ -307,7 +340,7 @@ def train(
 
 @app.command()
 def embed(
-    run: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    run: Annotated[Path, typer.Argument(help=RUN_HELP)],
     data: Annotated[Path, typer.Argument(help="A dataset directory.")],
     out: Annotated[
         Path | None, typer.Option(help="Output Parquet (default RUN/embeddings.parquet).")
@@ -336,7 +369,7 @@ def embed(
     path = embed_dataset(
         run,
         data,
-        out or Path(run) / "embeddings.parquet",
+        out or output_home(run) / "embeddings.parquet",
         layer=layer,
         pool=pool,
         batch_size=batch_size,
@@ -348,7 +381,7 @@ def embed(
 
 @app.command()
 def finetune(
-    run: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    run: Annotated[Path, typer.Argument(help=RUN_HELP)],
     data: Annotated[Path, typer.Argument(help="A dataset directory with labelled images.")],
     target: Annotated[str, typer.Option(help="Numeric label to learn.")],
     budget: Annotated[
@@ -377,13 +410,13 @@ def finetune(
         steps=steps,
     )
     payload = {"target": target, "rows": result.rows, "notes": result.notes}
-    save_tables(out or run, f"finetune_{target}", payload, result.markdown())
+    save_tables(out or output_home(run), f"finetune_{target}", payload, result.markdown())
     say(result.markdown())
 
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="A multimodal run directory or checkpoint.")],
+    run: Annotated[Path, typer.Argument(help="A multimodal " + RUN_HELP)],
     data: Annotated[Path, typer.Argument(help="A dataset directory.")],
     target: Annotated[str, typer.Option(help="Modality to generate: spectrum, photometry, image.")],
     use: Annotated[
@@ -399,7 +432,7 @@ def predict(
     """Generate a modality for the objects of DATA from the ones in --use."""
     from astroloom.evaluate.predict import predict_dataset, redshift_from_spectra
 
-    out = out or Path(run) / f"predicted-{target}.parquet"
+    out = out or output_home(run) / f"predicted-{target}.parquet"
     use = list(use or ["image"])
     pred = predict_dataset(run, data, target, use, out, limit=limit, method=method)
     say(f"predicted {target} of {len(pred.ids)} objects from {use}; wrote {out}")
@@ -439,7 +472,7 @@ def probe(
 
 @app.command()
 def bench(
-    run: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    run: Annotated[Path, typer.Argument(help=RUN_HELP)],
     data: Annotated[Path, typer.Argument(help="A dataset directory with labels.")],
     out: Annotated[Path | None, typer.Option(help="Directory for bench.json/.md/.png.")] = None,
     seeds: Annotated[int, typer.Option(help="Random label subsets per budget.")] = 5,
@@ -461,7 +494,7 @@ def bench(
 
     sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
     result = run_bench(run, data, budgets=sizes, seeds=seeds, targets=target, cnn_steps=cnn_steps)
-    out = out or Path(run) / "bench"
+    out = out or output_home(run) / "bench"
     js, md = result.save(out)
     panels = [
         (c.target, MAIN_METRIC[c.task], c.summary(MAIN_METRIC[c.task])) for c in result.curves
@@ -469,6 +502,44 @@ def bench(
     plot_label_curves(panels, out / "bench.png")
     say(result.markdown())
     say(f"wrote {js}, {md} and {out / 'bench.png'}")
+
+
+@app.command()
+def push(
+    run: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repository, owner/name.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write (default RUN/hub/NAME).")
+    ] = None,
+    bench: Annotated[
+        Path | None,
+        typer.Option(help="bench.json for the card's model-index (default RUN/bench/bench.json)."),
+    ] = None,
+    private: Annotated[bool, typer.Option(help="Create the Hub repo as private.")] = False,
+    upload: Annotated[
+        bool, typer.Option(help="Upload when a Hugging Face token is available.")
+    ] = True,
+) -> None:
+    """Write RUN as a Hub model folder (weights, config, tokenizer, model card) and upload it."""
+    from astroloom.model.hub import looks_like_repo_id
+    from astroloom.model.publish import upload as upload_folder
+    from astroloom.model.publish import write_hub_folder
+
+    if not looks_like_repo_id(repo_id):
+        raise ConfigError(f"{repo_id!r} is not a Hub repository id (owner/name)")
+    out = out or output_home(run) / "hub" / repo_id.split("/")[1]
+    folder = write_hub_folder(run, repo_id, out, bench)
+    say(f"wrote {folder} (model.safetensors, config.json, tokenizer.json, README.md)")
+    if not upload:
+        return
+    url = upload_folder(folder, repo_id, private=private)
+    if url is None:
+        say(
+            "no Hugging Face token found, so nothing was uploaded: log in with `hf auth login` "
+            f"(or set HF_TOKEN) and run this again, or upload {folder} yourself"
+        )
+    else:
+        say(f"uploaded to {url}")
 
 
 @app.command()
@@ -693,7 +764,9 @@ def scaling_table(
 
 @generate_app.command("train")
 def generate_train(
-    run: Annotated[Path, typer.Argument(help="The multimodal foundation run to condition on.")],
+    run: Annotated[
+        Path, typer.Argument(help="The multimodal foundation model to condition on: " + RUN_HELP)
+    ],
     data: Annotated[Path, typer.Argument(help="A dataset directory with images.")],
     out: Annotated[Path, typer.Option(help="Where to write the denoiser.")] = Path("runs/denoiser"),
     steps: Annotated[int, typer.Option(help="Training steps.")] = 1000,
@@ -772,8 +845,10 @@ def generate_evaluate(
 
 
 def main() -> None:
+    import sys
+
     try:
-        app()
+        app(args=model_option_as_argument(sys.argv[1:]))
     except USER_ERRORS as err:
         # Under torchrun every rank may meet the error: say which one did.
         where = f"rank {RANK}: " if WORLD > 1 else ""

@@ -31,6 +31,15 @@ class ConfigError(ValueError):
 FORMAT_VERSION = 2
 
 
+def astroloom_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("astroloom")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
 MODALITIES = ("image", "spectrum", "photometry", "lightcurve")
 OBJECTIVES = ("autoregressive", "masked", "mixed")
 
@@ -286,7 +295,11 @@ class RunConfig:
     def save(self, path: str | Path) -> None:
         """Write the config as JSON; the data path is made absolute, so that the saved
         config retrains the run from any working directory (`astroloom train config.json`)."""
-        raw = {"format_version": FORMAT_VERSION, **self.to_dict()}
+        raw = {
+            "format_version": FORMAT_VERSION,
+            "written_by": astroloom_version(),
+            **self.to_dict(),
+        }
         raw["data"]["path"] = str(Path(raw["data"]["path"]).resolve())
         Path(path).write_text(json.dumps(raw, indent=2) + "\n")
 
@@ -441,10 +454,13 @@ def upgrade_saved(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
     since keep the meaning the older astroloom gave them."""
     raw = dict(raw)
     version = raw.pop("format_version", 1)
+    writer = raw.pop("written_by", None)
     if not isinstance(version, int) or version > FORMAT_VERSION:
+        by = f" (written by astroloom {writer})" if writer else ""
         raise ConfigError(
-            f"config{where} has format version {version!r}; this astroloom reads up to "
-            f"{FORMAT_VERSION}: upgrade astroloom (pip install -U astroloom) to load it"
+            f"config{where} has format version {version!r}{by}; this astroloom "
+            f"{astroloom_version()} reads up to {FORMAT_VERSION}: upgrade astroloom "
+            "(pip install -U astroloom) to load it"
         )
     if version < 2 and isinstance(raw.get("model"), dict):
         raw["model"] = {"image_norm": "survey", "lightcurve_phase": False, **raw["model"]}

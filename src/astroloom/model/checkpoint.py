@@ -101,8 +101,11 @@ def latest_step_checkpoint(run: str | Path) -> Path | None:
 
 
 def find_checkpoint(run_or_checkpoint: str | Path) -> Path:
-    """Resolve a run directory to its final checkpoint, else its newest step checkpoint."""
-    path = Path(run_or_checkpoint)
+    """Resolve a run directory to its final checkpoint, else its newest step checkpoint. A
+    name that is not on disk is a model name: shipped with astroloom or on the Hub."""
+    from astroloom.model.hub import resolve_model  # hub → checkpoint errors, not the reverse
+
+    path = resolve_model(run_or_checkpoint)
     if (path / "model.safetensors").is_file():
         return path
     if (path / FINAL / "model.safetensors").is_file():

@@ -8,6 +8,7 @@ and returns it in the survey's units; ``Foundation.embed`` gives one vector per 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +25,17 @@ class Foundation:
     def __init__(self, model: MultimodalModel, tokenizer: MultimodalTokenizer) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, revision: str | None = None, map_location: str = "cpu"
+    ) -> Foundation:
+        """A model by name or path: a run folder or checkpoint, a model shipped with
+        astroloom (``"astroloom/mock-tiny"``), or a Hugging Face Hub repo (``"owner/name"``,
+        fetched into the Hub cache; ``HF_HUB_OFFLINE=1`` reads the cache only)."""
+        from astroloom.model.hub import resolve_model
+
+        return load_foundation(resolve_model(name_or_path, revision), map_location)
 
     @property
     def modalities(self) -> list[str]:
