@@ -543,6 +543,39 @@ def push(
 
 
 @app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help=RUN_HELP)],
+    onnx: Annotated[Path, typer.Option(help="ONNX file to write (image → embedding).")],
+    layer: Annotated[
+        int | None, typer.Option(help="Block whose output to pool (default: middle).")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="meanstd, mean or last.")] = "meanstd",
+    zero_point: Annotated[
+        float | None,
+        typer.Option(help="AB magnitude of one pixel unit of the images it will read."),
+    ] = None,
+) -> None:
+    """Export the image embedding path as ONNX, checked against PyTorch with onnxruntime."""
+    from astroloom.model.export import check_onnx, export_onnx
+
+    path = export_onnx(run, onnx, layer=layer, pool=pool, zero_point=zero_point)
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        say(f"wrote {path} (install onnxruntime to check it: pip install 'astroloom[export]')")
+        return
+    from astroloom.model.checkpoint import load_checkpoint
+
+    cfg = load_checkpoint(run)[1].model
+    rng = np.random.default_rng(0)
+    size = (5, cfg.n_bands, cfg.image_size, cfg.image_size)
+    images = (rng.gamma(2.0, 1.0, size) * 0.01).astype(np.float32)
+    images[:, :, size[2] // 2 - 4 : size[2] // 2 + 4, size[3] // 2 - 4 : size[3] // 2 + 4] += 1
+    diff = check_onnx(run, path, images, layer=layer, pool=pool, zero_point=zero_point)
+    say(f"wrote {path}; onnxruntime matches PyTorch to {diff:.2g} on 5 test cutouts")
+
+
+@app.command()
 def search(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],
     like: Annotated[str, typer.Option(help="Id of the object to find neighbours of.")],

@@ -64,6 +64,9 @@ def spiral_order(n: int) -> tuple[int, ...]:
 def _asinh(x: torch.Tensor) -> torch.Tensor:
     # torch.asinh runs scalar code on CPU; NumPy's arcsinh is vectorised and measured 20×
     # faster on 256 cutouts (benchmarks/data_loading.py, docs/benchmarks.md).
+    if torch.jit.is_tracing():  # ONNX export: no asinh operator in the exporter
+        a = x.abs()
+        return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
     if x.device.type == "cpu" and not x.requires_grad:
         return torch.from_numpy(np.arcsinh(x.numpy()))
     return torch.asinh(x)
@@ -107,24 +110,36 @@ def object_levels(
     )
     offset = lower_median(border)
     spread = lower_median((border - offset[..., None]).abs()) * 1.4826
-    noise = torch.nan_to_num(spread.median(dim=1).values, nan=0.0)
+    if torch.onnx.is_in_onnx_export():
+        noise = lower_median(spread)
+    else:
+        noise = torch.nan_to_num(spread.median(dim=1).values, nan=0.0)
     offset = torch.nan_to_num(offset, nan=0.0)
     centre = (x - offset[..., None, None])[..., h // 4 : h - h // 4, w // 4 : w - w // 4]
     total = torch.nan_to_num(centre, nan=-inf).sum(dim=1).reshape(b, -1)
-    top = max(1, int(round(0.01 * total.shape[1])) + 1)  # the 99th percentile, by selection
+    top = max(1, round(0.01 * int(total.shape[1])) + 1)  # the 99th percentile, by selection
     scale = total.topk(top, dim=1).values[:, -1] / c
+    # A blank or all-negative centre: the spread of the pixels, else 1. Computed for every
+    # object, without a data-dependent branch, so that the ONNX export keeps this rule.
     bad = ~(torch.isfinite(scale) & (scale > 0))
-    if bad.any():  # a blank or all-negative centre: the spread of the pixels, else 1
-        rest = torch.nan_to_num(x[bad] - offset[bad][..., None, None]).reshape(int(bad.sum()), -1)
-        fallback = rest.std(1)
-        fallback = torch.where(torch.isfinite(fallback) & (fallback > 0), fallback, 1.0)
-        scale = scale.masked_scatter(bad, fallback)
-    return offset, scale, noise
+    fallback = torch.nan_to_num(x - offset[..., None, None]).reshape(b, -1).std(1)
+    fallback = torch.where(torch.isfinite(fallback) & (fallback > 0), fallback, 1.0)
+    return offset, torch.where(bad, fallback, scale), noise
+
+
+def as_float32(images) -> torch.Tensor:
+    """A float32 tensor of ``images``; one already is passes through untouched (so that an
+    ONNX trace keeps it as the graph's input rather than freezing a copy as a constant)."""
+    if isinstance(images, torch.Tensor) and images.dtype == torch.float32:
+        return images
+    return torch.as_tensor(images, dtype=torch.float32)
 
 
 def lower_median(x: torch.Tensor) -> torch.Tensor:
     """Median over the last axis ignoring NaN (the lower of the two middle values, as
     ``torch.nanmedian``), by selection when nothing is missing; NaN where all are."""
+    if torch.onnx.is_in_onnx_export():  # no ONNX kthvalue; exported graphs take complete data
+        return x.sort(dim=-1).values[..., (int(x.shape[-1]) - 1) // 2]
     if not torch.isnan(x).any():
         return x.kthvalue((x.shape[-1] + 1) // 2, dim=-1).values
     return torch.nanmedian(x, dim=-1).values
@@ -190,7 +205,7 @@ class ImageTokenizer:
         """Cutouts at ``pixel_scale`` arcsec/pixel brought to the model's pixel scale, then
         cropped about the centre to a whole number of patches (at most ``image_size``).
         Nothing happens when the pixel scale is unknown (None/NaN) or within 2 %."""
-        images = torch.as_tensor(images, dtype=torch.float32)
+        images = as_float32(images)
         if images.ndim != 4:
             raise ValueError(
                 f"images must have shape (batch, bands, H, W); got {tuple(images.shape)}"
@@ -219,7 +234,7 @@ class ImageTokenizer:
         self, images: torch.Tensor, zero_point: float | torch.Tensor | None = None
     ) -> Normalised:
         """The values the model reads, per pixel, before cutting into patches."""
-        images = torch.as_tensor(images, dtype=torch.float32)
+        images = as_float32(images)
         self._check(images)
         # A NaN or inf anywhere makes the sum non-finite, so one cheap reduction tells
         # complete batches (the common case) from ones that need a per-pixel mask.
@@ -313,7 +328,7 @@ class ImageTokenizer:
         ``pixel_scale`` and ``zero_point`` describe the data (None: unknown)."""
         values, valid, norm = self._patches(images, pixel_scale, zero_point)
         b, n, _ = values.shape
-        side = int(round(n**0.5)) * self.patch_size
+        side = round(int(n) ** 0.5) * self.patch_size
         pos = self.positions(side).expand(b, n, 2)
         context = None if norm.brightness is None else norm.brightness[:, None]
         if valid.stride(0) == 0 and (present is None or bool(present.all())):
