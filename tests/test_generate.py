@@ -69,6 +69,53 @@ def test_ddim_with_the_exact_denoiser_lands_on_the_data_and_is_deterministic():
     torch.testing.assert_close(b, point.expand_as(b), rtol=1e-3, atol=1e-3)
 
 
+def test_epsilon_sampling_is_bounded_by_clipping_x0_at_the_noisiest_step():
+    """Under ε-prediction x̂₀ divides by √ᾱ_T ≈ 5e-5: an ε̂ 1 % off at t ≈ T throws x̂₀
+    hundreds of units away. Data N(0, 0.5²), whose exact ε̂ is known in closed form: exact
+    DDIM samples have the data's spread; 1 % off at the noisiest steps, the samples' spread
+    is ~15× too wide; with x̂₀ clipped to the data's range, it is back near the data's."""
+    s, sigma = CosineSchedule(1000), 0.5
+
+    def exact(x, t, cond):  # E[ε | x_t] for Gaussian data
+        ab = s._ab(t, x)
+        x0 = ab.sqrt() * sigma**2 * x / (ab * sigma**2 + 1 - ab)
+        return (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    def off(x, t, cond):
+        return exact(x, t, cond) * torch.where(t > 950, 1.01, 1.0).view(-1, 1, 1, 1)
+
+    noise = torch.randn(256, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    spread = {
+        name: ddim_sample(net, s, noise, steps=20, prediction="epsilon", clip=clip).std().item()
+        for name, net, clip in (
+            ("exact", exact, None),
+            ("off", off, None),
+            ("off, clipped", off, 4 * sigma),
+            ("exact, clipped", exact, 4 * sigma),
+        )
+    }
+    assert spread["exact"] == pytest.approx(sigma, rel=0.15), spread
+    assert spread["off"] > 5 * sigma, spread
+    assert spread["off, clipped"] == pytest.approx(sigma, rel=0.25), spread
+    assert spread["exact, clipped"] == pytest.approx(spread["exact"], rel=0.05), spread
+
+
+def test_orientation_augment_leaves_image_conditioned_samples_as_their_condition_saw_them():
+    from astroloom.generate.denoiser import orientation_augment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(800, 3, 8, 8, generator=g)
+    fixed = torch.arange(800) % 2 == 0
+    out = orientation_augment(x, fixed, g)
+    assert torch.equal(out[fixed], x[fixed])
+    moved = (out[~fixed] != x[~fixed]).flatten(1).any(1)
+    assert 0.82 < moved.float().mean() < 0.93  # 7 of the 8 flips × turns move an image
+    # Every output is one of the 8 symmetries of its input (nothing else happens to it).
+    for a, b in zip(out[~fixed][:50], x[~fixed][:50], strict=True):
+        views = [torch.rot90(v, k, dims=(-2, -1)) for v in (b, b.flip(-1)) for k in range(4)]
+        assert any(torch.equal(a, v) for v in views)
+
+
 def test_ddim_inversion_round_trip_and_slerp():
     s = CosineSchedule(1000)
     point = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -176,6 +223,23 @@ def test_each_conditioning_mode_on_a_tiny_model(denoiser_dir, multimodal_run, su
     assert inverted.shape == (5, 3, 64, 64)
     with pytest.raises(ValueError, match="mode"):
         generate_mode(den, f, two, "dream", n=1)
+
+
+def test_epsilon_denoiser_end_to_end(multimodal_run, survey_dir, tmp_path):
+    """ε-prediction trains, records the data's range, and samples images in that range
+    through every step down from t = T (no blow-up at √ᾱ_T)."""
+    cfg = DenoiserConfig(steps=20, batch_size=8, channels=[16, 32, 32], prediction="epsilon")
+    train_denoiser(multimodal_run, survey_dir, tmp_path / "eps", cfg, progress=False)
+    den = load_denoiser(tmp_path / "eps")
+    assert den.prediction == "epsilon" and den.clip == pytest.approx(
+        1.5 * den.meta["x0_abs_max"]
+    )
+    f = load_foundation(multimodal_run)
+    two = keep(load_multimodal_set(survey_dir, f.modalities), np.array([0, 1]))
+    flux = generate_mode(den, f, two, "others", n=2, steps=10)
+    assert flux.shape == (4, 3, 64, 64) and np.isfinite(flux).all()
+    unit = den.to_unit(flux)
+    assert unit.abs().max() <= den.clip + 1e-4  # x̂₀ bounded, so the final image is too
 
 
 def test_inversion_finds_a_condition_that_explains_the_examples(denoiser_dir, survey_dir):

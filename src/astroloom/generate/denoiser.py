@@ -26,7 +26,12 @@ from tqdm.auto import tqdm
 
 from astroloom.data.multiset import MultimodalSet, keep, load_multimodal_set
 from astroloom.data.schema import DataError
-from astroloom.generate.conditioning import SOURCES, available_sources, condition_vectors
+from astroloom.generate.conditioning import (
+    SOURCES,
+    available_sources,
+    condition_vectors,
+    source_modalities,
+)
 from astroloom.generate.schedule import CosineSchedule
 from astroloom.generate.unet import UNet, UNetConfig
 from astroloom.model.foundation import Foundation, load_foundation
@@ -71,6 +76,13 @@ class Denoiser:
     cond_std: np.ndarray | None
     meta: dict
 
+    @property
+    def clip(self) -> float | None:
+        """Bound on x̂₀ while sampling: the training images' largest |value| in the
+        denoiser's units, with a margin (None for denoisers saved before it was recorded)."""
+        top = self.meta.get("x0_abs_max")
+        return None if top is None else 1.5 * float(top)
+
     def to_unit(self, flux: np.ndarray | torch.Tensor) -> torch.Tensor:
         flux = torch.as_tensor(flux, dtype=torch.float32)
         s = torch.tensor(self.scale).view(1, -1, 1, 1)
@@ -87,6 +99,24 @@ class Denoiser:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         return self.net(x, t, cond)
+
+
+def orientation_augment(
+    x: torch.Tensor, fixed: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A random flip and quarter turn per image — a galaxy seen from another side is still
+    a galaxy — except where ``fixed``: an image whose condition was computed from that very
+    image (its embedding carries the orientation) must stay as the condition saw it, or
+    orientation could not be learned and variations would come out randomly turned."""
+    flip = (torch.rand(len(x), generator=generator) < 0.5) & ~fixed
+    turns = torch.randint(4, (len(x),), generator=generator).masked_fill(fixed, 0)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    out = x.clone()
+    for k in (1, 2, 3):
+        chosen = turns == k
+        if chosen.any():
+            out[chosen] = torch.rot90(x[chosen], k, dims=(-2, -1))
+    return out
 
 
 def galaxies(data: MultimodalSet) -> MultimodalSet:
@@ -132,6 +162,13 @@ def train_denoiser(
     x_all = torch.from_numpy((stretched / sigma).astype(np.float32))
 
     sources = available_sources(foundation) if cfg.conditional else []
+    # Conditions made from the image carry its orientation; the others do not.
+    sees_image = torch.tensor(
+        [
+            "image" in source_modalities(foundation, s)
+            for s in (sources or ["image"])  # (unused when unconditional)
+        ]
+    )
     conds = {s: condition_vectors(foundation, data, s, progress=progress) for s in sources}
     if conds:
         stack = np.concatenate([v[train_idx] for v in conds.values()])
@@ -161,15 +198,8 @@ def train_denoiser(
         for g in opt.param_groups:
             g["lr"] = lr
         pick = train_t[torch.randint(len(train_t), (cfg.batch_size,), generator=gen)]
-        x0 = x_all[pick]
-        # Random flips and quarter turns: a galaxy seen from another side is still a galaxy.
-        if torch.rand(1, generator=gen) < 0.5:
-            x0 = x0.flip(-1)
-        x0 = torch.rot90(x0, int(torch.randint(4, (1,), generator=gen)), dims=(-2, -1))
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(1, cfg.schedule_steps + 1, (cfg.batch_size,), generator=gen)
-        xt = schedule.add_noise(x0, noise, t)
         cond = None
+        fixed = torch.zeros(cfg.batch_size, dtype=torch.bool)
         if cond_t:
             which = torch.randint(len(sources), (cfg.batch_size,), generator=gen)
             cond = torch.stack(
@@ -177,6 +207,11 @@ def train_denoiser(
             )
             drop = torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop
             cond[drop] = float("nan")
+            fixed = sees_image[which] & ~drop
+        x0 = orientation_augment(x_all[pick], fixed, gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(1, cfg.schedule_steps + 1, (cfg.batch_size,), generator=gen)
+        xt = schedule.add_noise(x0, noise, t)
         target = noise if cfg.prediction == "epsilon" else schedule.v_target(x0, noise, t)
         loss = F.mse_loss(net(xt, t, cond), target)
         opt.zero_grad(set_to_none=True)
@@ -202,6 +237,7 @@ def train_denoiser(
         "bands": image_tok.bands,
         "pixel_scale_arcsec": image_tok.pixel_scale,
         "sigma_data": sigma,
+        "x0_abs_max": float(x_all[train_idx].abs().max()),
         "sources": sources,
         "train_ids": [str(i) for i in data.ids[train_idx]],
         "held_out_ids": [str(i) for i in data.ids[held_idx]],

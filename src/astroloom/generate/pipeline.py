@@ -58,6 +58,7 @@ def sample_unit(
                 guidance,
                 den.prediction,
                 gen,
+                clip=den.clip,
             )
         )
     return torch.cat(out)
@@ -145,11 +146,11 @@ def interpolate(
     cond = None
     if cond_a is not None and den.cond_mean is not None:
         cond = den.standardise(np.stack([cond_a, cond_b]))
-    latents = ddim_invert(den, den.schedule, x, cond, steps, den.prediction)
+    latents = ddim_invert(den, den.schedule, x, cond, steps, den.prediction, den.clip)
     ws = np.linspace(0, 1, frames)
     z = torch.cat([slerp(latents[:1], latents[1:], float(w)) for w in ws])
     c = None if cond is None else torch.stack([(1 - w) * cond[0] + w * cond[1] for w in ws])
-    out = ddim_sample(den, den.schedule, z, c, steps, 0.0, 1.0, den.prediction)
+    out = ddim_sample(den, den.schedule, z, c, steps, 0.0, 1.0, den.prediction, clip=den.clip)
     return den.to_flux(out)
 
 

@@ -41,15 +41,17 @@ def ddim_sample(
     prediction: str = "v",
     generator: torch.Generator | None = None,
     progress: bool = False,
+    clip: float | None = None,
 ) -> torch.Tensor:
     """Denoise ``noise`` (x_T) to x₀ in ``steps`` DDIM steps; η = 0 is deterministic, η = 1
-    matches DDPM's posterior variance."""
+    matches DDPM's posterior variance; ``clip`` bounds x̂₀ under ε-prediction
+    (:meth:`CosineSchedule.split`)."""
     x = noise
     ts = schedule.timesteps(steps)
     for i, t in enumerate(tqdm(ts, desc="sample", unit="step", disable=not progress)):
         tt = torch.full((len(x),), t, device=x.device)
         out = guided_output(net, x, tt, cond, guidance)
-        x0, eps = schedule.split(out, x, tt, prediction)
+        x0, eps = schedule.split(out, x, tt, prediction, clip)
         t_prev = ts[i + 1] if i + 1 < len(ts) else 0
         ab = schedule._ab(tt, x)
         ab_prev = schedule._ab(torch.full_like(tt, t_prev), x)
@@ -70,6 +72,7 @@ def ddim_invert(
     cond: torch.Tensor | None = None,
     steps: int = 25,
     prediction: str = "v",
+    clip: float | None = None,
 ) -> torch.Tensor:
     """Run deterministic DDIM backwards: the latent x_T that η = 0 sampling maps to ≈ x₀."""
     x = x0
@@ -80,7 +83,7 @@ def ddim_invert(
         tt = torch.full((len(x),), t, device=x.device)
         # The noise estimate at the current (less noisy) point stands in for the next one's.
         out = net(x, tp.clamp_min(1), cond)
-        x0_hat, eps = schedule.split(out, x, tp.clamp_min(1), prediction)
+        x0_hat, eps = schedule.split(out, x, tp.clamp_min(1), prediction, clip)
         if t_prev == 0:
             x0_hat, eps = x, eps
         ab = schedule._ab(tt, x)

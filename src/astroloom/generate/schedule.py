@@ -45,14 +45,27 @@ class CosineSchedule:
         return ab.sqrt() * noise - (1 - ab).sqrt() * x0
 
     def split(
-        self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction: str
+        self,
+        output: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        prediction: str,
+        clip: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network's output as (x̂₀, ε̂) under ``prediction`` = "epsilon" or "v"."""
+        """The network's output as (x̂₀, ε̂) under ``prediction`` = "epsilon" or "v".
+
+        Under ε-prediction x̂₀ = (x_t − √(1−ᾱ) ε̂)/√ᾱ divides by √ᾱ_T ≈ 5e-5 at the first
+        sampling step, so any error in ε̂ is blown up 2·10⁴ times; ``clip`` bounds x̂₀ to
+        ±clip (the training data's range) and ε̂ is re-derived from the bounded x̂₀, which
+        keeps the DDIM update consistent. The v-form needs no such help."""
         ab = self._ab(t, x_t)
         a, s = ab.sqrt(), (1 - ab).sqrt()
         if prediction == "epsilon":
             eps = output
             x0 = (x_t - s * eps) / a
+            if clip is not None:
+                x0 = x0.clamp(-clip, clip)
+                eps = (x_t - a * x0) / s
         elif prediction == "v":
             x0 = a * x_t - s * output
             eps = s * x_t + a * output
