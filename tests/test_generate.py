@@ -1,5 +1,6 @@
 """The diffusion simulator: schedule math, sampler, denoiser, conditioning modes, outputs."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -240,6 +241,28 @@ def test_epsilon_denoiser_end_to_end(multimodal_run, survey_dir, tmp_path):
     assert flux.shape == (4, 3, 64, 64) and np.isfinite(flux).all()
     unit = den.to_unit(flux)
     assert unit.abs().max() <= den.clip + 1e-4  # x̂₀ bounded, so the final image is too
+
+
+def test_device_placement_on_cpu(denoiser_dir, monkeypatch):
+    """`--device`: auto is the CPU here, the network sits where it is told, a sampler's
+    tensors stay where they were made, and CUDA asked for without CUDA is a clear error."""
+    from astroloom.generate.denoiser import autocast_for, resolve_device
+
+    assert resolve_device("auto") == torch.device("cpu")
+    den = load_denoiser(denoiser_dir, device="cpu")
+    assert den.device == torch.device("cpu")
+    x = torch.randn(2, 3, 64, 64)
+    out = den(x, torch.tensor([500, 500]), None)
+    assert out.device == x.device and out.dtype == torch.float32
+    assert isinstance(autocast_for(torch.device("cpu")), contextlib.nullcontext)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        load_denoiser(denoiser_dir, device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu-ish")
+    # Where CUDA is present, auto picks it (the choice, not a GPU run, is what is tested).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
 
 
 def test_inversion_finds_a_condition_that_explains_the_examples(denoiser_dir, survey_dir):

@@ -809,6 +809,9 @@ def generate_train(
     ] = False,
     prediction: Annotated[str, typer.Option(help="v or epsilon.")] = "v",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; bf16 on CUDA.")
+    ] = "auto",
 ) -> None:
     """Train a denoiser on DATA's images, conditioned through RUN's frozen embeddings."""
     from astroloom.generate.denoiser import DenoiserConfig, train_denoiser
@@ -819,6 +822,7 @@ def generate_train(
         conditional=not unconditional,
         prediction=prediction,
         seed=seed,
+        device=device,
     )
     path = train_denoiser(run, data, out, cfg)
     say(f"wrote denoiser to {path}")
@@ -848,12 +852,15 @@ def generate_sample(
     noise: Annotated[float, typer.Option(help="Extra Gaussian noise per pixel (flux).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/generated"),
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; bf16 on CUDA.")
+    ] = "auto",
 ) -> None:
     """Generate galaxies in physical units: FITS cube + PNG preview."""
     from astroloom.generate.jobs import run_sample
 
     fits_path, png = run_sample(
-        denoiser, mode, id or [], n, steps, eta, guidance, psf_fwhm, noise, seed, out
+        denoiser, mode, id or [], n, steps, eta, guidance, psf_fwhm, noise, seed, out, device
     )
     say(f"wrote {fits_path} and {png}")
 
@@ -867,12 +874,17 @@ def generate_evaluate(
     n: Annotated[int, typer.Option(help="Held-out objects to generate for.")] = 256,
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 2.0,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; bf16 on CUDA.")
+    ] = "auto",
 ) -> None:
     """Fréchet distances, conditional fidelity and memorisation on held-out galaxies."""
     from astroloom.evaluate.probe import save_tables
     from astroloom.generate.evaluate import evaluate_denoiser, markdown
 
-    result = evaluate_denoiser(denoiser, baseline, n=n, steps=steps, guidance=guidance)
+    result = evaluate_denoiser(
+        denoiser, baseline, n=n, steps=steps, guidance=guidance, device=device
+    )
     save_tables(denoiser, "generate_eval", result, markdown(result))
     say(markdown(result))
 

@@ -11,6 +11,7 @@ with a JSON description beside them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -53,6 +54,7 @@ class DenoiserConfig:
     held_out: float = 0.1
     seed: int = 0
     threads: int = 0
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N; bf16 autocast on CUDA
 
     def validate(self) -> None:
         if self.prediction not in ("v", "epsilon"):
@@ -97,8 +99,37 @@ class Denoiser:
             return None
         return torch.from_numpy(((cond - self.cond_mean) / self.cond_std).astype(np.float32))
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        return self.net(x, t, cond)
+        """The network's output for ``x`` wherever ``x`` lives: the network runs on its own
+        device (bf16 autocast on CUDA), the sampler's arithmetic stays in fp32 beside it."""
+        dev = self.device
+        with autocast_for(dev):
+            out = self.net(x.to(dev), t.to(dev), None if cond is None else cond.to(dev))
+        return out.float().to(x.device)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this machine has no CUDA device")
+    return device
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; on CPU, fp32 (bf16 matmul there is far slower)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def orientation_augment(
@@ -184,7 +215,8 @@ def train_denoiser(
         cond_dim=foundation.model.cfg.n_embd if conds else 0,
         channels=list(cfg.channels),
     )
-    net = UNet(ucfg)
+    device = resolve_device(cfg.device)
+    net = UNet(ucfg).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     schedule = CosineSchedule(cfg.schedule_steps)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -213,7 +245,10 @@ def train_denoiser(
         t = torch.randint(1, cfg.schedule_steps + 1, (cfg.batch_size,), generator=gen)
         xt = schedule.add_noise(x0, noise, t)
         target = noise if cfg.prediction == "epsilon" else schedule.v_target(x0, noise, t)
-        loss = F.mse_loss(net(xt, t, cond), target)
+        xt, t, target = xt.to(device), t.to(device), target.to(device)
+        with autocast_for(device):
+            pred = net(xt, t, None if cond is None else cond.to(device))
+        loss = F.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -245,7 +280,7 @@ def train_denoiser(
         "train_time_s": time.perf_counter() - began,
         "final_loss": log[-1]["loss"],
     }
-    tensors = {k: v.contiguous() for k, v in ema.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
     if mean is not None:
         tensors["cond_mean"] = torch.from_numpy(mean.astype(np.float32))
         tensors["cond_std"] = torch.from_numpy(std.astype(np.float32))
@@ -257,7 +292,7 @@ def train_denoiser(
     return out
 
 
-def load_denoiser(path: str | Path) -> Denoiser:
+def load_denoiser(path: str | Path, device: str = "auto") -> Denoiser:
     path = Path(path)
     if not (path / "denoiser.json").is_file() or not (path / "denoiser.safetensors").is_file():
         raise DataError(f"{path} holds no denoiser (denoiser.json + denoiser.safetensors)")
@@ -269,7 +304,7 @@ def load_denoiser(path: str | Path) -> Denoiser:
     net = UNet(UNetConfig(**meta["unet"]))
     net.load_state_dict(tensors)
     return Denoiser(
-        net=net.eval(),
+        net=net.eval().to(resolve_device(device)),
         schedule=CosineSchedule(meta["config"]["schedule_steps"]),
         prediction=meta["config"]["prediction"],
         scale=meta["scale"],

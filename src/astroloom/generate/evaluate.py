@@ -120,6 +120,7 @@ def evaluate_denoiser(
     guidance: float = 2.0,
     seed: int = 0,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict:
     """Every figure above for a trained denoiser on its held-out galaxies, for each
     conditioning source it was trained with, and for an unconditional baseline if given."""
@@ -131,7 +132,7 @@ def evaluate_denoiser(
     from astroloom.generate.pipeline import sample
     from astroloom.model.foundation import load_foundation
 
-    den = load_denoiser(denoiser_dir)
+    den = load_denoiser(denoiser_dir, device)
     meta = den.meta
     foundation = load_foundation(meta["foundation_run"])
     data = load_multimodal_set(meta["data"], foundation.modalities)
@@ -192,7 +193,7 @@ def evaluate_denoiser(
         generated = sample(den, cond, 1, steps, 0.0, guidance, seed, progress=progress)
         result["modes"][source] = score(generated, held.labels, time.perf_counter() - began)
     if baseline_dir is not None:
-        base = load_denoiser(baseline_dir)
+        base = load_denoiser(baseline_dir, device)
         began = time.perf_counter()
         generated = sample(base, None, len(real), steps, 0.0, 1.0, seed, progress=progress)
         result["modes"]["unconditional"] = score(

@@ -81,8 +81,9 @@ def run_sample(
     noise: float,
     seed: int,
     out: str | Path,
+    device: str = "auto",
 ) -> tuple[Path, Path]:
-    den = load_denoiser(denoiser_dir)
+    den = load_denoiser(denoiser_dir, device)
     meta = den.meta
     foundation = load_foundation(meta["foundation_run"]) if mode != "unconditional" else None
     chosen = None

@@ -108,7 +108,7 @@ def invert_condition(
         t = torch.randint(1, den.schedule.steps + 1, (len(x),), generator=gen)
         target = noise if den.prediction == "epsilon" else den.schedule.v_target(x, noise, t)
         loss = F.mse_loss(
-            den.net(den.schedule.add_noise(x, noise, t), t, cond.expand(len(x), -1)), target
+            den(den.schedule.add_noise(x, noise, t), t, cond.expand(len(x), -1)), target
         )
         opt.zero_grad()
         loss.backward()
