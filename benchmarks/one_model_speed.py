@@ -1,0 +1,96 @@
+"""The one model (``MultimodalModel`` with ``modalities=['image']``) against astroloom 0.1's
+image-only GPT (benchmarks/gpt_v01.py), without AstroPT in the loop: many short rounds,
+alternating, so that the median of per-round ratios is steady on a shared machine. Same
+shape as benchmarks/vs_astropt.py (6 layers, 8 heads, width 256, 64 patches of 8×8×3;
+training batch 32, embedding batch 256 with tokenising included).
+
+    .venv/bin/python benchmarks/one_model_speed.py [--rounds 15] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from astroloom.config import ModelConfig, RunConfig
+from astroloom.model.multimodal import MultimodalModel
+from astroloom.tokenize.image import ImageTokenizer
+from astroloom.train.loop import make_optimizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gpt_v01 import ImageGPT, next_patch_error  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--compile", action="store_true")
+    args = ap.parse_args()
+    cfg = ModelConfig(n_layer=6, n_head=8, n_embd=256)
+    tok = ImageTokenizer(8, [1.0, 1.0, 1.0], pixel_scale=0.262)
+    g = torch.Generator().manual_seed(0)
+    images, big = torch.randn(32, 3, 64, 64, generator=g), torch.randn(256, 3, 64, 64, generator=g)
+    wrap = torch.compile if args.compile else (lambda m: m)
+
+    torch.manual_seed(0)
+    ours = MultimodalModel(cfg)
+    fwd, opt = wrap(ours), make_optimizer(ours, RunConfig(model=cfg))
+    batch = {"image": tok.tokens(images)}
+    plan = ours.canonical_plan(batch, "autoregressive")
+
+    def train_ours() -> None:
+        total, count = fwd(batch, plan)["image"]
+        opt.zero_grad()
+        (total / count).backward()
+        opt.step()
+
+    def embed_ours() -> None:
+        with torch.no_grad():
+            ours.embed({"image": tok.tokens(big)})
+
+    torch.manual_seed(0)
+    old = ImageGPT(cfg)
+    fwd_old, opt_old = wrap(old), make_optimizer(old, RunConfig(model=cfg))
+    x = tok.encode(images)[0]
+
+    def train_old() -> None:
+        loss = next_patch_error(fwd_old(x), x)
+        opt_old.zero_grad()
+        loss.backward()
+        opt_old.step()
+
+    def embed_old() -> None:
+        with torch.no_grad():
+            old.embed(tok.encode(big)[0])
+
+    for fn in (train_ours, train_old, embed_ours, embed_old):  # warm-up (and compile)
+        fn()
+        fn()
+    ratios = {"train": [], "embed": []}
+    for _ in range(args.rounds):
+        ratios["train"].append(timed(train_old, 5) / timed(train_ours, 5))
+        ratios["embed"].append(timed(embed_old, 2) / timed(embed_ours, 2))
+    print(
+        f"one model / astroloom 0.1 GPT, {torch.get_num_threads()} threads, "
+        f"{'compiled' if args.compile else 'eager'}, {args.rounds} rounds "
+        "(speed ratio; > 1 = faster)"
+    )
+    for what, r in ratios.items():
+        q = statistics.quantiles(r, n=4)
+        print(f"{what:<6} median {statistics.median(r):.3f}  quartiles [{q[0]:.3f}, {q[2]:.3f}]")
+
+
+if __name__ == "__main__":
+    main()
