@@ -72,8 +72,12 @@ def test_torchrun_two_ranks_match_one_process(mock_dir, tmp_path):
     # One closing summary for the job (rank 0's), though both ranks ran the command.
     assert result.stdout.count("trained ") == 1, result.stdout
 
-    # MFU: the peak is the machine's, measured with every rank at once, so a one-process
-    # run using the whole machine gives the same peak: the MFU ratio is the speed ratio.
+    # MFU: the peak is the job's — every rank measures at once and the figures are summed —
+    # and each run records it. A one-process run using the whole machine must then get the
+    # same FLOPs per token out of mfu × peak / tokens_per_s as the two-rank job: the same
+    # definition, whatever the machine's speed at either moment. (The speed ratio of two
+    # runs made a minute apart is not asserted: on this shared box it drifted from 0.59 to
+    # 1.01 over three repeats while each run's MFU stayed put; docs/benchmarks.md.)
     train(
         tiny_config(mock_dir, tmp_path / "whole", 4, "train.checkpoint_every=1000"),
         progress=False,
@@ -81,8 +85,14 @@ def test_torchrun_two_ranks_match_one_process(mock_dir, tmp_path):
     ddp = json.loads(ddp_rows[0])
     whole = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[0])
     assert 0 < ddp["mfu"] <= 1 and 0 < whole["mfu"] <= 1
-    speed = ddp["tokens_per_s"] / whole["tokens_per_s"]
-    assert ddp["mfu"] / whole["mfu"] == pytest.approx(speed, rel=0.25)
+
+    def flops_per_token(row):
+        return row["mfu"] * row["peak_flops"] / row["tokens_per_s"]
+
+    assert flops_per_token(ddp) == pytest.approx(flops_per_token(whole), rel=1e-9)
+    # Both peaks are this machine's (within its moment-to-moment spread), not a per-rank
+    # figure multiplied or divided by the world size.
+    assert 0.5 < ddp["peak_flops"] / whole["peak_flops"] < 2.0
     # Energy counts the cores the job occupies on its one node, never more than it has.
     impact = json.loads((tmp_path / "ddp" / "impact.json").read_text())
     busy = [a for a in impact["assumptions"] if "busy thread" in a][0]
