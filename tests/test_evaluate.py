@@ -202,7 +202,17 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     result = CliRunner().invoke(app, ["anomalies", str(path), "--top", "5"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
-    assert metrics["n_positive"] == 20 and 0.0 <= metrics["roc_auc"] <= 1.0
+    # The printed ROC-AUC is the rare labels' against the printed method's scores.
+    from sklearn.metrics import roc_auc_score
+
+    emb = read_embeddings(path)
+    expected = roc_auc_score(emb.labels["is_rare"] == 1, anomaly_scores(emb.vectors, "iforest"))
+    assert metrics["n_positive"] == 20
+    assert metrics["roc_auc"] == pytest.approx(expected, abs=1e-9)
+    # And a planted outlier tops the ranking: an embedding pushed far from the rest.
+    planted = emb.vectors.copy()
+    planted[7] += 50 * emb.vectors.std(0)
+    assert int(np.argmax(anomaly_scores(planted, "knn"))) == 7
 
     png, coords = tmp_path / "map.png", tmp_path / "map.parquet"
     args = ["map", str(path), "--color", "redshift", "--color", "morph_type", "--out", str(png)]

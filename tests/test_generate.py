@@ -317,4 +317,19 @@ def test_generate_cli_sample_and_evaluate(denoiser_dir, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((denoiser_dir / "generate_eval.json").read_text())
     others = report["modes"]["others"]
-    assert others["frechet_foundation"]["floor"] >= 0 and "mag_r" in others["fidelity"]
+    floor = others["frechet_foundation"]["floor"]
+    assert np.isfinite(floor) and floor > 0 and "mag_r" in others["fidelity"]
+
+
+def test_frechet_floor_knows_the_answer():
+    """Generated from the held-out distribution: the distance sits at the floor; shifted by
+    d in every one of 4 dimensions: floor + 4 d² (the ‖μ − μ′‖² term), as it must."""
+    from astroloom.generate.evaluate import fd_with_floor
+
+    rng = np.random.default_rng(0)
+    held = rng.normal(size=(2000, 4))
+    same = fd_with_floor(rng.normal(size=(2000, 4)), held)
+    assert same["n"] == 1000 and 0 < same["floor"] < 0.05
+    assert same["generated"] == pytest.approx(same["floor"], abs=0.05)
+    shifted = fd_with_floor(rng.normal(size=(2000, 4)) + 0.5, held)
+    assert shifted["generated"] == pytest.approx(shifted["floor"] + 4 * 0.5**2, abs=0.08)
