@@ -17,13 +17,11 @@ from pathlib import Path
 
 import torch
 
-from astroloom.config import ModelConfig, RunConfig
-from astroloom.model.multimodal import MultimodalModel
+from astroloom.config import ModelConfig
 from astroloom.tokenize.image import ImageTokenizer
-from astroloom.train.loop import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpt_v01 import ImageGPT, next_patch_error  # noqa: E402
+from image_contenders import gpt_v01, one_model  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -44,37 +42,8 @@ def main() -> None:
     images, big = torch.randn(32, 3, 64, 64, generator=g), torch.randn(256, 3, 64, 64, generator=g)
     wrap = torch.compile if args.compile else (lambda m: m)
 
-    torch.manual_seed(0)
-    ours = MultimodalModel(cfg)
-    fwd, opt = wrap(ours), make_optimizer(ours, RunConfig(model=cfg))
-    batch = {"image": tok.tokens(images)}
-    plan = ours.canonical_plan(batch, "autoregressive")
-
-    def train_ours() -> None:
-        total, count = fwd(batch, plan)["image"]
-        opt.zero_grad()
-        (total / count).backward()
-        opt.step()
-
-    def embed_ours() -> None:
-        with torch.no_grad():
-            ours.embed({"image": tok.tokens(big)})
-
-    torch.manual_seed(0)
-    old = ImageGPT(cfg)
-    fwd_old, opt_old = wrap(old), make_optimizer(old, RunConfig(model=cfg))
-    x = tok.encode(images)[0]
-
-    def train_old() -> None:
-        loss = next_patch_error(fwd_old(x), x)
-        opt_old.zero_grad()
-        loss.backward()
-        opt_old.step()
-
-    def embed_old() -> None:
-        with torch.no_grad():
-            old.embed(tok.encode(big)[0])
-
+    train_ours, embed_ours, _ = one_model(cfg, tok, images, big, wrap)
+    train_old, embed_old, _ = gpt_v01(cfg, tok, images, big, wrap)
     for fn in (train_ours, train_old, embed_ours, embed_old):  # warm-up (and compile)
         fn()
         fn()

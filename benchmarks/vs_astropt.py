@@ -31,13 +31,12 @@ from pathlib import Path
 import torch
 from astropt.model import GPT, GPTConfig, ModalityConfig, ModalityRegistry
 
-from astroloom.config import ModelConfig, RunConfig
-from astroloom.model.multimodal import MultimodalModel
+from astroloom.config import ModelConfig
 from astroloom.tokenize.image import ImageTokenizer
-from astroloom.train.loop import make_optimizer, measure_matmul_peak
+from astroloom.train.loop import measure_matmul_peak
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpt_v01 import ImageGPT, next_patch_error  # noqa: E402
+from image_contenders import gpt_v01, one_model  # noqa: E402
 
 N_LAYER, N_HEAD, N_EMBD, TOKENS, PATCH, BATCH = 6, 8, 256, 64, 8 * 8 * 3, 32
 EMBED_BATCH = 256
@@ -79,42 +78,8 @@ def contenders(tokeniser: str, compiled: bool) -> dict[str, tuple]:
     wrap = torch.compile if compiled else (lambda m: m)
     out = {}
 
-    torch.manual_seed(0)
-    ours = MultimodalModel(cfg)
-    fwd = wrap(ours)
-    opt = make_optimizer(ours, RunConfig(model=cfg))
-    batch = {"image": tok.tokens(images)}
-    plan = ours.canonical_plan(batch, "autoregressive")
-
-    def step_ours() -> None:
-        errors = fwd(batch, plan)
-        total, count = errors["image"]
-        opt.zero_grad()
-        (total / count).backward()
-        opt.step()
-
-    def embed_ours() -> None:  # tokenising included: what `astroloom embed` pays per batch
-        with torch.no_grad():
-            ours.embed({"image": tok.tokens(big_images)})
-
-    out["astroloom"] = (step_ours, embed_ours, ours)
-
-    torch.manual_seed(0)
-    old = ImageGPT(cfg)
-    fwd_old = wrap(old)
-    opt_old = make_optimizer(old, RunConfig(model=cfg))
-
-    def step_old() -> None:
-        loss = next_patch_error(fwd_old(x), x)
-        opt_old.zero_grad()
-        loss.backward()
-        opt_old.step()
-
-    def embed_old() -> None:
-        with torch.no_grad():
-            old.embed(tok.encode(big_images)[0])
-
-    out["astroloom 0.1 GPT"] = (step_old, embed_old, old)
+    out["astroloom"] = one_model(cfg, tok, images, big_images, wrap)
+    out["astroloom 0.1 GPT"] = gpt_v01(cfg, tok, images, big_images, wrap)
 
     theirs = astropt_model(tokeniser)
     fwd_theirs = wrap(theirs)

@@ -25,6 +25,9 @@ RUN_HELP = (
     "run directory or checkpoint, or a model name: shipped (astroloom/mock-tiny) or on the "
     "Hugging Face Hub (owner/name[@revision]); also given as --model NAME_OR_PATH."
 )
+LayerOption = Annotated[
+    int | None, typer.Option(help="Block whose output to pool (default: middle).")
+]
 # Sub-command groups: their commands are two words long ("generate train").
 GROUPS = ("data", "scaling", "generate")
 
@@ -345,9 +348,7 @@ def embed(
     out: Annotated[
         Path | None, typer.Option(help="Output Parquet (default RUN/embeddings.parquet).")
     ] = None,
-    layer: Annotated[
-        int | None, typer.Option(help="Block whose output to pool (default: middle).")
-    ] = None,
+    layer: LayerOption = None,
     pool: Annotated[
         str,
         typer.Option(
@@ -546,9 +547,7 @@ def push(
 def export(
     run: Annotated[Path, typer.Argument(help=RUN_HELP)],
     onnx: Annotated[Path, typer.Option(help="ONNX file to write (image → embedding).")],
-    layer: Annotated[
-        int | None, typer.Option(help="Block whose output to pool (default: middle).")
-    ] = None,
+    layer: LayerOption = None,
     pool: Annotated[str, typer.Option(help="meanstd, mean or last.")] = "meanstd",
     zero_point: Annotated[
         float | None,

@@ -123,7 +123,8 @@ def write_hub_folder(
         raise CheckpointError(f"--out {out} is the run itself; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
-        shutil.copyfile(ckpt / name, out / name)
+        if name != "config.json":  # written below, with the data path scrubbed
+            shutil.copyfile(ckpt / name, out / name)
     impact = _read_json(home / "impact.json")
     bench_path = Path(bench) if bench is not None else home / "bench" / "bench.json"
     if bench is not None and not bench_path.is_file():
