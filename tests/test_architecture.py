@@ -19,12 +19,15 @@ ALLOWED = {
     "train": {"config", "data", "tokenize", "model", "paths"},
     "discover": {"data"},
     "report": {"data"},
-    "evaluate": {"config", "data", "tokenize", "model", "train", "discover", "paths"},
+    "interpret": {"data", "tokenize", "model", "report", "paths"},
+    "evaluate": {
+        "config", "data", "tokenize", "model", "train", "discover", "interpret", "paths"
+    },
     "scaling": {"config", "model", "train"},
     "generate": {"config", "data", "tokenize", "model", "evaluate", "report", "paths"},
     "demo": {
         "config", "data", "tokenize", "model", "train", "evaluate", "discover", "report",
-        "generate", "paths",
+        "generate", "interpret", "paths",
     },
 }
 

@@ -20,9 +20,10 @@ def test_demo_writes_a_complete_report(tmp_path):
     )
     html = result.report.read_text()
     assert result.report == tmp_path / "demo" / "report.html"
-    # Loss curve, probe scatter, the UMAP map, predicted spectra, four pages of generated
-    # galaxies and the modalities are embedded as PNG images.
-    assert len(re.findall(r"data:image/png;base64,", html)) == 9
+    # Loss curve, probe scatter, the UMAP map, the attribution and surprise maps, predicted
+    # spectra, four pages of generated galaxies and the modalities are embedded as PNGs.
+    assert len(re.findall(r"data:image/png;base64,", html)) == 10
+    assert "What the model looks at" in html
     for label in DEMO_TARGETS:
         assert f"<td>{label}</td>" in html
     probe = json.loads((tmp_path / "demo" / "probe.json").read_text())
@@ -39,6 +40,7 @@ def test_demo_writes_a_complete_report(tmp_path):
         "embed",
         "probe",
         "map",
+        "explain",
         "predict",
         "train denoiser",
         "generate",

@@ -143,7 +143,10 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert best > 0.6  # brightness is in the pixels; even a brief pretraining encodes it
     z_rows = [r for c in bench["curves"] if c["target"] == "redshift" for r in c["rows"]]
     assert all("nmad" in r and "outlier_fraction" in r for r in z_rows)
-    assert set(bench["anomalies"]) == {"foundation", "pixel PCA", "random weights", "hand-crafted"}
+    assert set(bench["anomalies"]) == {
+        "foundation", "foundation surprise", "pixel PCA", "random weights", "hand-crafted"
+    }
+    assert set(bench["anomalies"]["foundation surprise"]) == {"two-sided", "one-sided"}
     hand = [r for r in rows if r["feature"] == "hand-crafted" and r["budget"] == -1]
     assert hand and hand[0]["r2"] > 0.8  # flux is measured directly: a strong first-wave baseline
     assert bench["anomalies"]["foundation"]["iforest"]["n_positive"] == 20

@@ -636,6 +636,66 @@ def anomalies(
         say(json.dumps(anomaly_metrics(scores, emb.labels[label] == 1)))
 
 
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help=RUN_HELP)],
+    data: Annotated[Path, typer.Argument(help="A dataset directory.")],
+    id: Annotated[str, typer.Option("--id", help="Id of the object to explain.")],
+    target: Annotated[
+        str | None, typer.Option(help="Label whose probe prediction to explain.")
+    ] = None,
+    anomaly: Annotated[bool, typer.Option(help="Explain the object's anomaly score.")] = False,
+    neighbour: Annotated[
+        str | None, typer.Option(help="Explain the similarity to this object.")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="occlusion, integrated-gradients, attention or surprise (default: occlusion "
+            "when something is to be explained, else surprise)."
+        ),
+    ] = None,
+    modality: Annotated[
+        list[str] | None,
+        typer.Option(help="Modality to explain from (repeatable; default all it has)."),
+    ] = None,
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="Class whose logit to explain (class labels).")
+    ] = None,
+    layer: LayerOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for the PNG and FITS (default RUN/explain).")
+    ] = None,
+) -> None:
+    """Why the model says what it says about one object: an attribution, attention or
+    surprise map, as a PNG and a FITS file of the raw maps."""
+    from astroloom.interpret.explain import explain_object
+
+    result = explain_object(
+        run,
+        data,
+        id,
+        target=target,
+        anomaly=anomaly,
+        neighbour=neighbour,
+        method=method,
+        modalities=modality or None,
+        layer=layer,
+        class_name=class_name,
+        out=out or output_home(run) / "explain",
+    )
+    first = result.maps[0]
+    value = f" = {first.value:.4g}" if first.value is not None else ""
+    say(f"{first.method} map of {first.object_id}: {first.what}{value}")
+    for m, tokens in first.tokens.items():
+        finite = tokens[np.isfinite(tokens)]
+        if len(finite):
+            top = int(np.nanargmax(np.abs(tokens)))
+            biggest = abs(tokens[top])
+            say(f"  {m}: {len(finite)} tokens, largest |value| {biggest:.4g} (token {top})")
+    say(f"wrote {result.png} and {result.fits}")
+
+
 @app.command("map")
 def embedding_map(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],

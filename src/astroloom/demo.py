@@ -176,6 +176,10 @@ def run_demo(
     timings["map"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    explained = explain_examples(trained.run_dir, data_dir, emb_path, out)
+    timings["explain"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     cross = cross_modal(trained.run_dir, data_dir, out, seed)
     timings["predict"] = time.perf_counter() - clock
 
@@ -208,6 +212,7 @@ def run_demo(
         generation,
         sampling={"steps": sample_steps, "inversion_iters": inversion_iters},
         mapped=mapped,
+        explained=explained,
     )
     timings["report"] = time.perf_counter() - clock
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
@@ -271,6 +276,57 @@ def cross_modal(run: Path, data_dir: Path, out: Path, seed: int, limit: int = 20
     return result
 
 
+def explain_examples(
+    run: Path, data_dir: Path, embeddings: Path, out: Path, limit: int = 2000
+) -> dict:
+    """Two maps for the report: where the redshift probe reads an ordinary galaxy's
+    redshift (occlusion), and where a galaxy crossed by a satellite trail surprises the
+    model (its prediction error per patch against the usual error there)."""
+    from astroloom.interpret.attribution import Explainer
+    from astroloom.interpret.explain import physical_maps
+    from astroloom.report.plots import plot_explanation
+
+    foundation = load_foundation(run)
+    data = load_multimodal_set(data_dir, ["image"])
+    kinds = data.labels["morph_type"]
+    rows = np.flatnonzero(data.present["image"])
+    special = [r for r in rows if kinds[r] in ("trail", "arc")][:1]
+    data = keep(data, np.unique(np.concatenate([rows[:limit], special]).astype(int)))
+    emb = read_embeddings(embeddings)
+    where = {str(i): k for k, i in enumerate(emb.ids)}
+    vectors = emb.vectors[[where[str(i)] for i in data.ids]]
+    explainer = Explainer(
+        foundation,
+        data,
+        ["image"],
+        emb.meta.get("layer"),
+        emb.meta.get("pool", "meanstd"),
+        embeddings=vectors,
+    )
+    explainer.reference(limit=500)
+    ordinary = str(data.ids[np.flatnonzero(data.labels["morph_type"] == "late")[0]])
+    maps = [explainer.occlusion(ordinary, explainer.probe("redshift"))]
+    unusual = np.flatnonzero(np.isin(data.labels["morph_type"], ["trail", "arc"]))
+    if len(unusual):
+        maps.append(explainer.surprise(str(data.ids[unusual[0]])))
+    panels = []
+    for tm in maps:
+        row = explainer.row(tm.object_id)
+        panels.append(
+            (tm, physical_maps(explainer, tm), {"image": data.arrays["image"][row]})
+        )
+    figure = out / "figures" / "explain.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_explanation(panels, figure, data.info.normalisation.get("image", {}).get("scale"))
+    return {
+        "figure": str(figure),
+        "maps": [
+            {"id": tm.object_id, "method": tm.method, "what": tm.what, "value": tm.value}
+            for tm in maps
+        ],
+    }
+
+
 def generation_markdown(result: dict) -> str:
     return markdown(result)
 
@@ -285,6 +341,7 @@ def write_demo_report(
     generation: dict,
     sampling: dict | None = None,
     mapped: dict | None = None,
+    explained: dict | None = None,
 ) -> Path:
     _, cfg, _ = load_checkpoint(trained.run_dir)
     figs = out / "figures"
@@ -333,6 +390,11 @@ def write_demo_report(
                 "map",
                 f"UMAP of the all-modality embeddings of {mapped['n'] if mapped else 0} objects",
                 f"{timings.get('map', 0.0):.1f}",
+            ],
+            [
+                "explain",
+                "an occlusion map of the redshift probe and a surprise map of a rare galaxy",
+                f"{timings.get('explain', 0.0):.1f}",
             ],
             [
                 "predict",
@@ -390,6 +452,22 @@ def write_demo_report(
             f"(a random layout: {mapped['n_neighbors'] / mapped['n']:.1%}). Grey: objects "
             "without that label.",
         )
+    if explained:
+        report.heading("What the model looks at")
+        first = explained["maps"][0]
+        caption = (
+            f"Top: occlusion map of the redshift probe for galaxy {first['id']} (predicted "
+            f"redshift {first['value']:.3f}): red patches raise the prediction when present, "
+            "blue ones lower it. "
+        )
+        if len(explained["maps"]) > 1:
+            caption += (
+                f"Bottom: surprise map of {explained['maps'][1]['id']}, a galaxy with a "
+                "painted rare feature: the log of the model's error in predicting each patch "
+                "over its usual error there. `astroloom explain RUN DATA --id ID` draws these "
+                "for any object."
+            )
+        report.figure(Path(explained["figure"]), caption)
     report.heading("Cross-modal prediction: spectra from images")
     phot = cross.get("photometry_r2_from_image") or {}
     report.paragraph(

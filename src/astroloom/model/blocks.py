@@ -3,6 +3,8 @@ attention (causal, or bidirectional over the keys a mask marks present) and a GE
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,6 +38,22 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+    def weights(
+        self, x: torch.Tensor, causal: bool = True, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The attention probabilities ``(B, heads, T, T)`` that :meth:`forward` applies to
+        ``x`` (computed explicitly: the fused kernel never forms them). For attention maps."""
+        b, t, c = x.shape
+        q, k, _ = self.qkv(x).split(c, dim=2)
+        q, k = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(c // self.n_head)
+        if causal:
+            future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        elif key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1)
 
 
 class MLP(nn.Module):

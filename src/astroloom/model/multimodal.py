@@ -485,6 +485,29 @@ class MultimodalModel(nn.Module):
             states = [s[:, 1:] for s in states]
         return states, seq
 
+    @torch.no_grad()
+    def attention(
+        self, batch: dict[str, ModalityTokens], upto: int | None = None
+    ) -> tuple[list[torch.Tensor], Sequence]:
+        """Attention probabilities ``(B, heads, T, T)`` of each block up to ``upto`` under the
+        embedding plan, over the slots of :meth:`hidden_states` (the autoregressive start
+        slot left out and the rows renormalised), and the sequence: what an object's
+        embedding draws on (attention rollout, ``astroloom explain``)."""
+        plan = self.canonical_plan(batch, self.embedding_objective())
+        seq = self._sequence(batch, plan)
+        causal = plan.objective == "autoregressive"
+        key_mask = None if causal else seq.present
+        x = self._inputs(seq, plan.objective)
+        maps = []
+        for block in self.blocks[: upto if upto is not None else len(self.blocks)]:
+            a = block.attn.weights(block.ln_1(x), causal, key_mask)
+            if causal:
+                a = a[..., 1:, 1:]
+                a = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
+            maps.append(a)
+            x = block(x, causal, key_mask)
+        return maps, seq
+
     def predictions(
         self, batch: dict[str, ModalityTokens], plan: Plan
     ) -> tuple[Sequence, torch.Tensor]:
@@ -590,7 +613,10 @@ class MultimodalModel(nn.Module):
             total = total + has * mean
             if pool == "meanstd":
                 var = (((h - mean[:, None]) ** 2) * w).sum(1) / n.clamp_min(1.0)
-                spread = spread + has * var.clamp_min(0).sqrt()
+                # sqrt(0) has an infinite slope: zero spread (an absent modality, a single
+                # token) is kept out of the root so that gradients stay finite (attribution).
+                spread_m = torch.where(var > 0, var, torch.ones_like(var)).sqrt() * (var > 0)
+                spread = spread + has * spread_m
             count = count + has
         mean = total / count.clamp_min(1.0)
         if pool == "mean":

@@ -387,3 +387,82 @@ def plot_embedding_map(
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
+
+
+def plot_explanation(
+    panels: Sequence[tuple],
+    out: str | Path,
+    scale: Sequence[float] | None = None,
+) -> Path:
+    """One row per map: ``(map, physical, observed)`` with ``map`` a TokenMap (its
+    ``object_id``, ``method`` and ``what``), ``physical`` the map per modality in its own
+    coordinates, ``observed`` the object's image / spectrum / light curve. The image map is
+    drawn beside the picture on a diverging scale; spectrum and light-curve maps under
+    the data."""
+    kinds = ("image", "spectrum", "photometry", "lightcurve")
+    widths = {"image": 2, "spectrum": 3, "photometry": 1, "lightcurve": 2}
+    rows = [[k for k in kinds if k in phys] for _, phys, _ in panels]
+    ncols = max(sum(widths[k] for k in r) for r in rows)
+    fig = plt.figure(figsize=(2.3 * ncols, 2.8 * len(panels)), dpi=100)
+    grid = fig.add_gridspec(len(panels), ncols)
+    for r, ((tm, phys, obs), present) in enumerate(zip(panels, rows, strict=True)):
+        col = 0
+        for kind in present:
+            values = np.asarray(phys[kind], float)
+            lim = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+            lim = lim or 1.0
+            signed = bool(np.nanmin(values) < 0) if np.isfinite(values).any() else True
+            cmap, vmin = ("RdBu_r", -lim) if signed else ("magma", 0.0)
+            if kind == "image":
+                ax = fig.add_subplot(grid[r, col])
+                image = obs.get("image")
+                if image is not None and len(image) >= 3 and scale is not None:
+                    ax.imshow(rgb_composite(image[:3], scale[:3]), origin="lower")
+                elif image is not None:
+                    ax.imshow(np.arcsinh(np.nan_to_num(image[0])), origin="lower", cmap="gray")
+                ax.set_title(f"{str(tm.object_id)[-18:]}", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax = fig.add_subplot(grid[r, col + 1])
+                shown = ax.imshow(values, origin="lower", cmap=cmap, vmin=vmin, vmax=lim)
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+                ax.set_title(tm.method, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            elif kind == "spectrum":
+                ax = fig.add_subplot(grid[r, col : col + widths[kind]])
+                wave = phys.get("spectrum_wavelength", np.arange(len(values)))
+                flux = obs.get("spectrum")
+                if flux is not None:
+                    ax.plot(wave, flux, color="0.6", lw=0.5)
+                ax.set_ylabel("flux", fontsize=7)
+                twin = ax.twinx()
+                twin.fill_between(wave, 0, np.nan_to_num(values), color="C3", alpha=0.6, lw=0)
+                twin.set_ylabel(tm.method, fontsize=7, color="C3")
+                ax.set_xlabel("observed wavelength (Å)", fontsize=7)
+                ax.set_title("spectrum", fontsize=8)
+            elif kind == "lightcurve":
+                ax = fig.add_subplot(grid[r, col : col + widths[kind]])
+                time = phys.get("lightcurve_time", np.arange(len(values)))
+                mag = obs.get("lightcurve", np.zeros(len(values)))
+                shown = ax.scatter(time, mag, c=values, cmap=cmap, vmin=vmin, vmax=lim, s=10)
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+                ax.invert_yaxis()
+                ax.set(xlabel="days", ylabel="relative magnitude")
+                ax.set_title("light curve", fontsize=8)
+            else:
+                ax = fig.add_subplot(grid[r, col])
+                ax.bar(np.arange(len(values)), np.nan_to_num(values), color="C0")
+                ax.set_title("photometry (per band)", fontsize=8)
+            col += widths[kind]
+        fig.text(
+            0.01,
+            1 - (r + 0.02) / len(panels),
+            f"{tm.method}: {tm.what}" + (f" = {tm.value:.3g}" if tm.value is not None else ""),
+            fontsize=8,
+            va="top",
+        )
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,201 @@
+"""Attribution, attention and surprise maps measured (docs/benchmarks.md, "Attribution").
+
+    .venv/bin/python benchmarks/interpret.py [--data DIR] [--survey runs/reference/data]
+
+With the shipped model ``astroloom/mock-tiny`` (5 blocks × 128, the ``tiny`` preset) on a
+mock survey (simulated into ``--data`` when that folder is empty):
+
+1. speed of one object's map per method (64 image patches), median over objects;
+2. a label planted in four patches: share of the attribution mass that lands there;
+3. the redshift probe from spectra: how often the integrated-gradient peak lies within
+   20 Å of an emission line at the galaxy's redshift, beside the chance rate;
+4. surprise maps of painted satellite trails and lensed arcs: how often the most
+   surprising patch lies on the painted light;
+5. the sanity checks (Adebayo et al. 2018): rank correlations after randomisation;
+6. with ``--survey``: surprise anomaly scores against the survey's rare objects, per kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import galsim
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from astroloom.data.multiset import keep, load_multimodal_set
+from astroloom.data.shards import load_image_set
+from astroloom.data.sim import rare
+from astroloom.data.sim.survey import simulate_survey
+from astroloom.evaluate.metrics import anomaly_metrics
+from astroloom.interpret.attribution import Explainer
+from astroloom.interpret.sanity import sanity_checks
+from astroloom.interpret.surprise import image_surprise_scores
+from astroloom.model.foundation import Foundation
+from astroloom.tokenize.image import spiral_order
+
+LINES = np.array([3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718.3, 6732.7])  # Å, vacuum
+
+
+def grid_of(tokens: np.ndarray, g: int = 8) -> np.ndarray:
+    grid = np.full(g * g, np.nan)
+    grid[np.array(spiral_order(g))] = tokens
+    return grid.reshape(g, g)
+
+
+def speed(f: Foundation, galaxies, n: int) -> dict:
+    ex = Explainer(f, galaxies, use=["image"])
+    target = ex.probe("redshift")
+    ex.reference()
+    out = {}
+    for method in ("occlusion", "integrated-gradients", "attention", "surprise"):
+        times = []
+        for object_id in galaxies.ids[:n]:
+            start = time.perf_counter()
+            ex.explain(str(object_id), method, target if method in (
+                "occlusion", "integrated-gradients") else None)
+            times.append(time.perf_counter() - start)
+        out[method] = statistics.median(times)
+    return out
+
+
+def planted(f: Foundation, galaxies, n: int) -> dict:
+    n0 = len(galaxies.ids)
+    data = keep(galaxies, np.tile(np.arange(n0), 4))
+    data.ids = np.array([f"{i}-r{k // n0}" for k, i in enumerate(data.ids)], dtype=object)
+    images = data.arrays["image"].copy()
+    for r in range(4):
+        images[r * n0 : (r + 1) * n0] = np.rot90(images[r * n0 : (r + 1) * n0], r, axes=(2, 3))
+    soft = f.tokenizer.image.normalise(torch.from_numpy(images)).soft.numpy()
+    y, x = np.indices(images.shape[-2:])
+    source = np.exp(-0.5 * ((y - 16) ** 2 + (x - 16) ** 2) / 2.0**2)
+    has = np.random.default_rng(0).random(len(images)) < 0.5
+    images += has[:, None, None, None] * 30 * soft[:, None, None, None] * source
+    data.arrays["image"] = images.astype(np.float32)
+    data.labels = {"planted": np.array(["source" if h else "none" for h in has], dtype=object)}
+    ex = Explainer(f, data, use=["image"])
+    target = ex.probe("planted", "source")
+    region = np.zeros((8, 8), bool)
+    region[1:3, 1:3] = True
+    out = {}
+    for method in ("occlusion", "integrated-gradients"):
+        shares = []
+        for object_id in data.ids[has][:n]:
+            grid = np.abs(grid_of(ex.explain(str(object_id), method, target).tokens["image"]))
+            shares.append(float(grid[region].sum() / grid.sum()))
+        out[method] = {"mean": float(np.mean(shares)), "median": float(np.median(shares)),
+                       "min": float(np.min(shares)), "n": len(shares)}
+    return out
+
+
+def spectral_lines(f: Foundation, data_dir: Path, n: int) -> dict:
+    data = load_multimodal_set(data_dir, ["spectrum"])
+    data = keep(data, data.present["spectrum"])
+    ex = Explainer(f, data, use=["spectrum"])
+    target = ex.probe("redshift")
+    wave = f.tokenizer["spectrum"].wavelength
+    late = np.flatnonzero(data.labels["morph_type"] == "late")[:n]
+    hits, chance = [], []
+    for i in late:
+        m = ex.integrated_gradients(str(data.ids[i]), target)
+        attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
+        lines = LINES * (1 + data.labels["redshift"][i])
+        near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
+        hits.append(bool(near[np.argmax(attr)]))
+        chance.append(float(near.mean()))
+    return {"hit_rate": float(np.mean(hits)), "chance": float(np.mean(chance)), "n": len(hits)}
+
+
+def painted(f: Foundation, galaxies, n: int) -> dict:
+    data = keep(galaxies, np.arange(len(galaxies.ids)))
+    images = data.arrays["image"].copy()
+    rng = np.random.default_rng(3)
+    chosen = rng.choice(len(images), n, replace=False)
+    where = {}
+    for k, i in enumerate(chosen):
+        host = images[i].astype(float)
+        fwhm = float(data.labels["psf_fwhm"][i])
+        if k % 2 == 0:
+            kind, new = "trail", rare.satellite_trail(host, fwhm, 0.262, rng)
+        else:
+            kind = "arc"
+            new = rare.lensed_arc(
+                host, np.array([5.0, 7.5, 10.0]), galsim.Gaussian(fwhm=fwhm), 64, 0.262, rng
+            )
+        extra = (new - host).sum(0)
+        where[str(data.ids[i])] = (kind, extra > 0.2 * extra.max())
+        images[i] = new
+    data.arrays["image"] = images.astype(np.float32)
+    ex = Explainer(f, data, use=["image"])
+    hits = {"trail": [], "arc": []}
+    for object_id, (kind, light) in where.items():
+        grid = grid_of(ex.surprise(object_id).tokens["image"])
+        r, c = np.unravel_index(np.nanargmax(grid), grid.shape)
+        hits[kind].append(bool(light[8 * r : 8 * r + 8, 8 * c : 8 * c + 8].any()))
+    scores = image_surprise_scores(f.model, f.tokenizer.image, data.arrays["image"])
+    truth = np.isin(data.ids, list(where))
+    return {
+        "hit_rate": {k: float(np.mean(v)) for k, v in hits.items()},
+        "n": {k: len(v) for k, v in hits.items()},
+        "roc_auc": {k: float(roc_auc_score(truth, s)) for k, s in scores.items()},
+    }
+
+
+def survey_anomalies(f: Foundation, survey: Path) -> dict:
+    images = load_image_set(survey)
+    is_rare = images.labels["is_rare"] == 1
+    kinds = images.labels["morph_type"].astype(str)
+    scores = image_surprise_scores(f.model, f.tokenizer.image, images.images)
+    out = {}
+    for name, s in scores.items():
+        out[name] = anomaly_metrics(s, is_rare)
+        for kind in np.unique(kinds[is_rare]):
+            keep_rows = (~is_rare) | (kinds == kind)
+            out[name][f"roc_auc_{kind}"] = float(roc_auc_score(is_rare[keep_rows], s[keep_rows]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("runs/interpret-survey"))
+    parser.add_argument("--survey", type=Path, default=None)
+    parser.add_argument("--model", default="astroloom/mock-tiny")
+    parser.add_argument("--out", type=Path, default=Path("runs/interpret.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if not (args.data / "dataset.json").exists():
+        simulate_survey(args.data, n_galaxies=600, n_stars=0, seed=5, workers=2, progress=True)
+    f = Foundation.from_pretrained(args.model)
+    data = load_multimodal_set(args.data, ["image"])
+    galaxies = keep(data, data.present["image"] & (data.labels["is_rare"] == 0))
+    result = {"model": args.model, "n_galaxies": len(galaxies.ids)}
+    result["seconds_per_map"] = speed(f, galaxies, 20)
+    print("seconds per map:", result["seconds_per_map"])
+    result["planted"] = planted(f, galaxies, 32)
+    print("planted source, share of |attribution| in its 4 patches:", result["planted"])
+    result["spectral_lines"] = spectral_lines(f, args.data, 60)
+    print("redshift IG peak within 20 Å of a line:", result["spectral_lines"])
+    result["painted"] = painted(f, galaxies, 100)
+    print("surprise on painted trails/arcs:", result["painted"])
+    ex = Explainer(f, galaxies, use=["image"])
+    ids = [str(i) for i in galaxies.ids[:16]]
+    result["sanity"] = {m: sanity_checks(ex, ids, "redshift", m)
+                        for m in ("occlusion", "integrated-gradients")}
+    for m, rows in result["sanity"].items():
+        for r in rows:
+            print(f"sanity {m}: {r['check']}: ρ {r['rho_mean']:.3f} ± {r['rho_std']:.3f}")
+    if args.survey is not None:
+        result["survey_anomalies"] = survey_anomalies(f, args.survey)
+        print("surprise anomalies on", args.survey, json.dumps(result["survey_anomalies"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""Why an embedding says what it says: attribution of a number read from an object's
+embedding (a probe's prediction, an anomaly score, the similarity to another object) to
+the object's tokens — image patches, spectrum windows, photometric bands, light-curve
+epochs.
+
+* **occlusion**: each token in turn set to the empty value (the sky level of an image
+  patch, zero flux in a spectrum window or band, the median magnitude of an epoch) and
+  the change of the number recorded; positive where the token raises it.
+* **integrated gradients** (Sundararajan et al. 2017): gradients along the straight path
+  from the all-empty input to the object, per token value (per pixel of a patch, per
+  wavelength of a window); the attributions sum to f(object) − f(empty).
+* **attention rollout** (Abnar & Zuidema 2020): the attention of every block, averaged
+  over heads, mixed with the residual (½A + ½I) and multiplied through to the layer the
+  embedding is read at, pooled as the embedding pools the tokens.
+* **surprise**: the model's own error in predicting each token, against its typical error
+  for that token (:mod:`astroloom.interpret.surprise`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from astroloom.data.multiset import MultimodalSet
+from astroloom.data.schema import DataError
+from astroloom.interpret.surprise import SurpriseReference, token_errors
+from astroloom.model.foundation import Foundation
+from astroloom.model.multimodal import ModalityError
+from astroloom.tokenize.tokens import ModalityTokens
+
+METHODS = ("occlusion", "integrated-gradients", "attention", "surprise")
+TARGETED = ("occlusion", "integrated-gradients")  # methods that explain a number
+
+
+class ExplainError(DataError):
+    """A request that cannot be explained: unknown object, label or method."""
+
+
+@dataclass
+class Target:
+    """A number read from embeddings ``(B, D) → (B,)``, differentiable."""
+
+    describe: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.fn(emb)
+
+
+@dataclass
+class TokenMap:
+    """One object's map over its tokens, per modality."""
+
+    object_id: str
+    method: str
+    what: str
+    tokens: dict[str, np.ndarray]  # modality → (N,) one number per token (NaN: absent)
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # modality → (N, V)
+    value: float | None = None  # the explained number for the object
+    empty_value: float | None = None  # the number for the all-empty input (integrated grads)
+
+    def flat(self) -> np.ndarray:
+        """Every present token's number, modality after modality (for rank correlations)."""
+        return np.concatenate([t[np.isfinite(t)] for t in self.tokens.values()])
+
+
+class Explainer:
+    """Maps for the objects of an in-memory dataset, read from one model's embeddings at
+    ``layer`` pooled by ``pool``, from the modalities in ``use`` (default: every modality
+    both the model and the data have)."""
+
+    def __init__(
+        self,
+        foundation: Foundation,
+        data: MultimodalSet,
+        use: Sequence[str] | None = None,
+        layer: int | None = None,
+        pool: str = "meanstd",
+        embeddings: np.ndarray | None = None,
+    ) -> None:
+        """``embeddings``: the objects' embeddings at this layer and pooling, in the data's
+        order, when they were computed already (``astroloom embed``); else computed here."""
+        have = [m for m in foundation.modalities if m in data.present and data.present[m].any()]
+        if use is not None:
+            unknown = [m for m in use if m not in foundation.modalities]
+            if unknown:
+                raise ModalityError(
+                    f"this model was trained on {foundation.modalities}; it cannot explain "
+                    f"{unknown}"
+                )
+            missing = [m for m in use if m not in have]
+            if missing:
+                raise ExplainError(f"the data holds no {missing}; it has {have}")
+            have = [m for m in have if m in use]
+        if not have:
+            raise ExplainError(
+                f"the data holds none of the model's modalities {foundation.modalities}"
+            )
+        self.foundation = foundation
+        self.model = foundation.model.eval()
+        self.data = data
+        self.use = have
+        self.layer = self.model.default_layer() if layer is None else layer
+        self.pool = pool
+        self.tokens = foundation.tokens_from_set(data, have)
+        self._row = {str(i): k for k, i in enumerate(data.ids)}
+        if embeddings is not None and len(embeddings) != len(data.ids):
+            raise ExplainError(
+                f"{len(embeddings)} embeddings given for {len(data.ids)} objects"
+            )
+        self._embeddings: np.ndarray | None = embeddings
+        self._reference: SurpriseReference | None = None
+
+    # ------------------------------------------------------------------ objects
+    def row(self, object_id: str) -> int:
+        """The dataset row of ``object_id``; a clear error for an id the data lacks."""
+        row = self._row.get(str(object_id))
+        if row is None:
+            some = ", ".join(repr(str(i)) for i in self.data.ids[:3])
+            raise ExplainError(f"no object {object_id!r} in the data (its ids look like {some})")
+        return row
+
+    def object_tokens(self, object_id: str, copies: int = 1) -> dict[str, ModalityTokens]:
+        """The object's token blocks repeated ``copies`` times (values copied, not shared),
+        leaving out modalities the object lacks."""
+        row = self.row(object_id)
+        index = torch.full((copies,), row, dtype=torch.long)
+        out = {}
+        for m, t in self.tokens.items():
+            if bool(t.present[row].any()):
+                one = t.take(index)
+                one.values = one.values.clone()
+                out[m] = one
+        if not out:
+            raise ExplainError(f"object {object_id!r} has none of the modalities {self.use}")
+        return out
+
+    def embeddings(self) -> np.ndarray:
+        """Every object's embedding (computed once)."""
+        if self._embeddings is None:
+            self._embeddings = self.foundation.embed(self.tokens, self.layer, self.pool)
+        return self._embeddings
+
+    def embed(self, batch: dict[str, ModalityTokens]) -> torch.Tensor:
+        """Differentiable embeddings of a token batch."""
+        return self.model.pooled_state(batch, self.layer, self.pool)
+
+    # ------------------------------------------------------------------ targets
+    def probe(
+        self, label: str, class_name: str | None = None, shuffle_seed: int | None = None
+    ) -> Target:
+        """A linear probe of ``label`` fitted on every object's embedding: ridge (penalty
+        by cross-validation) for a numeric label, logistic regression for a class label
+        (the logit of ``class_name``). ``shuffle_seed`` shuffles the labels first (the
+        sanity check of Adebayo et al. 2018: a map must change when the probe learns
+        nothing)."""
+        if label not in self.data.labels:
+            raise ExplainError(
+                f"the data has no label {label!r}; its labels: {sorted(self.data.labels)}"
+            )
+        y = np.asarray(self.data.labels[label])
+        numeric = y.dtype != object
+        ok = np.isfinite(y.astype(float)) if numeric else np.array([v is not None for v in y])
+        if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
+            raise ExplainError(
+                f"label {label!r} has {int(ok.sum())} usable values and "
+                f"{len(np.unique(y[ok]))} distinct ones: nothing a probe can learn"
+            )
+        x = self.embeddings()[ok]
+        y = y[ok]
+        if shuffle_seed is not None:
+            y = np.random.default_rng(shuffle_seed).permutation(y)
+        scaler = StandardScaler().fit(x)
+        xs = scaler.transform(x)
+        mu = torch.tensor(scaler.mean_, dtype=torch.float32)
+        sd = torch.tensor(scaler.scale_, dtype=torch.float32)
+        if numeric:
+            fit = RidgeCV(alphas=np.logspace(-2, 6, 17)).fit(xs, y.astype(float))
+            w = torch.tensor(fit.coef_, dtype=torch.float32)
+            b = float(fit.intercept_)
+            describe = f"{label} (ridge probe)"
+        else:
+            fit = LogisticRegression(max_iter=2000).fit(xs, y)
+            classes = [str(c) for c in fit.classes_]
+            name = class_name if class_name is not None else classes[-1]
+            if name not in classes:
+                raise ExplainError(f"label {label!r} has no class {name!r}; it has {classes}")
+            k = classes.index(name)
+            if len(classes) == 2:
+                sign = 1.0 if k == 1 else -1.0
+                w = sign * torch.tensor(fit.coef_[0], dtype=torch.float32)
+                b = sign * float(fit.intercept_[0])
+            else:
+                w = torch.tensor(fit.coef_[k], dtype=torch.float32)
+                b = float(fit.intercept_[k])
+            describe = f"logit of {label} = {name} (logistic probe)"
+        if shuffle_seed is not None:
+            describe += ", labels shuffled"
+        return Target(describe, lambda e: ((e - mu) / sd) @ w + b)
+
+    def anomaly(self, object_id: str, k: int = 10) -> Target:
+        """The object's anomaly score: mean distance, in standardised embedding space, to
+        its ``k`` nearest neighbours in the data (those of the unaltered object)."""
+        emb = self.embeddings()
+        scaler = StandardScaler().fit(emb)
+        xs = scaler.transform(emb)
+        row = self.row(object_id)
+        k = min(k, len(emb) - 1)
+        if k < 1:
+            raise ExplainError("an anomaly score needs at least two objects in the data")
+        _, idx = NearestNeighbors(n_neighbors=k + 1).fit(xs).kneighbors(xs[row : row + 1])
+        near = torch.tensor(xs[[i for i in idx[0] if i != row][:k]], dtype=torch.float32)
+        mu = torch.tensor(scaler.mean_, dtype=torch.float32)
+        sd = torch.tensor(scaler.scale_, dtype=torch.float32)
+
+        def score(e: torch.Tensor) -> torch.Tensor:
+            z = (e - mu) / sd
+            return (z[:, None, :] - near[None]).pow(2).sum(-1).clamp_min(1e-12).sqrt().mean(1)
+
+        return Target(f"anomaly score ({k}-neighbour distance)", score)
+
+    def neighbour(self, other_id: str) -> Target:
+        """Cosine similarity to another object's embedding."""
+        other = torch.tensor(self.embeddings()[self.row(other_id)], dtype=torch.float32)
+        other = other / other.norm().clamp_min(1e-12)
+
+        def similarity(e: torch.Tensor) -> torch.Tensor:
+            return (e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)) @ other
+
+        return Target(f"cosine similarity to {other_id}", similarity)
+
+    # ------------------------------------------------------------------ methods
+    def _present(self, batch: dict[str, ModalityTokens]) -> list[tuple[str, int]]:
+        return [
+            (m, int(j)) for m, t in batch.items() for j in torch.nonzero(t.present[0]).flatten()
+        ]
+
+    def _empty_maps(self, batch: dict[str, ModalityTokens]) -> dict[str, np.ndarray]:
+        out = {}
+        for m in self.use:
+            n = self.tokens[m].n_tokens
+            out[m] = np.full(n, np.nan)
+        return out
+
+    @torch.no_grad()
+    def occlusion(self, object_id: str, target: Target, batch_size: int = 128) -> TokenMap:
+        """f(object) − f(object with one token emptied), for every token it has."""
+        one = self.object_tokens(object_id)
+        slots = self._present(one)
+        value = float(target(self.embed(one))[0])
+        out = self._empty_maps(one)
+        for lo in range(0, len(slots), batch_size):
+            part = slots[lo : lo + batch_size]
+            batch = self.object_tokens(object_id, len(part))
+            for c, (m, j) in enumerate(part):
+                batch[m].values[c, j] = 0.0
+            drop = value - target(self.embed(batch)).numpy()
+            for (m, j), d in zip(part, drop, strict=True):
+                out[m][j] = d
+        return TokenMap(str(object_id), "occlusion", target.describe, out, value=value)
+
+    def integrated_gradients(
+        self, object_id: str, target: Target, steps: int = 32, batch_size: int = 32
+    ) -> TokenMap:
+        """Integrated gradients from the all-empty input, per token value and per token."""
+        one = self.object_tokens(object_id)
+        grads = {m: torch.zeros(t.values.shape[1:]) for m, t in one.items()}
+        alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
+        for lo in range(0, steps, batch_size):
+            a = alphas[lo : lo + batch_size]
+            batch = self.object_tokens(object_id, len(a))
+            leaves = {}
+            for m, t in batch.items():
+                leaf = (t.values * a.view(-1, 1, 1)).detach().requires_grad_(True)
+                t.values = leaf
+                leaves[m] = leaf
+            total = target(self.embed(batch)).sum()
+            found = torch.autograd.grad(total, list(leaves.values()))
+            for m, g in zip(leaves, found, strict=True):
+                grads[m] += g.sum(0)
+        with torch.no_grad():
+            value = float(target(self.embed(one))[0])
+            empty = self.object_tokens(object_id)
+            for t in empty.values():
+                t.values.zero_()
+            empty_value = float(target(self.embed(empty))[0])
+        per_value, per_token = {}, self._empty_maps(one)
+        for m, t in one.items():
+            valid = t.valid[0].expand(t.values.shape[1:]).float()
+            attr = (t.values[0] * grads[m] / steps * valid).numpy()
+            present = t.present[0].numpy()
+            attr[~present] = np.nan
+            per_value[m] = attr
+            per_token[m] = np.where(present, np.nansum(attr, axis=1), np.nan)
+        return TokenMap(
+            str(object_id),
+            "integrated-gradients",
+            target.describe,
+            per_token,
+            per_value,
+            value,
+            empty_value,
+        )
+
+    def attention(self, object_id: str) -> TokenMap:
+        """Attention rollout to the layer the embedding is read at: the share of the
+        pooled embedding that flows from each token (sums to 1 over the tokens)."""
+        one = self.object_tokens(object_id)
+        maps, seq = self.model.attention(one, upto=self.layer)
+        present = seq.present[0]
+        t = present.shape[0]
+        rollout = torch.eye(t)
+        for a in maps:
+            mixed = 0.5 * a[0].mean(0).float().cpu() + 0.5 * torch.eye(t)
+            rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
+        # Pool the rows as the embedding pools the token states: each modality's tokens
+        # averaged, then the modalities.
+        modality = seq.modality[0].cpu()
+        weight = torch.zeros(t)
+        kinds = modality[present.cpu()].unique()
+        for j in kinds:
+            rows = present.cpu() & (modality == j)
+            weight[rows] = 1.0 / (rows.sum() * len(kinds))
+        share = (weight @ rollout).numpy()
+        out = self._empty_maps(one)
+        source = seq.source[0].cpu().numpy()
+        for slot in np.flatnonzero(present.cpu().numpy()):
+            m = self.model.modalities[int(modality[slot])]
+            out[m][source[slot]] = share[slot]
+        return TokenMap(str(object_id), "attention", "attention rollout of the embedding", out)
+
+    def reference(self, limit: int = 2000, seed: int = 0) -> SurpriseReference:
+        """Each token's typical prediction error over (up to ``limit`` of) the data."""
+        if self._reference is None:
+            n = len(self.data.ids)
+            rows = np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+            index = torch.as_tensor(rows)
+            subset = {m: t.take(index) for m, t in self.tokens.items()}
+            self._reference = SurpriseReference.from_errors(token_errors(self.model, subset))
+        return self._reference
+
+    def surprise(self, object_id: str) -> TokenMap:
+        """log(prediction error / typical error) of each token (0: ordinary)."""
+        one = self.object_tokens(object_id)
+        errors = token_errors(self.model, one)
+        reference = self.reference()
+        ratio = reference.surprise({m: errors[m] for m in one})
+        out = self._empty_maps(one)
+        for m, r in ratio.items():
+            out[m] = r[0]
+        return TokenMap(
+            str(object_id), "surprise", "log(prediction error / typical error) per token", out
+        )
+
+    def explain(self, object_id: str, method: str, target: Target | None = None) -> TokenMap:
+        """One map by method name; a clear error for a method and target that do not go
+        together."""
+        if method not in METHODS:
+            raise ExplainError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if method in TARGETED and target is None:
+            raise ExplainError(
+                f"{method} explains a number: give a target (a label, the anomaly score or "
+                "a neighbour)"
+            )
+        if method not in TARGETED and target is not None:
+            raise ExplainError(
+                f"{method} maps do not depend on a target; use occlusion or "
+                "integrated-gradients to explain one"
+            )
+        if method == "occlusion":
+            return self.occlusion(object_id, target)
+        if method == "integrated-gradients":
+            return self.integrated_gradients(object_id, target)
+        if method == "attention":
+            return self.attention(object_id)
+        return self.surprise(object_id)

@@ -1,0 +1,178 @@
+"""``astroloom explain``: one object's map, drawn where it belongs (over the image, under the
+spectrum, on the light curve) and written as a PNG and a FITS file of the raw maps.
+
+    >>> from astroloom.interpret.explain import explain_object
+    >>> result = explain_object("astroloom/mock-tiny", "data/mock", "survey-5-g00000000",
+    ...                         target="redshift", method="occlusion", out="explain")
+
+The explorer's object page (when it exists) calls :func:`explain_object` the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from astroloom.data.multiset import load_multimodal_set
+from astroloom.interpret.attribution import METHODS, TARGETED, Explainer, ExplainError, TokenMap
+from astroloom.model.foundation import Foundation
+from astroloom.report.plots import plot_explanation
+from astroloom.tokenize.image import spiral_order
+
+
+@dataclass
+class Explanation:
+    maps: list[TokenMap]  # the object's map; for a neighbour, the neighbour's map second
+    physical: list[dict[str, np.ndarray]]  # each map in pixels / wavelengths / epochs
+    png: Path | None = None
+    fits: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def image_map(tm: TokenMap, patch_size: int, bands: int, image_size: int) -> np.ndarray:
+    """An image's token map as an ``(H, W)`` map: per pixel (summed over bands) where the
+    method gives one number per pixel, else each patch's number over its pixels."""
+    g = image_size // patch_size
+    inverse = np.argsort(np.array(spiral_order(g)))
+    if "image" in tm.values:
+        v = np.nan_to_num(tm.values["image"])[inverse]
+        v = v.reshape(g, g, patch_size, patch_size, bands).sum(-1)
+        return v.transpose(0, 2, 1, 3).reshape(image_size, image_size)
+    grid = tm.tokens["image"][inverse].reshape(g, g)
+    return np.kron(grid, np.ones((patch_size, patch_size)))
+
+
+def physical_maps(explainer: Explainer, tm: TokenMap) -> dict[str, np.ndarray]:
+    """Each modality's map in its own coordinates: ``image`` (H, W); ``spectrum`` per pixel
+    of the wavelength grid; ``photometry`` per band; ``lightcurve`` per token epoch, with
+    the epochs' times beside it (``lightcurve_time``, days from the first)."""
+    out: dict[str, np.ndarray] = {}
+    tokenizer = explainer.foundation.tokenizer
+    row = explainer.row(tm.object_id)
+    for m, tokens in tm.tokens.items():
+        if not np.isfinite(tokens).any():
+            continue
+        if m == "image":
+            tok = tokenizer["image"]
+            size = int(round(len(tokens) ** 0.5)) * tok.patch_size
+            out[m] = image_map(tm, tok.patch_size, tok.n_bands, size)
+        elif m == "spectrum":
+            tok = tokenizer["spectrum"]
+            if m in tm.values:
+                flat = tm.values[m].reshape(-1)
+            else:
+                flat = np.repeat(tokens, tok.patch_size)
+            out[m] = flat[: tok.n_pixels]
+            out["spectrum_wavelength"] = tok.wavelength
+        elif m == "lightcurve":
+            t = explainer.tokens[m]
+            present = t.present[row].numpy()
+            out[m] = tokens[present]
+            out["lightcurve_time"] = t.position[row, :, 0].numpy()[present]
+        else:
+            out[m] = tokens
+    return out
+
+
+def safe_name(object_id: str) -> str:
+    """An id as a file name: anything but letters, digits, dot, dash and underscore → _."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(object_id))[:120] or "object"
+
+
+def write_fits(path: Path, maps: list[TokenMap], physical: list[dict[str, np.ndarray]]) -> Path:
+    """One HDU per map and modality, named ``MODALITY`` (``MODALITY_2`` for a neighbour's),
+    with the object, method and what is explained in the header."""
+    hdus = [fits.PrimaryHDU()]
+    hdus[0].header["METHOD"] = maps[0].method
+    hdus[0].header["OBJECT"] = maps[0].object_id
+    hdus[0].header["EXPLAINS"] = maps[0].what[:68]
+    if maps[0].value is not None:
+        hdus[0].header["VALUE"] = maps[0].value
+    for k, (tm, phys) in enumerate(zip(maps, physical, strict=True)):
+        for name, array in phys.items():
+            hdu = fits.ImageHDU(np.asarray(array, np.float32), name=name.upper() + (
+                f"_{k + 1}" if k else ""
+            ))
+            hdu.header["OBJECT"] = tm.object_id
+            hdus.append(hdu)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
+def explain_object(
+    run: str | Path,
+    data: str | Path,
+    object_id: str,
+    target: str | None = None,
+    anomaly: bool = False,
+    neighbour: str | None = None,
+    method: str | None = None,
+    modalities: list[str] | None = None,
+    layer: int | None = None,
+    class_name: str | None = None,
+    out: str | Path | None = None,
+) -> Explanation:
+    """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
+
+    Give at most one of ``target`` (a label: its probe's prediction), ``anomaly`` (the
+    anomaly score) or ``neighbour`` (the similarity to another object). ``method``
+    defaults to occlusion when something is to be explained, else to the surprise map.
+    With ``out`` a PNG and a FITS file are written there."""
+    asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
+    if len(asked) > 1:
+        raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
+    method = method or ("occlusion" if asked else "surprise")
+    if method not in METHODS:
+        raise ExplainError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method in TARGETED and not asked:
+        raise ExplainError(
+            f"{method} explains a number: give --target LABEL, --anomaly or --neighbour ID"
+        )
+    if method not in TARGETED and asked:
+        raise ExplainError(
+            f"{method} maps do not depend on a target; drop it, or use occlusion or "
+            "integrated-gradients"
+        )
+    foundation = Foundation.from_pretrained(run)
+    use = list(modalities or foundation.modalities)
+    explainer = Explainer(foundation, load_multimodal_set(data, use), use, layer)
+    explainer.row(object_id)  # an unknown id fails before any work
+    if neighbour is not None:
+        explainer.row(neighbour)
+    maps = []
+    if target is not None:
+        maps.append(explainer.explain(object_id, method, explainer.probe(target, class_name)))
+    elif anomaly:
+        maps.append(explainer.explain(object_id, method, explainer.anomaly(object_id)))
+    elif neighbour is not None:
+        maps.append(explainer.explain(object_id, method, explainer.neighbour(neighbour)))
+        maps.append(explainer.explain(neighbour, method, explainer.neighbour(object_id)))
+    else:
+        maps.append(explainer.explain(object_id, method))
+    physical = [physical_maps(explainer, tm) for tm in maps]
+    result = Explanation(maps, physical)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"explain-{safe_name(object_id)}-{method}"
+        result.fits = write_fits(out / f"{stem}.fits", maps, physical)
+        panels = []
+        for tm, phys in zip(maps, physical, strict=True):
+            row = explainer.row(tm.object_id)
+            observed = {}
+            if "image" in phys:
+                observed["image"] = explainer.data.arrays["image"][row]
+            if "spectrum" in phys:
+                observed["spectrum"] = explainer.data.arrays["spectrum_flux"][row]
+            if "lightcurve" in phys:
+                t = explainer.tokens["lightcurve"]
+                present = t.present[row].numpy()
+                observed["lightcurve"] = t.values[row, :, 0].numpy()[present]
+            panels.append((tm, phys, observed))
+        scale = explainer.data.info.normalisation.get("image", {}).get("scale")
+        result.png = plot_explanation(panels, out / f"{stem}.png", scale)
+    return result
