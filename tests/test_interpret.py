@@ -232,3 +232,30 @@ def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path)
         "--anomaly",
     )
     assert both.returncode == 2 and "not several" in both.stderr
+
+
+def test_light_curve_epochs_and_spectrum_windows_get_their_own_maps(foundation, survey_dir):
+    """A variable star's class probe attributed to its light-curve epochs, drawn at their
+    times; a galaxy's redshift from its spectrum attributed per wavelength pixel."""
+    stars = load_multimodal_set(survey_dir, ["lightcurve"])
+    explainer = Explainer(foundation, stars, use=["lightcurve"])
+    star = str(stars.ids[0])
+    kind = str(stars.labels["var_class"][0])
+    m = explainer.occlusion(star, explainer.probe("var_class", kind))
+    present = explainer.tokens["lightcurve"].present[0].numpy()
+    assert np.isfinite(m.tokens["lightcurve"][present]).all()
+    assert np.isnan(m.tokens["lightcurve"][~present]).all()
+    assert np.abs(m.tokens["lightcurve"][present]).max() > 0
+    from astroloom.interpret.explain import physical_maps
+
+    drawn = physical_maps(explainer, m)
+    assert len(drawn["lightcurve"]) == len(drawn["lightcurve_time"]) == present.sum()
+    assert np.all(np.diff(drawn["lightcurve_time"]) >= 0)  # epochs in time order
+
+    galaxies = load_multimodal_set(survey_dir, ["spectrum"])
+    spectra = Explainer(foundation, galaxies, use=["spectrum"])
+    galaxy = str(galaxies.ids[np.flatnonzero(galaxies.present["spectrum"])[0]])
+    ig = spectra.integrated_gradients(galaxy, spectra.probe("redshift"))
+    per_pixel = physical_maps(spectra, ig)["spectrum"]
+    assert per_pixel.shape == (1551,)
+    assert np.nansum(per_pixel) == pytest.approx(ig.value - ig.empty_value, rel=0.05, abs=2e-3)
