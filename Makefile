@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # Re-install when the project's requirements change; otherwise a second run skips set-up.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean browser
 
 setup: $(STAMP)
 
@@ -24,7 +24,13 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/astroloom demo --out runs/demo
 
-test: $(STAMP)
+# The explorer's browser tests drive Debian's chromium (registries cannot serve a browser
+# build of their own); installed when missing (the machines run as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

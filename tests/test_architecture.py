@@ -23,6 +23,9 @@ ALLOWED = {
     "evaluate": {
         "config", "data", "tokenize", "model", "train", "discover", "interpret", "paths"
     },
+    "explore": {
+        "data", "tokenize", "model", "evaluate", "discover", "interpret", "report", "paths"
+    },
     "scaling": {"config", "model", "train"},
     "generate": {"config", "data", "tokenize", "model", "evaluate", "report", "paths"},
     "demo": {

@@ -206,8 +206,15 @@ def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path)
     data = load_multimodal_set(survey_dir, ["image", "spectrum", "photometry"])
     object_id = str(data.ids[np.flatnonzero(data.present["spectrum"])[0]])
     result = cli(
-        "explain", MODEL, str(survey_dir), "--id", object_id, "--target", "redshift",
-        "--out", str(tmp_path),
+        "explain",
+        MODEL,
+        str(survey_dir),
+        "--id",
+        object_id,
+        "--target",
+        "redshift",
+        "--out",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert "occlusion map of" in result.stdout and "redshift" in result.stdout
@@ -219,8 +226,11 @@ def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path)
         image_map = hdus["IMAGE"].data
         spectrum_map = hdus["SPECTRUM"].data
     again = explain_object(
-        MODEL, survey_dir, object_id, target="redshift", modalities=["image", "spectrum",
-                                                                     "photometry"]
+        MODEL,
+        survey_dir,
+        object_id,
+        target="redshift",
+        modalities=["image", "spectrum", "photometry"],
     )
     assert image_map.shape == (64, 64)
     assert np.allclose(image_map, again.physical[0]["image"], atol=1e-5)
@@ -228,7 +238,13 @@ def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path)
     bad = cli("explain", MODEL, str(survey_dir), "--id", "no-such-galaxy", "--target", "redshift")
     assert bad.returncode == 2 and "no object 'no-such-galaxy'" in bad.stderr
     both = cli(
-        "explain", MODEL, str(survey_dir), "--id", object_id, "--target", "redshift",
+        "explain",
+        MODEL,
+        str(survey_dir),
+        "--id",
+        object_id,
+        "--target",
+        "redshift",
         "--anomaly",
     )
     assert both.returncode == 2 and "not several" in both.stderr

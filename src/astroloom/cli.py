@@ -696,6 +696,44 @@ def explain(
     say(f"wrote {result.png} and {result.fits}")
 
 
+@app.command()
+def explore(
+    run: Annotated[Path, typer.Argument(help=RUN_HELP)],
+    data: Annotated[Path, typer.Argument(help="The dataset the embeddings describe.")],
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help="Embeddings Parquet (default RUN/embeddings-image.parquet, made from the "
+            "images when missing)."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but 127.0.0.1 opens it to others.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8765,
+) -> None:
+    """A local web explorer of a survey: the UMAP map, object pages with neighbours,
+    search by uploaded example, anomalies, and a JSON API under them."""
+    import uvicorn
+
+    from astroloom.evaluate.embed import embed_dataset
+    from astroloom.explore.app import create_app
+    from astroloom.explore.survey import ExplorerSurvey
+    from astroloom.model.foundation import Foundation
+
+    foundation = Foundation.from_pretrained(run)
+    if embeddings is None:
+        embeddings = output_home(run) / "embeddings-image.parquet"
+        if not embeddings.is_file():
+            use = ["image"] if "image" in foundation.modalities else None
+            say(f"embedding {data} once into {embeddings} …")
+            embed_dataset(run, data, embeddings, modalities=use)
+    say("preparing the map (UMAP and anomaly scores are cached beside the embeddings) …")
+    survey = ExplorerSurvey(foundation, data, embeddings)
+    say(f"astroloom explore: http://{host}:{port}/  ({len(survey.ids)} objects; Ctrl-C stops)")
+    uvicorn.run(create_app(survey), host=host, port=port, log_level="warning")
+
+
 @app.command("map")
 def embedding_map(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],

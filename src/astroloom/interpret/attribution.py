@@ -111,9 +111,7 @@ class Explainer:
         self.tokens = foundation.tokens_from_set(data, have)
         self._row = {str(i): k for k, i in enumerate(data.ids)}
         if embeddings is not None and len(embeddings) != len(data.ids):
-            raise ExplainError(
-                f"{len(embeddings)} embeddings given for {len(data.ids)} objects"
-            )
+            raise ExplainError(f"{len(embeddings)} embeddings given for {len(data.ids)} objects")
         self._embeddings: np.ndarray | None = embeddings
         self._reference: SurpriseReference | None = None
 

@@ -94,9 +94,9 @@ def write_fits(path: Path, maps: list[TokenMap], physical: list[dict[str, np.nda
         hdus[0].header["VALUE"] = maps[0].value
     for k, (tm, phys) in enumerate(zip(maps, physical, strict=True)):
         for name, array in phys.items():
-            hdu = fits.ImageHDU(np.asarray(array, np.float32), name=name.upper() + (
-                f"_{k + 1}" if k else ""
-            ))
+            hdu = fits.ImageHDU(
+                np.asarray(array, np.float32), name=name.upper() + (f"_{k + 1}" if k else "")
+            )
             hdu.header["OBJECT"] = tm.object_id
             hdus.append(hdu)
     fits.HDUList(hdus).writeto(path, overwrite=True)

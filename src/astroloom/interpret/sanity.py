@@ -40,9 +40,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def _maps(explainer: Explainer, ids: Sequence[str], method: str, label: str, **probe) -> list:
     target = explainer.probe(label, **probe)
-    return [
-        np.concatenate(list(explainer.explain(i, method, target).tokens.values())) for i in ids
-    ]
+    return [np.concatenate(list(explainer.explain(i, method, target).tokens.values())) for i in ids]
 
 
 def sanity_checks(

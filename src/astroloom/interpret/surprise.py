@@ -75,9 +75,7 @@ def token_errors(
             valid = t.valid.expand(t.values.shape).float()
             err = ((predicted[m] - t.values.float().cpu()) ** 2 * valid).sum(-1)
             count = valid.sum(-1)
-            err = torch.where(
-                t.present.cpu() & (count > 0), err / count.clamp_min(1), float("nan")
-            )
+            err = torch.where(t.present.cpu() & (count > 0), err / count.clamp_min(1), float("nan"))
             parts[m].append(err.numpy())
     return {m: np.concatenate(p) for m, p in parts.items()}
 
@@ -105,9 +103,7 @@ class SurpriseReference:
     def surprise(self, errors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """log(error / typical error) per token: 0 is ordinary, 1 is e times worse."""
         floor = 1e-6
-        return {
-            m: np.log((e + floor) / (self.median[m] + floor)) for m, e in errors.items()
-        }
+        return {m: np.log((e + floor) / (self.median[m] + floor)) for m, e in errors.items()}
 
 
 def surprise_scores(surprise: dict[str, np.ndarray], top: int = TOP_TOKENS) -> np.ndarray:

@@ -391,14 +391,14 @@ def plot_embedding_map(
 
 def plot_explanation(
     panels: Sequence[tuple],
-    out: str | Path,
+    out,
     scale: Sequence[float] | None = None,
 ) -> Path:
     """One row per map: ``(map, physical, observed)`` with ``map`` a TokenMap (its
     ``object_id``, ``method`` and ``what``), ``physical`` the map per modality in its own
     coordinates, ``observed`` the object's image / spectrum / light curve. The image map is
     drawn beside the picture on a diverging scale; spectrum and light-curve maps under
-    the data."""
+    the data. ``out``: a path, or a binary file object."""
     kinds = ("image", "spectrum", "photometry", "lightcurve")
     widths = {"image": 2, "spectrum": 3, "photometry": 1, "lightcurve": 2}
     rows = [[k for k in kinds if k in phys] for _, phys, _ in panels]
@@ -463,6 +463,6 @@ def plot_explanation(
             va="top",
         )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(out)
+    fig.savefig(out, format="png")
     plt.close(fig)
-    return Path(out)
+    return Path(out) if isinstance(out, str | Path) else out

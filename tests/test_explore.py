@@ -1,0 +1,267 @@
+"""The web explorer (``astroloom explore``): its JSON API, its refusals of bad requests and
+uploads, and its pages in a real browser — Debian's chromium, headless, driven by Selenium
+(``make test`` installs the browser when it is missing)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from astroloom.evaluate.embed import embed_dataset, read_embeddings
+from astroloom.explore.app import create_app
+from astroloom.explore.pictures import image_png
+from astroloom.explore.survey import ExplorerSurvey
+from astroloom.explore.uploads import MAX_BYTES
+from astroloom.model.foundation import Foundation
+
+MODEL = "astroloom/mock-tiny"
+
+
+@pytest.fixture(scope="module")
+def survey(survey_dir, tmp_path_factory) -> ExplorerSurvey:
+    out = tmp_path_factory.mktemp("explore") / "embeddings.parquet"
+    embed_dataset(MODEL, survey_dir, out, progress=False, modalities=["image"])
+    return ExplorerSurvey(Foundation.from_pretrained(MODEL), survey_dir, out)
+
+
+@pytest.fixture(scope="module")
+def client(survey) -> TestClient:
+    return TestClient(create_app(survey))
+
+
+def cutout_png(survey: ExplorerSurvey, object_id: str) -> bytes:
+    image = survey.observation(object_id)["image"]
+    return image_png(image, survey.image_scale, size=64)
+
+
+def test_map_objects_and_neighbours(client, survey):
+    layout = client.get("/api/map").json()
+    assert len(layout["ids"]) == len(layout["x"]) == len(survey.ids) == 320
+    assert "redshift" in layout["labels"]
+    z = client.get("/api/map", params={"color": "redshift"}).json()["values"]
+    assert np.allclose(z, read_embeddings(survey.embeddings_path).labels["redshift"])
+    # The layout is cached beside the embeddings and reused.
+    cache = survey.embeddings_path.with_name(survey.embeddings_path.name + ".explore.npz")
+    assert cache.is_file()
+    first = survey.ids[0]
+    obj = client.get(f"/api/objects/{first}").json()
+    assert obj["modalities"] == ["image", "spectrum"] and obj["bands"] == ["g", "r", "z"]
+    assert obj["labels"]["redshift"] == pytest.approx(z[0])
+    near = client.get(f"/api/objects/{first}/neighbours", params={"k": 5}).json()["neighbours"]
+    assert len(near) == 5 and first not in [n["id"] for n in near]
+    assert [n["distance"] for n in near] == sorted(n["distance"] for n in near)
+    # Each distance is the cosine distance of the two embeddings.
+    emb = read_embeddings(survey.embeddings_path)
+    a, b = emb.vectors[0], emb.vectors[list(emb.ids).index(near[0]["id"])]
+    cosine = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+    assert near[0]["distance"] == pytest.approx(1 - cosine, abs=1e-5)
+    for kind in ("image.png", "spectrum.png", "explain.png", "image.png?band=r&stretch=log"):
+        reply = client.get(f"/api/objects/{first}/{kind}")
+        assert reply.status_code == 200 and reply.content[:4] == b"\x89PNG", kind
+    assert client.get(f"/object/{first}").status_code == 200
+
+
+def test_anomalies_and_ranking_by_example(client, survey):
+    ranked = client.get("/api/anomalies", params={"limit": 10}).json()["anomalies"]
+    scores = [r["score"] for r in ranked]
+    assert len(ranked) == 10 and scores == sorted(scores, reverse=True)
+    late = client.get(
+        "/api/anomalies", params={"label": "morph_type", "value": "early", "limit": 500}
+    ).json()["anomalies"]
+    kinds = read_embeddings(survey.embeddings_path).labels["morph_type"]
+    where = {i: k for i, k in enumerate(survey.ids)}
+    assert late and all(kinds[list(where.values()).index(r["id"])] == "early" for r in late)
+    # "More like these": early types given as positives rank early types first.
+    early = [str(i) for i, k in zip(survey.ids, kinds, strict=True) if k == "early"]
+    reply = client.post("/api/rank", json={"positive": early[:8], "k": 40}).json()["ranked"]
+    share = np.mean([kinds[list(survey.ids).index(r["id"])] == "early" for r in reply])
+    assert share > 2 * np.mean(kinds == "early")
+
+
+def test_search_by_uploaded_cutouts(client, survey):
+    """A cutout uploaded as FITS with the survey's zero point and pixel scale in its header
+    is the object itself (distance 0). An 8-bit PNG rendition is searched too (its
+    neighbours are not asserted: a clipped colour picture of a faint galaxy is another
+    rendition, docs/benchmarks.md "Transfer")."""
+    from astropy.io import fits
+
+    target = str(survey.ids[3])
+    fits_bytes = io.BytesIO()
+    hdu = fits.PrimaryHDU(survey.observation(target)["image"])
+    hdu.header["MAGZERO"] = survey.info.image.known_zero_point()
+    hdu.header["PIXSCALE"] = survey.info.image.pixel_scale_arcsec
+    hdu.writeto(fits_bytes)
+    files = [
+        ("files", ("one.png", cutout_png(survey, target), "image/png")),
+        ("files", ("one.fits", fits_bytes.getvalue(), "application/fits")),
+    ]
+    results = client.post("/api/search", files=files).json()["results"]
+    assert [r["name"] for r in results] == ["one.png", "one.fits"]
+    assert results[1]["neighbours"][0]["id"] == target  # the same pixels: itself first
+    assert results[1]["neighbours"][0]["distance"] < 1e-4
+    png_hits = results[0]["neighbours"]
+    assert len(png_hits) == 12
+    assert [n["distance"] for n in png_hits] == sorted(n["distance"] for n in png_hits)
+
+
+def test_bad_requests_are_refused_and_the_server_keeps_serving(client, survey):
+    for bad in ("../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "no-such-id"):
+        assert client.get(f"/api/objects/{bad}").status_code == 404, bad
+        assert client.get(f"/api/objects/{bad}/image.png").status_code == 404, bad
+        assert client.get(f"/object/{bad}").status_code == 404, bad
+    assert client.get("/api/map", params={"color": "nope"}).status_code == 400
+    assert client.post("/api/rank", json={"positive": ["../x"]}).status_code == 404
+    uploads = {
+        "garbage.png": (b"\x89PNG not really", 415),
+        "empty.fits": (b"", 422),
+        "broken.fits": (b"SIMPLE  =                    T" + b" " * 50, 415),
+        "huge.png": (b"0" * (MAX_BYTES + 1), 413),
+        "script.png": (b"import os; os.system('rm -rf /')", 415),
+    }
+    for name, (raw, status) in uploads.items():
+        reply = client.post("/api/search", files=[("files", (name, raw, "image/png"))])
+        assert reply.status_code == status, (name, reply.status_code, reply.text)
+        assert reply.json()["detail"]
+    big = Image.new("RGB", (5000, 4000))
+    buffer = io.BytesIO()
+    big.save(buffer, format="PNG")
+    reply = client.post("/api/search", files=[("files", ("big.png", buffer.getvalue(), "x"))])
+    assert reply.status_code == 413 and "limit" in reply.json()["detail"]
+    # Still serving.
+    assert client.get(f"/api/objects/{survey.ids[0]}").status_code == 200
+
+
+def test_explore_binds_to_loopback_by_default():
+    from typer.main import get_command
+
+    from astroloom.cli import app
+
+    explore = get_command(app).commands["explore"]
+    host = next(p for p in explore.params if p.name == "host")
+    assert host.default == "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(survey):
+    port = free_port()
+    config = uvicorn.Config(create_app(survey), host="127.0.0.1", port=port, log_level="warning")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if running.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    running.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("chromium and chromedriver are missing: `make test` installs them (apt)")
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--window-size=1200,900"):
+        options.add_argument(arg)
+    options.binary_location = chromium
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+def wait_ready(browser, seconds: float = 60) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds).until(
+        lambda b: b.execute_script("return document.body.dataset.ready") == "1"
+    )
+
+
+def test_in_a_real_browser(browser, server, survey, tmp_path):
+    """Open the map, hover a point (its thumbnail appears), click it (its page opens with
+    twelve neighbours, their pictures loaded), upload a cutout on the search page (results
+    appear), and check that a screenshot is not blank."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "/")
+    wait_ready(browser)
+    assert f"{len(survey.ids)} objects" in browser.find_element(By.ID, "status").text
+    x, y, first = browser.execute_script(
+        """const gd = document.getElementById('map');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(data.x[0]),
+                box.top + ya._offset + ya.l2p(data.y[0]), data.ids[0]];"""
+    )
+    hover = ActionChains(browser)
+    hover.w3c_actions.pointer_action.move_to_location(int(x), int(y))
+    hover.perform()
+    box = browser.find_element(By.ID, "hover")
+    WebDriverWait(browser, 10).until(lambda b: box.is_displayed())
+    shown = box.text.split("\n")[0]
+    assert shown in set(survey.ids)
+    click = ActionChains(browser)
+    click.w3c_actions.pointer_action.move_to_location(int(x), int(y))
+    click.w3c_actions.pointer_action.click()
+    click.perform()
+    WebDriverWait(browser, 30).until(lambda b: "/object/" in b.current_url)
+    wait_ready(browser)
+    assert browser.current_url.endswith("/object/" + shown)
+    cells = browser.find_elements(By.CSS_SELECTOR, "#neighbours .cell img")
+    assert len(cells) == 12
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script(
+            "return [...document.querySelectorAll('#neighbours img')].every("
+            "i => i.complete && i.naturalWidth > 0)"
+        )
+    )
+    # Clicking a neighbour moves there.
+    target = cells[0].find_element(By.XPATH, "..").get_attribute("href")
+    cells[0].click()
+    WebDriverWait(browser, 30).until(lambda b: b.current_url == target)
+    wait_ready(browser)
+    shot = tmp_path / "object.png"
+    browser.save_screenshot(str(shot))
+    picture = np.asarray(Image.open(shot).convert("L"), float)
+    assert picture.std() > 20  # not blank
+    # Search by example: upload one of the survey's own cutouts as a PNG.
+    upload = tmp_path / "cutout.png"
+    upload.write_bytes(cutout_png(survey, shown))
+    browser.get(server + "/search")
+    browser.find_element(By.ID, "files").send_keys(str(Path(upload).resolve()))
+    browser.find_element(By.CSS_SELECTOR, "#form button").click()
+    wait_ready(browser)
+    found = browser.find_elements(By.CSS_SELECTOR, "#results .cell")
+    assert len(found) == 12
+    # A bad upload is answered with its message, and the page still works.
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a picture")
+    browser.find_element(By.ID, "files").send_keys(str(bad.resolve()))
+    browser.find_element(By.CSS_SELECTOR, "#form button").click()
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "error"))
+    assert "not a readable PNG or JPEG" in browser.find_element(By.ID, "error").text
