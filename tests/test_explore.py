@@ -265,3 +265,40 @@ def test_in_a_real_browser(browser, server, survey, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "#form button").click()
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "error"))
     assert "not a readable PNG or JPEG" in browser.find_element(By.ID, "error").text
+
+
+def test_explore_command_serves_until_stopped(survey_dir, tmp_path):
+    """`astroloom explore MODEL DATA` embeds the data once (beside where it stands, for a
+    named model), serves the API on the port asked, and stops on a signal."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "astroloom.cli", "explore", MODEL, str(survey_dir),
+         "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        payload = None
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/map", timeout=2) as r:
+                    payload = json.loads(r.read())
+                break
+            except OSError:
+                if process.poll() is not None:
+                    break
+                time.sleep(0.5)
+        assert payload is not None, process.stdout.read() if process.poll() is not None else ""
+        assert len(payload["ids"]) == 320
+        assert (tmp_path / "astroloom--mock-tiny" / "embeddings-image.parquet").is_file()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"http://127.0.0.1:{port}/" in output

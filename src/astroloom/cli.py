@@ -803,6 +803,10 @@ def demo(
     say(result.probe.markdown())
     say(json.dumps({k: round(v, 1) for k, v in result.timings.items()}))
     say(f"report: {result.report}")
+    say(
+        "explore the survey in a browser: .venv/bin/astroloom explore "
+        f"{out / 'run'} {out / 'data'} --embeddings {out / 'embeddings.parquet'}"
+    )
 
 
 def _floats(text: str) -> list[float]:
