@@ -50,6 +50,17 @@ def multimodal_run(survey_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def denoiser_dir(multimodal_run, survey_dir, tmp_path_factory) -> Path:
+    """A small diffusion decoder conditioned on the multimodal run."""
+    from astroloom.generate.denoiser import DenoiserConfig, train_denoiser
+
+    out = tmp_path_factory.mktemp("denoiser")
+    cfg = DenoiserConfig(steps=40, batch_size=8, channels=[16, 32, 32], held_out=0.2)
+    train_denoiser(multimodal_run, survey_dir, out, cfg, progress=False)
+    return out
+
+
 def tiny_overrides(data: Path, out: Path, steps: int = 60, *extra: str) -> list[str]:
     """``--set`` values of a small, fast model on ``data``; later ``extra`` ones win."""
     return [

@@ -24,7 +24,8 @@ ALLOWED = {
         "config", "data", "tokenize", "model", "train", "discover", "interpret", "paths"
     },
     "explore": {
-        "data", "tokenize", "model", "evaluate", "discover", "interpret", "report", "paths"
+        "data", "tokenize", "model", "evaluate", "discover", "interpret", "report", "generate",
+        "paths",
     },
     "scaling": {"config", "model", "train"},
     "generate": {"config", "data", "tokenize", "model", "evaluate", "report", "paths"},

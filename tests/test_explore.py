@@ -302,3 +302,28 @@ def test_explore_command_serves_until_stopped(survey_dir, tmp_path):
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_generation_on_an_object_page(survey, survey_dir, denoiser_dir):
+    """With a denoiser, an object's page draws galaxies like it (its image's embedding) and
+    the galaxy with its spectrum and photometry, in the survey's flux unit; without one,
+    the API says how to get it."""
+    assert TestClient(create_app(survey)).get(
+        f"/api/objects/{survey.ids[0]}/generate.png"
+    ).status_code == 404
+    with_den = ExplorerSurvey(
+        survey.foundation, survey_dir, survey.embeddings_path, survey.layout, denoiser_dir
+    )
+    client = TestClient(create_app(with_den))
+    assert client.get("/api/info").json()["generation"] is True
+    first, second = (str(i) for i in survey.ids[:2])
+    like = with_den.generate(first, "image", n=2)
+    assert like.shape == (2, 3, 64, 64) and np.isfinite(like).all()
+    # Each galaxy's own condition: another object gives other drawings (same seed).
+    assert not np.allclose(like, with_den.generate(second, "image", n=2))
+    others = with_den.generate(first, "others", n=1)
+    assert others.shape == (1, 3, 64, 64)
+    reply = client.get(f"/api/objects/{first}/generate.png", params={"mode": "others", "n": 2})
+    assert reply.status_code == 200 and reply.content[:4] == b"\x89PNG"
+    bad = client.get(f"/api/objects/{first}/generate.png", params={"mode": "inversion"})
+    assert bad.status_code == 400 and "mode must be" in bad.json()["detail"]

@@ -188,14 +188,6 @@ def test_frechet_distance_and_memorisation_mean_what_they_say():
 
 
 # ---------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def denoiser_dir(multimodal_run, survey_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("denoiser")
-    cfg = DenoiserConfig(steps=40, batch_size=8, channels=[16, 32, 32], held_out=0.2)
-    train_denoiser(multimodal_run, survey_dir, out, cfg, progress=False)
-    return out
-
-
 def test_denoiser_files_and_physical_units(denoiser_dir, survey_dir):
     den = load_denoiser(denoiser_dir)
     meta = json.loads((denoiser_dir / "denoiser.json").read_text())

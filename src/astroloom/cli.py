@@ -711,9 +711,13 @@ def explore(
         str, typer.Option(help="Address to bind; anything but 127.0.0.1 opens it to others.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8765,
+    denoiser: Annotated[
+        Path | None,
+        typer.Option(help="A diffusion decoder (generate train): object pages can draw galaxies."),
+    ] = None,
 ) -> None:
     """A local web explorer of a survey: the UMAP map, object pages with neighbours,
-    search by uploaded example, anomalies, and a JSON API under them."""
+    search by uploaded example, anomalies, generation, and a JSON API under them."""
     import uvicorn
 
     from astroloom.evaluate.embed import embed_dataset
@@ -729,7 +733,7 @@ def explore(
             say(f"embedding {data} once into {embeddings} …")
             embed_dataset(run, data, embeddings, modalities=use)
     say("preparing the map (UMAP and anomaly scores are cached beside the embeddings) …")
-    survey = ExplorerSurvey(foundation, data, embeddings)
+    survey = ExplorerSurvey(foundation, data, embeddings, denoiser=denoiser)
     say(f"astroloom explore: http://{host}:{port}/  ({len(survey.ids)} objects; Ctrl-C stops)")
     uvicorn.run(create_app(survey), host=host, port=port, log_level="warning")
 

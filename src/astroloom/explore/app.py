@@ -13,6 +13,10 @@ example (``/search``). JSON API, documented at ``/docs`` and in the README:
 * ``POST /api/rank`` — ``{"positive": [ids], "negative": [ids]}``: a probe trained on the
   fly ranks the survey ("more like these, fewer like those")
 * ``GET /api/anomalies?limit=100&label=L&value=V&min_score=S`` — the ranked list
+* ``GET /api/objects/{id}/generate.png?mode=image|others&n=4`` — with ``--denoiser``:
+  galaxies drawn like this one (``image``), or the galaxy that has this object's spectrum
+  and photometry (``others``), beside the real one
+* ``GET /api/info`` — object count, labels, how the embeddings were made, generation on/off
 
 Objects are addressed by id only; an id the survey does not hold — a path, ``..``, anything
 — is a 404. The server binds to 127.0.0.1 unless told otherwise.
@@ -20,6 +24,7 @@ Objects are addressed by id only; an id the survey does not hold — a path, ``.
 
 from __future__ import annotations
 
+import json
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -88,9 +93,16 @@ def create_app(survey: ExplorerSurvey) -> FastAPI:
         return FileResponse(plotly_js(), media_type="text/javascript")
 
     # ------------------------------------------------------------------ API
+    # The default colouring is ready before the first visitor asks for it.
+    maps: dict[str | None, bytes] = {None: json.dumps(survey.map_payload(None)).encode()}
+
     @app.get("/api/map")
-    def api_map(color: str | None = None) -> dict:
-        return survey.map_payload(color)
+    def api_map(color: str | None = None) -> Response:
+        # 100,000 points are a few MB of JSON: serialised once per colouring, not per
+        # request (FastAPI's generic encoder took most of a cold page load).
+        if color not in maps:
+            maps[color] = json.dumps(survey.map_payload(color)).encode()
+        return Response(maps[color], media_type="application/json")
 
     @app.get("/api/anomalies")
     def api_anomalies(
@@ -185,6 +197,24 @@ def create_app(survey: ExplorerSurvey) -> FastAPI:
             )
         with lock:
             return Response(survey.surprise_png(object_id), **png)
+
+    @app.get("/api/objects/{object_id:path}/generate.png")
+    def api_generate(object_id: str, mode: str = "image", n: int = 4) -> Response:
+        known(object_id)
+        if survey.denoiser_dir is None:
+            raise HTTPException(404, "no denoiser: start the explorer with --denoiser DIR")
+        n = max(1, min(n, 8))
+        with lock:
+            return Response(survey.generate_png(object_id, mode, n), **png)
+
+    @app.get("/api/info")
+    def api_info() -> dict:
+        return {
+            "n_objects": len(survey.ids),
+            "labels": sorted(survey.emb.labels),
+            "embeddings": survey.emb.meta,
+            "generation": survey.denoiser_dir is not None,
+        }
 
     @app.get("/api/objects/{object_id:path}")
     def api_object(object_id: str) -> dict:

@@ -126,6 +126,10 @@ def object_page(object_id: str) -> str:
 <div id="spectrum"></div><div id="lightcurve"></div>
 <h3>Nearest neighbours</h3><div id="neighbours" class="grid"></div>
 <h3>Why: the model's surprise per patch</h3><img id="surprise" width=420>
+<div id="generate" style="display:none"><h3>Generate</h3>
+ <button id="like">draw galaxies like this one</button>
+ <button id="others">draw the galaxy with this spectrum and photometry</button>
+ <div><img id="drawn"></div></div>
 """
     script = (
         cell_js()
@@ -153,6 +157,13 @@ function image(){{
     document.getElementById('spectrum').innerHTML = `<img src="${{base}}/spectrum.png">`;
   if (o.modalities.includes('lightcurve'))
     document.getElementById('lightcurve').innerHTML = `<img src="${{base}}/lightcurve.png">`;
+  const info = await (await fetch('/api/info')).json();
+  if (info.generation) {{
+    document.getElementById('generate').style.display = 'block';
+    const draw = mode => {{ document.getElementById('drawn').src = `${{base}}/generate.png?mode=${{mode}}`; }};
+    document.getElementById('like').onclick = () => draw('image');
+    document.getElementById('others').onclick = () => draw('others');
+  }}
   const n = await (await fetch(base + '/neighbours?k=12')).json();
   const g = document.getElementById('neighbours');
   for (const x of n.neighbours) g.appendChild(cell(x, 'd = ' + x.distance.toFixed(4)));

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from astroloom.data.multiset import MultimodalSet, read_rows
+from astroloom.data.multiset import MultimodalSet, keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.discover.anomaly import anomaly_scores
 from astroloom.discover.embedding_map import umap_map
@@ -23,8 +23,9 @@ from astroloom.evaluate.embed import Embeddings, file_signature, read_embeddings
 from astroloom.interpret.attribution import TokenMap
 from astroloom.interpret.explain import image_map
 from astroloom.interpret.surprise import SurpriseReference, token_errors
-from astroloom.model.foundation import Foundation
-from astroloom.report.plots import plot_explanation
+from astroloom.model.foundation import Foundation, load_foundation
+from astroloom.report.plots import plot_explanation, plot_image_rows
+from astroloom.tokenize.multimodal import info_modalities
 
 
 class UnknownObject(KeyError):
@@ -102,6 +103,7 @@ class ExplorerSurvey:
         data: str | Path,
         embeddings: str | Path,
         layout: Layout | None = None,
+        denoiser: str | Path | None = None,
     ) -> None:
         self.foundation = foundation
         self.embeddings_path = Path(embeddings)
@@ -110,7 +112,11 @@ class ExplorerSurvey:
         self.position = {i: k for k, i in enumerate(self.ids)}
         self.index = SimilarityIndex(self.emb.vectors, self.ids)
         self.layout = layout or cached_layout(self.embeddings_path, self.emb)
-        self.rows = RowReader(data, [m for m in foundation.modalities])
+        # Every modality the data has: a denoiser's conditioning may need more than the
+        # explorer's model reads.
+        self.rows = RowReader(data, info_modalities(DatasetInfo.load(data)))
+        self.denoiser_dir = None if denoiser is None else Path(denoiser)
+        self._generator = None
         self.info = self.rows.info
         self.layer = self.emb.meta.get("layer")
         self.pool = self.emb.meta.get("pool", "meanstd")
@@ -189,6 +195,45 @@ class ExplorerSurvey:
         drawn = {"image": image_map(tm, tok.patch_size, tok.n_bands, side)}
         buffer = io.BytesIO()
         plot_explanation([(tm, drawn, {"image": obs["image"]})], buffer, self.image_scale)
+        return buffer.getvalue()
+
+    def generate(self, object_id: str, mode: str, n: int = 4, seed: int = 0) -> np.ndarray:
+        """Galaxies drawn by the diffusion decoder for one object, in the survey's flux unit:
+        ``image`` — like this one (conditioned on its image's embedding); ``others`` — the
+        galaxy that has this object's spectrum and photometry. ``(n, C, H, W)``."""
+        from astroloom.generate.denoiser import load_denoiser
+        from astroloom.generate.jobs import generate_mode
+
+        if self.denoiser_dir is None:
+            raise DataError("no denoiser: start the explorer with --denoiser DIR")
+        if self._generator is None:
+            den = load_denoiser(self.denoiser_dir)
+            self._generator = (den, load_foundation(den.meta["foundation_run"]))
+        den, foundation = self._generator
+        if mode not in den.meta["sources"] or mode not in ("image", "others"):
+            raise DataError(
+                f"mode must be image or others, among the denoiser's {den.meta['sources']}"
+            )
+        self.check(object_id)
+        rows, k = self.rows.row(object_id)
+        chosen = keep(rows, np.array([k]))
+        return generate_mode(den, foundation, chosen, mode, n, seed=seed)
+
+    def generate_png(self, object_id: str, mode: str, n: int = 4) -> bytes:
+        """The object (top row) and ``n`` galaxies drawn for it."""
+        flux = self.generate(object_id, mode, n)
+        obs = self.observation(object_id)
+        real = obs.get("image", np.full_like(flux[0], np.nan))
+        buffer = io.BytesIO()
+        top = np.full_like(flux, np.nan)
+        top[0] = real
+        titles = ["this object"] + [""] * (len(flux) - 1)
+        plot_image_rows(
+            [("real", top), (f"drawn ({mode})", flux)],
+            self._generator[0].meta["scale"],
+            buffer,
+            titles=titles,
+        )
         return buffer.getvalue()
 
     # ------------------------------------------------------------------ search

@@ -82,9 +82,10 @@ def rgb_composite(image: np.ndarray, scale: Sequence[float]) -> np.ndarray:
 
 
 def plot_image_rows(
-    rows: Sequence[tuple[str, np.ndarray]], scale: Sequence[float], out: str | Path, titles=None
+    rows: Sequence[tuple[str, np.ndarray]], scale: Sequence[float], out, titles=None
 ) -> Path:
-    """A grid: one row per (name, images ``(N, 3, H, W)``), same columns in every row."""
+    """A grid: one row per (name, images ``(N, 3, H, W)``), same columns in every row;
+    ``out`` a path or a binary file object."""
     ncols = len(rows[0][1])
     fig, axes = plt.subplots(
         len(rows), ncols, figsize=(1.7 * ncols, 1.8 * len(rows)), dpi=100, squeeze=False
@@ -100,9 +101,9 @@ def plot_image_rows(
             if r == 0 and titles is not None:
                 ax.set_title(titles[c], fontsize=7)
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, format="png")
     plt.close(fig)
-    return Path(out)
+    return Path(out) if isinstance(out, str | Path) else out
 
 
 def plot_scaling(records: Sequence[dict], law, out: str | Path) -> Path:
