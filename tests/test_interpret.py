@@ -196,10 +196,8 @@ def test_bad_requests_get_clear_errors(foundation, galaxies, image_explainer):
         image_explainer.explain(str(galaxies.ids[0]), "saliency")
     with pytest.raises(ExplainError, match="holds no"):
         Explainer(foundation, galaxies, use=["lightcurve"])
-    image_only = Foundation(foundation.model, foundation.tokenizer)
-    image_only.model = foundation.model
     with pytest.raises(ModalityError, match="cannot explain"):
-        Explainer(image_only, galaxies, use=["radio"])
+        Explainer(foundation, galaxies, use=["radio"])
 
 
 def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path):
