@@ -23,29 +23,21 @@ import statistics
 import time
 from pathlib import Path
 
-import galsim
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.shards import load_image_set
-from astroloom.data.sim import rare
 from astroloom.data.sim.survey import simulate_survey
 from astroloom.evaluate.metrics import anomaly_metrics
 from astroloom.interpret.attribution import Explainer
+from astroloom.interpret.known import paint_rare, plant_source, region_share, surprise_hits
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.foundation import Foundation
-from astroloom.tokenize.image import spiral_order
 
 LINES = np.array([3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718.3, 6732.7])  # Å, vacuum
-
-
-def grid_of(tokens: np.ndarray, g: int = 8) -> np.ndarray:
-    grid = np.full(g * g, np.nan)
-    grid[np.array(spiral_order(g))] = tokens
-    return grid.reshape(g, g)
 
 
 def speed(f: Foundation, galaxies, n: int) -> dict:
@@ -65,29 +57,15 @@ def speed(f: Foundation, galaxies, n: int) -> dict:
 
 
 def planted(f: Foundation, galaxies, n: int) -> dict:
-    n0 = len(galaxies.ids)
-    data = keep(galaxies, np.tile(np.arange(n0), 4))
-    data.ids = np.array([f"{i}-r{k // n0}" for k, i in enumerate(data.ids)], dtype=object)
-    images = data.arrays["image"].copy()
-    for r in range(4):
-        images[r * n0 : (r + 1) * n0] = np.rot90(images[r * n0 : (r + 1) * n0], r, axes=(2, 3))
-    soft = f.tokenizer.image.normalise(torch.from_numpy(images)).soft.numpy()
-    y, x = np.indices(images.shape[-2:])
-    source = np.exp(-0.5 * ((y - 16) ** 2 + (x - 16) ** 2) / 2.0**2)
-    has = np.random.default_rng(0).random(len(images)) < 0.5
-    images += has[:, None, None, None] * 30 * soft[:, None, None, None] * source
-    data.arrays["image"] = images.astype(np.float32)
-    data.labels = {"planted": np.array(["source" if h else "none" for h in has], dtype=object)}
+    data, has = plant_source(f, galaxies)
     ex = Explainer(f, data, use=["image"])
     target = ex.probe("planted", "source")
-    region = np.zeros((8, 8), bool)
-    region[1:3, 1:3] = True
     out = {}
     for method in ("occlusion", "integrated-gradients"):
-        shares = []
-        for object_id in data.ids[has][:n]:
-            grid = np.abs(grid_of(ex.explain(str(object_id), method, target).tokens["image"]))
-            shares.append(float(grid[region].sum() / grid.sum()))
+        shares = [
+            region_share(ex.explain(str(i), method, target).tokens["image"])
+            for i in data.ids[has][:n]
+        ]
         out[method] = {"mean": float(np.mean(shares)), "median": float(np.median(shares)),
                        "min": float(np.min(shares)), "n": len(shares)}
     return out
@@ -112,31 +90,8 @@ def spectral_lines(f: Foundation, data_dir: Path, n: int) -> dict:
 
 
 def painted(f: Foundation, galaxies, n: int) -> dict:
-    data = keep(galaxies, np.arange(len(galaxies.ids)))
-    images = data.arrays["image"].copy()
-    rng = np.random.default_rng(3)
-    chosen = rng.choice(len(images), n, replace=False)
-    where = {}
-    for k, i in enumerate(chosen):
-        host = images[i].astype(float)
-        fwhm = float(data.labels["psf_fwhm"][i])
-        if k % 2 == 0:
-            kind, new = "trail", rare.satellite_trail(host, fwhm, 0.262, rng)
-        else:
-            kind = "arc"
-            new = rare.lensed_arc(
-                host, np.array([5.0, 7.5, 10.0]), galsim.Gaussian(fwhm=fwhm), 64, 0.262, rng
-            )
-        extra = (new - host).sum(0)
-        where[str(data.ids[i])] = (kind, extra > 0.2 * extra.max())
-        images[i] = new
-    data.arrays["image"] = images.astype(np.float32)
-    ex = Explainer(f, data, use=["image"])
-    hits = {"trail": [], "arc": []}
-    for object_id, (kind, light) in where.items():
-        grid = grid_of(ex.surprise(object_id).tokens["image"])
-        r, c = np.unravel_index(np.nanargmax(grid), grid.shape)
-        hits[kind].append(bool(light[8 * r : 8 * r + 8, 8 * c : 8 * c + 8].any()))
+    data, where = paint_rare(galaxies, n)
+    hits = surprise_hits(Explainer(f, data, use=["image"]), where)
     scores = image_surprise_scores(f.model, f.tokenizer.image, data.arrays["image"])
     truth = np.isin(data.ids, list(where))
     return {

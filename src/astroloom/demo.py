@@ -288,10 +288,10 @@ def explain_examples(
 
     foundation = load_foundation(run)
     data = load_multimodal_set(data_dir, ["image"])
-    kinds = data.labels["morph_type"]
     rows = np.flatnonzero(data.present["image"])
-    special = [r for r in rows if kinds[r] in ("trail", "arc")][:1]
-    data = keep(data, np.unique(np.concatenate([rows[:limit], special]).astype(int)))
+    unusual = rows[np.isin(data.labels["morph_type"][rows], ["trail", "arc"])][:1]
+    unusual_ids = [str(i) for i in data.ids[unusual]]
+    data = keep(data, np.union1d(rows[:limit], unusual))
     emb = read_embeddings(embeddings)
     where = {str(i): k for k, i in enumerate(emb.ids)}
     vectors = emb.vectors[[where[str(i)] for i in data.ids]]
@@ -306,9 +306,8 @@ def explain_examples(
     explainer.reference(limit=500)
     ordinary = str(data.ids[np.flatnonzero(data.labels["morph_type"] == "late")[0]])
     maps = [explainer.occlusion(ordinary, explainer.probe("redshift"))]
-    unusual = np.flatnonzero(np.isin(data.labels["morph_type"], ["trail", "arc"]))
-    if len(unusual):
-        maps.append(explainer.surprise(str(data.ids[unusual[0]])))
+    if unusual_ids:
+        maps.append(explainer.surprise(unusual_ids[0]))
     panels = []
     for tm in maps:
         row = explainer.row(tm.object_id)

@@ -239,12 +239,9 @@ class Explainer:
             (m, int(j)) for m, t in batch.items() for j in torch.nonzero(t.present[0]).flatten()
         ]
 
-    def _empty_maps(self, batch: dict[str, ModalityTokens]) -> dict[str, np.ndarray]:
-        out = {}
-        for m in self.use:
-            n = self.tokens[m].n_tokens
-            out[m] = np.full(n, np.nan)
-        return out
+    def _empty_maps(self) -> dict[str, np.ndarray]:
+        """One NaN ("absent") per token of every modality explained."""
+        return {m: np.full(self.tokens[m].n_tokens, np.nan) for m in self.use}
 
     @torch.no_grad()
     def occlusion(self, object_id: str, target: Target, batch_size: int = 128) -> TokenMap:
@@ -252,7 +249,7 @@ class Explainer:
         one = self.object_tokens(object_id)
         slots = self._present(one)
         value = float(target(self.embed(one))[0])
-        out = self._empty_maps(one)
+        out = self._empty_maps()
         for lo in range(0, len(slots), batch_size):
             part = slots[lo : lo + batch_size]
             batch = self.object_tokens(object_id, len(part))
@@ -288,7 +285,7 @@ class Explainer:
             for t in empty.values():
                 t.values.zero_()
             empty_value = float(target(self.embed(empty))[0])
-        per_value, per_token = {}, self._empty_maps(one)
+        per_value, per_token = {}, self._empty_maps()
         for m, t in one.items():
             valid = t.valid[0].expand(t.values.shape[1:]).float()
             attr = (t.values[0] * grads[m] / steps * valid).numpy()
@@ -326,7 +323,7 @@ class Explainer:
             rows = present.cpu() & (modality == j)
             weight[rows] = 1.0 / (rows.sum() * len(kinds))
         share = (weight @ rollout).numpy()
-        out = self._empty_maps(one)
+        out = self._empty_maps()
         source = seq.source[0].cpu().numpy()
         for slot in np.flatnonzero(present.cpu().numpy()):
             m = self.model.modalities[int(modality[slot])]
@@ -349,7 +346,7 @@ class Explainer:
         errors = token_errors(self.model, one)
         reference = self.reference()
         ratio = reference.surprise({m: errors[m] for m in one})
-        out = self._empty_maps(one)
+        out = self._empty_maps()
         for m, r in ratio.items():
             out[m] = r[0]
         return TokenMap(

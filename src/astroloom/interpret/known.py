@@ -1,0 +1,102 @@
+"""Maps with known answers: datasets in which the right map is known in advance, for the
+tests and for ``benchmarks/interpret.py`` (and for anyone checking a new method).
+
+* :func:`plant_source` — a label carried only by four image patches;
+* :func:`paint_rare` — satellite trails and lensed arcs painted onto ordinary galaxies
+  with the mock survey's own drawing code, with the pixels they light.
+"""
+
+from __future__ import annotations
+
+import galsim
+import numpy as np
+import torch
+
+from astroloom.data.multiset import MultimodalSet, keep
+from astroloom.data.sim import rare
+from astroloom.interpret.attribution import Explainer
+from astroloom.model.foundation import Foundation
+from astroloom.tokenize.image import spiral_order
+
+# The planted source sits at pixel (16, 16): the corner of four 8-pixel patches.
+SOURCE_PIXEL = 16
+SOURCE_PATCHES = np.zeros((8, 8), bool)
+SOURCE_PATCHES[1:3, 1:3] = True
+
+
+def patch_grid(tokens: np.ndarray, g: int = 8) -> np.ndarray:
+    """A per-token image map in spiral order → the (g, g) patch grid."""
+    grid = np.full(g * g, np.nan)
+    grid[np.array(spiral_order(g))] = tokens
+    return grid.reshape(g, g)
+
+
+def region_share(tokens: np.ndarray, region: np.ndarray = SOURCE_PATCHES) -> float:
+    """Share of a per-token image map's |mass| that falls in ``region`` of the patch grid."""
+    grid = np.abs(patch_grid(tokens, region.shape[0]))
+    return float(grid[region].sum() / grid.sum())
+
+
+def plant_source(
+    foundation: Foundation, galaxies: MultimodalSet, strength: float = 30.0, seed: int = 0
+) -> tuple[MultimodalSet, np.ndarray]:
+    """Each galaxy in four orientations; half of the cutouts get a compact source at the
+    same pixel, and the label ``planted`` ("source" / "none") says which — so nothing but
+    the source's four patches carries the label. The source's brightness is ``strength``
+    times each cutout's own softening (the unit the per-object normalisation divides by),
+    so that it reaches the model the same in every galaxy. Returns the set and which
+    cutouts have the source."""
+    n0 = len(galaxies.ids)
+    data = keep(galaxies, np.tile(np.arange(n0), 4))
+    data.ids = np.array([f"{i}-r{k // n0}" for k, i in enumerate(data.ids)], dtype=object)
+    images = data.arrays["image"].copy()
+    for r in range(4):
+        images[r * n0 : (r + 1) * n0] = np.rot90(images[r * n0 : (r + 1) * n0], r, axes=(2, 3))
+    soft = foundation.tokenizer.image.normalise(torch.from_numpy(images)).soft.numpy()
+    y, x = np.indices(images.shape[-2:])
+    source = np.exp(-0.5 * ((y - SOURCE_PIXEL) ** 2 + (x - SOURCE_PIXEL) ** 2) / 2.0**2)
+    has = np.random.default_rng(seed).random(len(images)) < 0.5
+    images += has[:, None, None, None] * strength * soft[:, None, None, None] * source
+    data.arrays["image"] = images.astype(np.float32)
+    data.labels = {"planted": np.array(["source" if h else "none" for h in has], dtype=object)}
+    return data, has
+
+
+def paint_rare(
+    galaxies: MultimodalSet, n: int, seed: int = 3
+) -> tuple[MultimodalSet, dict[str, tuple[str, np.ndarray]]]:
+    """``n`` of the galaxies get a satellite trail (even draws) or a lensed arc (odd ones).
+    Returns the set and, per painted id, the kind and the pixels its light reaches (over
+    20 % of its peak)."""
+    data = keep(galaxies, np.arange(len(galaxies.ids)))
+    images = data.arrays["image"].copy()
+    scale = float(data.info.image.pixel_scale_arcsec)
+    size = images.shape[-1]
+    rng = np.random.default_rng(seed)
+    where = {}
+    for k, i in enumerate(rng.choice(len(images), n, replace=False)):
+        host = images[i].astype(float)
+        fwhm = float(data.labels["psf_fwhm"][i])
+        if k % 2 == 0:
+            kind, new = "trail", rare.satellite_trail(host, fwhm, scale, rng)
+        else:
+            kind = "arc"
+            source = np.array([5.0, 7.5, 10.0])
+            new = rare.lensed_arc(host, source, galsim.Gaussian(fwhm=fwhm), size, scale, rng)
+        extra = (new - host).sum(0)
+        where[str(data.ids[i])] = (kind, extra > 0.2 * extra.max())
+        images[i] = new
+    data.arrays["image"] = images.astype(np.float32)
+    return data, where
+
+
+def surprise_hits(
+    explainer: Explainer, where: dict[str, tuple[str, np.ndarray]]
+) -> dict[str, list[bool]]:
+    """Per kind: whether each painted galaxy's most surprising patch lies on its paint."""
+    hits: dict[str, list[bool]] = {}
+    for object_id, (kind, light) in where.items():
+        grid = patch_grid(explainer.surprise(object_id).tokens["image"])
+        r, c = np.unravel_index(np.nanargmax(grid), grid.shape)
+        hits.setdefault(kind, []).append(bool(light[8 * r : 8 * r + 8, 8 * c : 8 * c + 8].any()))
+    return hits
