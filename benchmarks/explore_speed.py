@@ -47,6 +47,7 @@ def build(out: Path, n: int, dim: int, template: Path) -> tuple[Path, Path]:
     data.mkdir(parents=True, exist_ok=True)
     info = json.loads((template / "dataset.json").read_text())
     info.update(name="explore-bench", n_objects=n, shards=[], modalities={})
+    info["image"]["shape"] = []  # labels and embeddings only: no pixels to serve
     info["labels"] = {k: info["labels"][k] for k in ("redshift", "morph_type")}
     per = 25_000
     for k, lo in enumerate(range(0, n, per)):

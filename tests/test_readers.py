@@ -20,6 +20,7 @@ from astroloom.data.readers import (
     read_parquet,
     read_sdss_spectra,
 )
+from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 
@@ -82,9 +83,12 @@ def test_missing_id_duplicates_and_nan_pixels(cutouts, tmp_path):
     holes[:, :5, :5] = np.inf
     path = sorted(folder.iterdir())[1]
     fits.PrimaryHDU(holes).writeto(path, overwrite=True)
-    ingest(read_fits_folder(folder, catalog), tmp_path / "c", "x", progress=False)
+    report = ingest(read_fits_folder(folder, catalog), tmp_path / "c", "x", progress=False)
     back = load_image_set(tmp_path / "c")
     assert int(np.isnan(back.images).sum()) == 3 * 25  # inf became masked NaN, nothing else
+    # The summary counts what was masked: one object, 75 pixels, recorded in dataset.json.
+    assert (report.masked_objects, report.masked_pixels) == (1, 75)
+    assert back.info.provenance["masked_pixels"] == 75
     fits.PrimaryHDU(np.full((3, 64, 64), np.nan, np.float32)).writeto(path, overwrite=True)
     with pytest.raises(BadObject, match="NaN/inf"):
         ingest(read_fits_folder(folder, catalog), tmp_path / "d", "x", progress=False)
@@ -251,6 +255,11 @@ def test_sdss_spectra_and_csv_light_curves(tmp_path):
     assert obs.labels["redshift"] == pytest.approx(0.123)
     report = ingest(read_sdss_spectra(spectra), tmp_path / "spec-out", "sdss", progress=False)
     assert report.written == 1
+    back = load_multimodal_set(tmp_path / "spec-out", ["spectrum"])
+    np.testing.assert_allclose(back.arrays["spectrum_wave"][0], 10**loglam)
+    np.testing.assert_array_equal(back.arrays["spectrum_flux"][0], np.full(200, 3, np.float32))
+    np.testing.assert_array_equal(back.arrays["spectrum_ivar"][0], np.full(200, 4, np.float32))
+    assert back.labels["redshift"][0] == pytest.approx(0.123)
 
     curves = tmp_path / "lc"
     curves.mkdir()
@@ -267,6 +276,10 @@ def test_sdss_spectra_and_csv_light_curves(tmp_path):
     ingest(read_light_curves(curves), tmp_path / "lc-out", "lcs", progress=False)
     row = pq.read_table(tmp_path / "lc-out" / "shard-00000.parquet").to_pylist()[0]
     assert row["lc_time"] == [1.0, 2.5, 4.0] and row["image"] is None
+    assert row["lc_band"] == [0, 1, 0]  # codes into dataset.json's bands, in order met
+    back = load_multimodal_set(tmp_path / "lc-out", ["lightcurve"])
+    assert back.info.modalities["lightcurve"]["bands"] == ["I", "V"]
+    np.testing.assert_allclose(back.curves["lc_mag"][0], [15.1, 15.3, 15.0], rtol=1e-6)
     Table({"time": [1.0], "mag": [1.0]}).write(curves / "broken.csv")
     with pytest.raises(BadObject, match=r"broken.*lacks column\(s\) \['err', 'band'\]"):
         ingest(read_light_curves(curves), tmp_path / "lc-bad", "lcs", progress=False)
@@ -281,8 +294,11 @@ def test_ingest_command(cutouts, tmp_path):
 
     from astroloom.cli import app
 
-    folder, catalog, _ = cutouts
+    folder, catalog, data = cutouts
     sorted(folder.iterdir())[0].write_bytes(b"SIMPLE  =   garbage")
+    holes = data.images[2].copy()
+    holes[0, 10, :10] = np.nan
+    fits.PrimaryHDU(holes).writeto(sorted(folder.iterdir())[2], overwrite=True)
     args = [
         "data",
         "ingest",
@@ -302,6 +318,7 @@ def test_ingest_command(cutouts, tmp_path):
     result = CliRunner().invoke(app, [*args, "--skip-bad"])
     assert result.exit_code == 0, result.output
     assert "wrote 5 objects" in result.output and "skipped 1 bad objects" in result.output
+    assert "kept 10 NaN/inf pixels as masked, in 1 of the images" in result.output
 
 
 def test_duplicate_object_ids_are_refused_or_skipped(tmp_path):

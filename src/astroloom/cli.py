@@ -225,6 +225,11 @@ def data_ingest(
         provenance={"format": fmt, "source": record_path(source, out)},
     )
     say(f"wrote {report.written} objects to {out}")
+    if report.masked_pixels:
+        say(
+            f"kept {report.masked_pixels:,} NaN/inf pixels as masked, in "
+            f"{report.masked_objects} of the images"
+        )
     if report.skipped:
         say(f"skipped {len(report.skipped)} bad objects; reasons in {out / 'skipped.jsonl'}")
 

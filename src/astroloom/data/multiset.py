@@ -64,6 +64,42 @@ def fixed_list(
     return out, present
 
 
+def padded_list(
+    column: pa.ChunkedArray,
+    width: int,
+    ids: np.ndarray,
+    path: Path,
+    fill: float,
+    dtype: type = np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``list<float>`` column of rows up to ``width`` long → ``(N, width)`` padded with
+    ``fill``, and the presence flags."""
+    rows = ragged_list(column)
+    out = np.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        if row is None:
+            continue
+        if len(row) > width:
+            raise DataError(
+                f"shard {path}: object {ids[i]!r} has {len(row)} spectrum pixels; "
+                f"dataset.json says at most {width}"
+            )
+        out[i, : len(row)] = row
+    present = np.array([r is not None and len(r) > 0 for r in rows], dtype=bool)
+    return out, present
+
+
+def declares(info: DatasetInfo, modality: str) -> bool:
+    """Whether ``dataset.json`` says the dataset holds ``modality``."""
+    if modality == "image":
+        return bool(info.image.shape)
+    return modality in info.modalities
+
+
+def columns_of(info: DatasetInfo, modality: str) -> list[str]:
+    return list(info.modalities.get(modality, {}).get("columns", COLUMNS[modality]))
+
+
 def ragged_list(column: pa.ChunkedArray) -> list[np.ndarray | None]:
     col = column.combine_chunks()
     present = col.is_valid().to_numpy(zero_copy_only=False)
@@ -81,17 +117,33 @@ def read_rows(
     out = MultimodalSet(info=info, ids=ids)
     n = len(ids)
     for m in modalities:
-        missing = [c for c in COLUMNS[m] if c not in table.column_names]
-        if missing:
-            # A dataset without the modality's columns holds none of it: absent everywhere.
+        if not declares(info, m):
+            # A dataset that does not describe the modality holds none of it.
             out.present[m] = np.zeros(n, bool)
             continue
+        missing = [c for c in columns_of(info, m) if c not in table.column_names]
+        if missing:
+            raise DataError(
+                f"shard {path} lacks column(s) {missing}: dataset.json says the dataset "
+                f"holds {m}"
+            )
         if m == "image":
             shape = tuple(info.image.shape)
             flat, present = fixed_list(
                 table.column("image"), int(np.prod(shape)), ids, "pixel", path
             )
             out.arrays["image"] = flat.reshape(n, *shape)
+        elif m == "spectrum" and info.modalities["spectrum"].get("grid") == "per-object":
+            width = int(info.modalities["spectrum"]["n_pixels"])
+            out.arrays["spectrum_wave"], present = padded_list(
+                table.column("spectrum_wave"), width, ids, path, np.nan, np.float64
+            )
+            out.arrays["spectrum_flux"], _ = padded_list(
+                table.column("spectrum_flux"), width, ids, path, np.nan, np.float32
+            )
+            out.arrays["spectrum_ivar"], _ = padded_list(
+                table.column("spectrum_ivar"), width, ids, path, 0.0, np.float32
+            )
         elif m == "spectrum":
             width = int(info.modalities["spectrum"]["n_pixels"])
             out.arrays["spectrum_flux"], present = fixed_list(
@@ -113,14 +165,18 @@ def read_rows(
                 out.curves[c] = ragged_list(table.column(c))
             present = np.array([c is not None and len(c) > 0 for c in out.curves["lc_time"]])
         out.present[m] = present
+    absent_labels = [k for k in info.label_names if k not in table.column_names]
+    if absent_labels:
+        raise DataError(
+            f"shard {path} lacks label column(s) {absent_labels} that dataset.json lists"
+        )
     for k in info.label_names:
-        if k in table.column_names:
-            values = table.column(k)
-            out.labels[k] = (
-                np.asarray(values.to_pylist(), dtype=object)
-                if info.is_categorical(k)
-                else values.to_numpy(zero_copy_only=False).astype(np.float64)
-            )
+        values = table.column(k)
+        out.labels[k] = (
+            np.asarray(values.to_pylist(), dtype=object)
+            if info.is_categorical(k)
+            else values.to_numpy(zero_copy_only=False).astype(np.float64)
+        )
     return out
 
 

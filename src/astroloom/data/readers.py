@@ -38,6 +38,8 @@ from astroloom.data.normalise import save_with_normalisation
 from astroloom.data.schema import DataError, DatasetInfo, ImageMeta, Observation, zero_point_of
 from astroloom.data.shards import list_column, write_table
 
+SDSS_FLUX_UNIT = "1e-17 erg s-1 cm-2 Angstrom-1"
+
 FORMATS = ["fits-folder", "fits-image", "hdf5", "images", "parquet", "spectra", "lightcurves"]
 
 
@@ -54,6 +56,77 @@ class IngestReport:
     written: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     info: DatasetInfo | None = None
+    masked_pixels: int = 0  # NaN/inf pixels kept as masked in accepted images
+    masked_objects: int = 0  # accepted images with at least one masked pixel
+
+
+@dataclass
+class _Seen:
+    """What the spectra and light curves written so far look like: their description in
+    ``dataset.json`` is known only once every object has been read."""
+
+    spectrum_pixels: int = 0
+    wave_min: float = np.inf
+    wave_max: float = -np.inf
+    steps: list[float] = field(default_factory=list)
+    lc_bands: list[str] = field(default_factory=list)
+
+    def spectrum(self, obs: Observation) -> None:
+        flux = obs.modalities.get("spectrum_flux")
+        if flux is None:
+            return
+        wave = obs.modalities.get("spectrum_wave")
+        if wave is None or len(wave) != len(flux):
+            raise BadObject(
+                str(obs.meta.get("source", obs.id)),
+                obs.id,
+                "a spectrum needs a wavelength per flux pixel (spectrum_wave)",
+            )
+        if len(wave) < 2 or not np.all(np.diff(wave) > 0) or not np.all(np.isfinite(wave)):
+            raise BadObject(
+                str(obs.meta.get("source", obs.id)),
+                obs.id,
+                "spectrum wavelengths must be finite and increasing",
+            )
+        self.spectrum_pixels = max(self.spectrum_pixels, len(flux))
+        self.wave_min = min(self.wave_min, float(wave[0]))
+        self.wave_max = max(self.wave_max, float(wave[-1]))
+        self.steps.append(float(np.median(np.diff(wave))))
+
+    def band_codes(self, obs: Observation) -> None:
+        """Light-curve band names → codes into the dataset's band list (grown as seen)."""
+        names = obs.modalities.pop("lc_band_name", None)
+        if names is None:
+            return
+        for b in dict.fromkeys(names):
+            if b not in self.lc_bands:
+                self.lc_bands.append(b)
+        lookup = {b: i for i, b in enumerate(self.lc_bands)}
+        obs.modalities["lc_band"] = np.array([lookup[b] for b in names], dtype=np.int8)
+
+    def modalities(self, spectrum_unit: str) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        if self.spectrum_pixels:
+            out["spectrum"] = {
+                # Each spectrum keeps its own grid; tokens are placed by these wavelengths.
+                "columns": ["spectrum_wave", "spectrum_flux", "spectrum_ivar"],
+                "grid": "per-object",
+                "n_pixels": self.spectrum_pixels,
+                # A nominal grid over the whole range, for plots and generated spectra.
+                "wavelength_start": self.wave_min,
+                "wavelength_step": (self.wave_max - self.wave_min) / (self.spectrum_pixels - 1),
+                "wavelength_unit": "Angstrom",
+                "flux_unit": spectrum_unit,
+                "frame": "observed",
+            }
+        if self.lc_bands:
+            out["lightcurve"] = {
+                "columns": ["lc_time", "lc_mag", "lc_err", "lc_band"],
+                "bands": list(self.lc_bands),
+                "time_unit": "day",
+                "mag_system": "as given",
+            }
+        return out
 
 
 def _each(
@@ -378,13 +451,17 @@ def read_light_curves(folder: Path) -> Iterator[Observation]:
         missing = [c for c in ("time", "mag", "err", "band") if c not in table.colnames]
         if missing:
             raise BadObject(str(path), obj, f"lacks column(s) {missing}")
+        time = np.asarray(table["time"], float)
+        if not np.isfinite(time).all():
+            raise BadObject(str(path), obj, "has non-finite times")
+        order = np.argsort(time, kind="stable")  # tokens count time from the first epoch
         return Observation(
             obj,
             {
-                "lc_time": np.asarray(table["time"], float),
-                "lc_mag": np.asarray(table["mag"], np.float32),
-                "lc_err": np.asarray(table["err"], np.float32),
-                "lc_band_name": np.asarray(table["band"]).astype(str),
+                "lc_time": time[order],
+                "lc_mag": np.asarray(table["mag"], np.float32)[order],
+                "lc_err": np.asarray(table["err"], np.float32)[order],
+                "lc_band_name": np.asarray(table["band"]).astype(str)[order],
             },
         )
 
@@ -403,9 +480,12 @@ def ingest(
     shard_size: int = 1000,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
+    spectrum_unit: str = SDSS_FLUX_UNIT,
 ) -> IngestReport:
     """Check and write ``records`` as shards plus ``dataset.json`` in ``out``. The flux
-    ``unit`` is checked first (an unknown one is refused before anything is read)."""
+    ``unit`` is checked first (an unknown one is refused before anything is read).
+    Spectra keep their own wavelength grids; light-curve band names become codes into the
+    band list recorded in ``dataset.json``."""
     zero_point_of(unit, zero_point)  # DataError naming the unit if it is not one we know
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -415,6 +495,7 @@ def ingest(
     shards: list[str] = []
     shape: tuple[int, ...] | None = None
     label_names: list[str] = []
+    seen_shapes = _Seen()
     iterator = iter(records)
     with (
         (out / "skipped.jsonl").open("w") as log,
@@ -427,6 +508,7 @@ def ingest(
                     raise obs
                 if obs.id in seen:
                     raise BadObject(str(obs.meta.get("source", out)), obs.id, "duplicate id")
+                seen_shapes.spectrum(obs)
                 image = obs.modalities.get("image")
                 if image is not None:
                     if shape is None:
@@ -448,6 +530,11 @@ def ingest(
                 log.write(json.dumps(report.skipped[-1]) + "\n")
                 continue
             seen.add(obs.id)
+            seen_shapes.band_codes(obs)
+            if image is not None:
+                masked = int(np.isnan(image).sum())
+                report.masked_pixels += masked
+                report.masked_objects += masked > 0
             for key in obs.labels:
                 if key not in label_names:
                     label_names.append(key)
@@ -479,7 +566,13 @@ def ingest(
             zero_point_mag=_or_nan(zero_point_of(unit, zero_point)),
         ),
         labels={k: {"unit": "", "description": "from the ingested catalogue"} for k in label_names},
-        provenance={**(provenance or {}), "skipped": len(report.skipped)},
+        modalities=seen_shapes.modalities(spectrum_unit),
+        provenance={
+            **(provenance or {}),
+            "skipped": len(report.skipped),
+            "masked_pixels": report.masked_pixels,
+            "masked_objects": report.masked_objects,
+        },
     )
     if shape is not None:
         save_with_normalisation(info, out)
@@ -504,6 +597,8 @@ def _write_batch(out: Path, index: int, batch: list[Observation], label_names: l
             columns[key] = pa.array(
                 [None if v is None else list(map(str, v)) for v in values], pa.list_(pa.string())
             )
+        elif key == "lc_band":  # codes into dataset.json's band list, as the mock survey's
+            columns[key] = list_column(values, pa.int8())
         else:
             dtype = pa.float64() if sample.dtype == np.float64 else pa.float32()
             columns[key] = list_column(values, dtype)

@@ -52,12 +52,14 @@ class Foundation:
         """Token blocks of the modalities the observations carry (``use`` to restrict).
 
         Modality keys: ``image`` (C, H, W); ``spectrum`` flux with optional
-        ``spectrum_ivar``; ``photometry`` fluxes with optional ``photometry_ivar``;
+        ``spectrum_ivar`` and ``spectrum_wave`` (Å; the model's grid when absent);
+        ``photometry`` fluxes with optional ``photometry_ivar``;
         ``lightcurve`` as a dict of ``time``, ``mag`` and ``band`` arrays.
         """
         if not observations:
             raise ModalityError("no observations given")
-        names = sorted({m for o in observations for m in o.modalities if not m.endswith("_ivar")})
+        extras = ("_ivar", "_wave")
+        names = sorted({m for o in observations for m in o.modalities if not m.endswith(extras)})
         unknown = [m for m in names if m not in self.modalities]
         if unknown:
             raise ModalityError(
@@ -90,6 +92,14 @@ class Foundation:
             data.arrays[column] = stack
             if ivar_column:
                 data.arrays[ivar_column] = ivar
+            if m == "spectrum" and any("spectrum_wave" in o.modalities for o in observations):
+                # Each spectrum placed by its own wavelengths (NaN: the model's grid).
+                wave = np.full((n, *first.shape), np.nan)
+                grid = self.tokenizer["spectrum"].wavelength
+                for i, o in enumerate(observations):
+                    own = o.modalities.get("spectrum_wave")
+                    wave[i] = grid[: first.shape[0]] if own is None else own
+                data.arrays["spectrum_wave"] = wave
         return self.tokens_from_set(data, names)
 
     def tokens_from_set(

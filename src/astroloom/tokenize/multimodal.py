@@ -146,7 +146,12 @@ class MultimodalTokenizer:
                     "spectrum_flux", np.full((len(data), tok.n_pixels), np.nan, np.float32)
                 )
                 ivar = data.arrays.get("spectrum_ivar", np.zeros_like(flux))
-                blocks[m] = tok.tokens(torch.from_numpy(flux), torch.from_numpy(ivar), has)
+                blocks[m] = tok.tokens(
+                    torch.from_numpy(flux),
+                    torch.from_numpy(ivar),
+                    has,
+                    wavelength=spectrum_wavelength(data, flux.shape[1]),
+                )
             elif m == "photometry":
                 flux = data.arrays.get(
                     "phot_flux", np.full((len(data), tok.n_tokens), np.nan, np.float32)
@@ -158,7 +163,7 @@ class MultimodalTokenizer:
                 curves = pad_curves(
                     data.curves.get("lc_time", none),
                     data.curves.get("lc_mag", none),
-                    data.curves.get("lc_band", none),
+                    model_band_codes(data, tok.bands),
                 )
                 if tok.phase:  # one period search per curve, not per batch
                     curves = curves.with_periods()
@@ -215,3 +220,32 @@ def image_description(info: DatasetInfo | None) -> tuple[float | None, float | N
 
 def info_modalities(info: DatasetInfo) -> list[str]:
     return ["image", *[m for m in info.modalities]]
+
+
+def spectrum_wavelength(data: MultimodalSet, width: int) -> np.ndarray | None:
+    """The wavelengths (Å) of a dataset's spectrum pixels: each object's own grid
+    (``spectrum_wave``), the grid ``dataset.json`` records, or None (the model's grid) for
+    spectra that come without one."""
+    if "spectrum_wave" in data.arrays:
+        return data.arrays["spectrum_wave"]
+    meta = data.info.modalities.get("spectrum") if data.info is not None else None
+    if meta is None or "wavelength_start" not in meta:
+        return None
+    return float(meta["wavelength_start"]) + float(meta["wavelength_step"]) * np.arange(width)
+
+
+def model_band_codes(data: MultimodalSet, model_bands: list[str]) -> list[np.ndarray | None]:
+    """A dataset's light-curve band codes re-numbered into the model's bands, by name (a
+    dataset's ``V, I`` into a model's ``I, V``); a band the model never saw is refused."""
+    codes = data.curves.get("lc_band", [None] * len(data))
+    meta = data.info.modalities.get("lightcurve") if data.info is not None else None
+    if meta is None or list(meta["bands"]) == list(model_bands):
+        return codes
+    unknown = [b for b in meta["bands"] if b not in model_bands]
+    if unknown:
+        raise DataError(
+            f"{data.info.name}: light-curve band(s) {unknown} are not among the model's "
+            f"bands {list(model_bands)}"
+        )
+    lookup = np.array([list(model_bands).index(b) for b in meta["bands"]], dtype=np.int64)
+    return [None if c is None else lookup[np.asarray(c, dtype=np.int64)] for c in codes]

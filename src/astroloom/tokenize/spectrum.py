@@ -40,44 +40,64 @@ class SpectrumTokenizer:
     def wavelength(self) -> np.ndarray:
         return self.wavelength_start + self.wavelength_step * np.arange(self.n_pixels)
 
-    def _pad(self, x: torch.Tensor, fill: float) -> torch.Tensor:
-        extra = self.n_tokens * self.patch_size - x.shape[1]
+    def _pad(self, x: torch.Tensor, fill: float, width: int | None = None) -> torch.Tensor:
+        n_tokens = self.n_tokens if width is None else -(-width // self.patch_size)
+        extra = n_tokens * self.patch_size - x.shape[1]
         return torch.nn.functional.pad(x, (0, extra), value=fill)
 
     def positions(self, wavelength: np.ndarray | None = None) -> torch.Tensor:
-        """``(n_tokens, 1)`` log10 central wavelength of each patch."""
+        """``(n_tokens, 1)`` log10 central wavelength of each patch of the tokenizer's grid
+        or of ``wavelength`` (one grid ``(n,)``, or one per object ``(B, n)`` → ``(B, n_tokens,
+        1)``; NaN-padded pixels are left out of a patch's centre)."""
         wl = torch.as_tensor(
             self.wavelength if wavelength is None else wavelength, dtype=torch.float64
         )
-        if len(wl) != self.n_pixels:
-            raise ValueError(f"wavelength grid has {len(wl)} pixels, spectra have {self.n_pixels}")
-        edge = self._pad(wl[None], float("nan"))[0].view(self.n_tokens, self.patch_size)
-        return torch.log10(torch.nanmean(edge, dim=1, keepdim=True)).float()
+        rows = wl if wl.ndim == 2 else wl[None]
+        width = rows.shape[1]
+        if wavelength is None and width != self.n_pixels:
+            raise ValueError(f"wavelength grid has {width} pixels, spectra have {self.n_pixels}")
+        edge = self._pad(rows, float("nan"), width).view(rows.shape[0], -1, self.patch_size)
+        centre = torch.nanmean(edge, dim=2, keepdim=True)
+        # A patch of padding only has no wavelength; it is never present, so any will do.
+        centre = torch.where(torch.isfinite(centre), centre, torch.ones(()))
+        out = torch.log10(centre).float()
+        return out if wl.ndim == 2 else out[0]
 
     def tokens(
         self,
         flux: torch.Tensor,
         ivar: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
-        wavelength: np.ndarray | None = None,
+        wavelength: np.ndarray | torch.Tensor | None = None,
     ) -> ModalityTokens:
-        """``(B, n_pixels)`` flux (and inverse variance) → token block."""
+        """``(B, n)`` flux (and inverse variance) → token block. ``wavelength`` (Å): one grid
+        ``(n,)`` for all, one per object ``(B, n)`` (NaN past an object's last pixel), or the
+        tokenizer's own grid when None. Tokens are placed by wavelength, so a spectrum need
+        not share the grid the model was trained on."""
         flux = torch.as_tensor(flux, dtype=torch.float32)
-        if flux.ndim != 2 or flux.shape[1] != self.n_pixels:
+        if flux.ndim != 2 or (wavelength is None and flux.shape[1] != self.n_pixels):
             raise ValueError(
                 f"spectra must have shape (batch, {self.n_pixels}); got {tuple(flux.shape)}"
             )
-        b = flux.shape[0]
+        b, width = flux.shape
+        if wavelength is not None and np.shape(wavelength)[-1] != width:
+            raise ValueError(
+                f"spectra have {width} pixels but their wavelength grid has "
+                f"{np.shape(wavelength)[-1]}"
+            )
         good = torch.isfinite(flux)
         if ivar is not None:
             ivar = torch.as_tensor(ivar, dtype=torch.float32)
             good &= torch.isfinite(ivar) & (ivar > 0)
         if present is not None:
             good &= present.bool()[:, None]
+        if wavelength is not None:
+            good &= torch.isfinite(torch.as_tensor(wavelength)).expand(b, width)
         values = torch.where(good, torch.asinh(flux / self.scale), torch.zeros(()))
-        values = self._pad(values, 0.0).view(b, self.n_tokens, self.patch_size)
-        valid = self._pad(good, False).view(b, self.n_tokens, self.patch_size)
-        pos = self.positions(wavelength).expand(b, self.n_tokens, 1)
+        values = self._pad(values, 0.0, width).view(b, -1, self.patch_size)
+        valid = self._pad(good, False, width).view(b, -1, self.patch_size)
+        pos = self.positions(wavelength)
+        pos = pos.expand(b, -1, 1) if pos.ndim == 2 else pos
         return ModalityTokens(values, valid, valid.any(dim=2), pos)
 
     def decode(self, values: torch.Tensor) -> torch.Tensor:
