@@ -9,6 +9,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
+from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.readers import (
     BadObject,
     ingest,
@@ -20,7 +21,6 @@ from astroloom.data.readers import (
     read_parquet,
     read_sdss_spectra,
 )
-from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 

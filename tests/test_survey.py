@@ -215,3 +215,41 @@ def test_lomb_scargle_recovers_ogle_periods():
         best = 1.0 / freq[np.argmax(power)]
         recovered += abs(best - star["P_1"]) / star["P_1"] < 0.01
     assert recovered >= 10, f"{recovered} of {len(chosen)} periods recovered"
+
+
+@pytest.mark.parametrize(
+    ("filters", "colours"),
+    [("decam", ["g_r", "r_z"]), ("lsst", ["u_g", "g_r", "r_i", "i_z", "z_y"])],
+)
+def test_any_filter_set_with_rare_objects_names_colours_after_its_bands(tmp_path, filters, colours):
+    """Both filter sets simulate rare objects (a foreground star among them), and each
+    colour label is the difference of the named bands' magnitudes, as the photometry
+    measures it."""
+    info = simulate_survey(
+        tmp_path,
+        n_galaxies=40,
+        n_stars=0,
+        seed=3,
+        rare_fraction=0.25,
+        filters=filters,
+        workers=1,
+        progress=False,
+    )
+    bands = info.image.bands
+    assert [f"{a}_{b}" for a, b in zip(bands[:-1], bands[1:], strict=True)] == colours
+    assert info.image.shape[0] == len(bands)
+    assert [k for k in info.labels if k.count("_") == 1 and len(k) == 3] == colours
+    rows = pq.read_table(tmp_path / info.shards[0]).to_pylist()
+    assert {"star", "ring", "arc"} <= {r["morph_type"] for r in rows}
+    checked = 0
+    for row in rows:
+        flux, ivar = np.array(row["phot_flux"]), np.array(row["phot_ivar"])
+        assert np.array(row["image"]).size == len(bands) * 64 * 64
+        measured = 22.5 - 2.5 * np.log10(np.clip(flux, 1e-6, None))
+        snr = flux * np.sqrt(ivar)
+        assert row["mag_r"] == pytest.approx(measured[bands.index("r")], abs=0.2)
+        for k, name in enumerate(colours):
+            if min(snr[k], snr[k + 1]) > 30:
+                assert row[name] == pytest.approx(measured[k] - measured[k + 1], abs=0.2), name
+                checked += 1
+    assert checked >= len(rows)

@@ -22,8 +22,27 @@ def _draw(
     )
 
 
+# Rough effective wavelengths (Å) of the bands: where a star's or a ring's colour falls.
+BAND_WAVELENGTH = {"u": 3600, "g": 4800, "r": 6300, "i": 7700, "z": 9100, "y": 9800}
+
+
+def colour_ramp(bands: list[str], blue: float, red: float) -> np.ndarray:
+    """Per band, a value that is ``blue`` at g, 0 at r and ``red`` at z, linear in
+    wavelength on either side of r (and extended beyond g and z): the colours of rare
+    objects in any filter set."""
+    lam = np.array([BAND_WAVELENGTH[b] for b in bands], dtype=float)
+    g, r, z = BAND_WAVELENGTH["g"], BAND_WAVELENGTH["r"], BAND_WAVELENGTH["z"]
+    return np.where(lam < r, blue * (r - lam) / (r - g), red * (lam - r) / (z - r))
+
+
 def ring(
-    fluxes: np.ndarray, radius: float, psf, size: int, scale: float, rng: np.random.Generator
+    fluxes: np.ndarray,
+    radius: float,
+    psf,
+    size: int,
+    scale: float,
+    rng: np.random.Generator,
+    bands: list[str],
 ) -> np.ndarray:
     """A star-forming ring (Gaussian annulus) around a faint core; replaces the host."""
     fine = 0.05
@@ -39,7 +58,7 @@ def ring(
     core = _draw(
         galsim.DeVaucouleurs(half_light_radius=0.2 * radius).shear(shape), psf, size, scale
     )
-    blue = np.array([1.3, 1.0, 0.7])[: len(fluxes)]  # rings are young, bluer than the core
+    blue = 1 + colour_ramp(bands, 0.3, -0.3)  # rings are young, bluer than the core
     return fluxes[:, None, None] * (0.75 * blue[:, None, None] * ring_img + 0.25 * core)
 
 
@@ -82,7 +101,11 @@ def bright_star(
 
 
 def satellite_trail(
-    host: np.ndarray, psf_fwhm: float, scale: float, rng: np.random.Generator
+    host: np.ndarray,
+    psf_fwhm: float,
+    scale: float,
+    rng: np.random.Generator,
+    bands: list[str] | None = None,
 ) -> np.ndarray:
     """A straight streak across the whole cutout, of roughly solar colour."""
     size = host.shape[-1]
@@ -91,7 +114,8 @@ def satellite_trail(
     distance = -x * np.sin(angle) + y * np.cos(angle) - rng.uniform(-size / 4, size / 4)
     sigma = psf_fwhm / 2.355 / scale
     line = np.exp(-0.5 * (distance / sigma) ** 2)
-    brightness = rng.uniform(0.05, 0.4) * np.array([0.66, 1.0, 1.3])[: host.shape[0]]
+    colour = 1 + colour_ramp(bands or list("grz")[: host.shape[0]], -0.34, 0.3)
+    brightness = rng.uniform(0.05, 0.4) * colour
     return host + brightness[:, None, None] * line
 
 

@@ -42,12 +42,34 @@ IMAGE_SIZE = 64
 NOISE = {"u": 0.030, "g": 0.010, "r": 0.014, "i": 0.020, "z": 0.035, "y": 0.060}
 DEPTH_5SIGMA = {"u": 23.5, "g": 24.0, "r": 23.4, "i": 23.0, "z": 22.5, "y": 21.5}
 
-GALAXY_LABELS = {
-    "redshift": {"unit": "", "description": "cosmological redshift"},
-    "log_stellar_mass": {"unit": "log10 Msun", "description": "stellar mass from the SED"},
-    "g_r": {"unit": "mag", "description": "true g − r colour"},
-    "r_z": {"unit": "mag", "description": "true r − z colour"},
-    "mag_r": {"unit": "AB mag", "description": "true r-band magnitude"},
+
+def reference_band(bands: list[str]) -> str:
+    """The band whose magnitude is a label (``mag_r``): r when the survey has it."""
+    return "r" if "r" in bands else bands[len(bands) // 2]
+
+
+def colour_names(bands: list[str]) -> list[str]:
+    """Colour labels of neighbouring bands, named after them: ``g_r``, ``r_z`` for DECam;
+    ``u_g`` … ``z_y`` for LSST."""
+    return [f"{a}_{b}" for a, b in zip(bands[:-1], bands[1:], strict=True)]
+
+
+def galaxy_labels(bands: list[str]) -> dict[str, dict[str, str]]:
+    ref = reference_band(bands)
+    colours = {
+        name: {"unit": "mag", "description": f"true {name.replace('_', ' − ')} colour"}
+        for name in colour_names(bands)
+    }
+    return {
+        "redshift": {"unit": "", "description": "cosmological redshift"},
+        "log_stellar_mass": {"unit": "log10 Msun", "description": "stellar mass from the SED"},
+        **colours,
+        f"mag_{ref}": {"unit": "AB mag", "description": f"true {ref}-band magnitude"},
+        **SHAPE_LABELS,
+    }
+
+
+SHAPE_LABELS = {
     "bulge_to_total": {"unit": "", "description": "bulge fraction of the light"},
     "half_light_radius": {"unit": "arcsec", "description": "half-light radius before the PSF"},
     "ellipticity": {"unit": "", "description": "|g| = (1 − q)/(1 + q) of the galaxy"},
@@ -70,7 +92,11 @@ STAR_LABELS = {
     "mean_mag_I": {"unit": "mag (OGLE I)", "description": "catalogue mean I magnitude"},
     "mean_mag_V": {"unit": "mag (OGLE V)", "description": "catalogue mean V magnitude"},
 }
-ALL_LABELS = {**GALAXY_LABELS, **STAR_LABELS}
+
+
+def survey_labels(bands: list[str]) -> dict[str, dict[str, str]]:
+    """Every label column of a survey in ``bands``: the galaxies', then the stars'."""
+    return {**galaxy_labels(bands), **STAR_LABELS}
 
 
 def _nan_mask(image: np.ndarray, rng: np.random.Generator) -> None:
@@ -108,7 +134,13 @@ def render_survey_galaxy(
     image = fluxes[:, None, None] * (bt * bulge + (1 - bt) * disk)
     if rare_kind == "ring":
         image = rare.ring(
-            fluxes * rng.uniform(1.5, 3.0), rng.uniform(1.5, 3.0), psf, IMAGE_SIZE, PIXEL_SCALE, rng
+            fluxes * rng.uniform(1.5, 3.0),
+            rng.uniform(1.5, 3.0),
+            psf,
+            IMAGE_SIZE,
+            PIXEL_SCALE,
+            rng,
+            bands,
         )
     elif rare_kind == "merger":
         image = rare.merger(
@@ -116,13 +148,18 @@ def render_survey_galaxy(
         )
     elif rare_kind == "star":
         star_mag_r = rng.uniform(15.0, 17.5)
-        colours = np.array([rng.uniform(0.2, 1.4), 0.0, -rng.uniform(0.0, 1.0)])
-        fluxes = 10 ** (-0.4 * (star_mag_r + colours[: len(bands)] - ZERO_POINT))
+        colours = rare.colour_ramp(bands, rng.uniform(0.2, 1.4), -rng.uniform(0.0, 1.0))
+        fluxes = 10 ** (-0.4 * (star_mag_r + colours - ZERO_POINT))
         image = rare.bright_star(fluxes, psf_fwhm, IMAGE_SIZE, PIXEL_SCALE, rng)
     elif rare_kind == "trail":
-        image = rare.satellite_trail(image, psf_fwhm, PIXEL_SCALE, rng)
+        image = rare.satellite_trail(image, psf_fwhm, PIXEL_SCALE, rng, bands)
     elif rare_kind == "arc":
-        source = fluxes * rng.uniform(0.8, 1.5) * np.array([1.5, 1.0, 0.7])[: len(bands)]
+        # A blue source: 1.5× the host's g flux ratio, 0.7× its z one (extended per band).
+        source = (
+            fluxes
+            * rng.uniform(0.8, 1.5)
+            * np.clip(1 + rare.colour_ramp(bands, 0.5, -0.3), 0.2, None)
+        )
         image = rare.lensed_arc(image, source, psf, IMAGE_SIZE, PIXEL_SCALE, rng)
     sigma = np.array([NOISE[b] for b in bands])[:, None, None]
     image = (image + rng.normal(size=image.shape) * sigma).astype(np.float32)
@@ -134,7 +171,9 @@ def render_survey_galaxy(
 def _galaxy_shard(args) -> tuple[str, int]:
     out, name, pop, start, seed, bands, rare_kinds, nan_fraction = args
     n = len(pop)
-    images, phot, phot_ivar, labels = [], [], [], {k: [] for k in ALL_LABELS}
+    label_meta = survey_labels(bands)
+    ref = bands.index(reference_band(bands))
+    images, phot, phot_ivar, labels = [], [], [], {k: [] for k in label_meta}
     spectra_true = observed_spectra(pop.coefficients, pop.redshift, pop.stellar_mass)
     flux_err = np.array([10 ** (-0.4 * (DEPTH_5SIGMA[b] - ZERO_POINT)) / 5 for b in bands])
     spectra, spectra_ivar = [], []
@@ -154,16 +193,14 @@ def _galaxy_shard(args) -> tuple[str, int]:
             flux, ivar = add_noise(spectra_true[j : j + 1], DESI_GRID, rng)
             spectra.append(flux[0])
             spectra_ivar.append(ivar[0])
-        mags = pop.mags[j]
         star = kind == "star"
+        # A foreground star's own magnitudes; a galaxy's noiseless SED magnitudes.
+        mags = ZERO_POINT - 2.5 * np.log10(fluxes) if star else pop.mags[j]
         row = {
             "redshift": 0.0 if star else pop.redshift[j],
             "log_stellar_mass": np.nan if star else np.log10(pop.stellar_mass[j]),
-            "g_r": ZERO_POINT - 2.5 * np.log10(fluxes[0]) - (ZERO_POINT - 2.5 * np.log10(fluxes[1]))
-            if star
-            else mags[0] - mags[1],
-            "r_z": (2.5 * np.log10(fluxes[2] / fluxes[1])) if star else mags[1] - mags[2],
-            "mag_r": ZERO_POINT - 2.5 * np.log10(fluxes[1]) if star else mags[1],
+            **{name: mags[k] - mags[k + 1] for k, name in enumerate(colour_names(bands))},
+            f"mag_{bands[ref]}": mags[ref],
             "bulge_to_total": np.nan if star else pop.bulge_to_total[j],
             "half_light_radius": np.nan
             if star
@@ -173,7 +210,7 @@ def _galaxy_shard(args) -> tuple[str, int]:
             "morph_type": kind or str(pop.morphology[j]),
             "is_rare": float(kind is not None),
         }
-        for key in ALL_LABELS:
+        for key in label_meta:
             labels[key].append(row.get(key))
     columns = _columns(
         [f"survey-{seed}-g{start + j:08d}" for j in range(n)],
@@ -182,13 +219,14 @@ def _galaxy_shard(args) -> tuple[str, int]:
         spectra=(spectra, spectra_ivar),
         phot=(phot, phot_ivar),
         labels=labels,
+        label_meta=label_meta,
     )
     write_table(out / name, columns)
     return name, n
 
 
 def _star_shard(args) -> tuple[str, int]:
-    out, name, stars, start, seed = args
+    out, name, stars, start, seed, label_meta = args
     n = len(stars["ID"])
     curves = [
         render_light_curve(
@@ -196,7 +234,7 @@ def _star_shard(args) -> tuple[str, int]:
         )
         for j in range(n)
     ]
-    labels = {k: [None] * n for k in ALL_LABELS}
+    labels = {k: [None] * n for k in label_meta}
     labels.update(
         {
             "var_class": list(stars["Type"]),
@@ -208,11 +246,15 @@ def _star_shard(args) -> tuple[str, int]:
         }
     )
     ids = [f"survey-{seed}-s{start + j:08d}-{stars['ID'][j]}" for j in range(n)]
-    write_table(out / name, _columns(ids, "star", curves=curves, labels=labels))
+    write_table(
+        out / name, _columns(ids, "star", curves=curves, labels=labels, label_meta=label_meta)
+    )
     return name, n
 
 
-def _columns(ids, kind, *, images=None, spectra=None, phot=None, curves=None, labels) -> dict:
+def _columns(
+    ids, kind, *, images=None, spectra=None, phot=None, curves=None, labels, label_meta
+) -> dict:
     """Every shard has every column, so any Parquet reader sees one schema."""
     n = len(ids)
     none = [None] * n
@@ -230,7 +272,7 @@ def _columns(ids, kind, *, images=None, spectra=None, phot=None, curves=None, la
         "lc_err": list_column([c["err"] for c in curves] if curves else none, f32),
         "lc_band": list_column([c["band"] for c in curves] if curves else none, pa.int8()),
     }
-    for key, meta in ALL_LABELS.items():
+    for key, meta in label_meta.items():
         values = labels[key]
         if meta.get("kind") == "category":
             cols[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
@@ -260,8 +302,6 @@ def simulate_survey(
     out.mkdir(parents=True, exist_ok=True)
     pop = draw_population(n_galaxies, seed=seed, filters=filters)
     bands = [f.rsplit("-", 1)[1] for f in pop.filters]
-    if bands[:3] != ["g", "r", "z"] and filters == "decam":
-        raise AssertionError(bands)
     rng = np.random.default_rng([seed, 0])
     n_rare = int(round(rare_fraction * n_galaxies))
     kinds: list[str | None] = [None] * n_galaxies
@@ -290,7 +330,12 @@ def simulate_survey(
         for k, start in enumerate(range(0, n_stars, shard_size)):
             stop = min(start + shard_size, n_stars)
             part = {key: v[start:stop] for key, v in stars.items()}
-            jobs.append((_star_shard, (out, f"stars-{k:05d}.parquet", part, start, seed)))
+            jobs.append(
+                (
+                    _star_shard,
+                    (out, f"stars-{k:05d}.parquet", part, start, seed, survey_labels(bands)),
+                )
+            )
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     names = []
     with (
@@ -311,7 +356,7 @@ def simulate_survey(
         image=ImageMeta(
             bands=bands, shape=[len(bands), IMAGE_SIZE, IMAGE_SIZE], pixel_scale_arcsec=PIXEL_SCALE
         ),
-        labels=ALL_LABELS,
+        labels=survey_labels(bands),
         modalities={
             "spectrum": {
                 "columns": ["spectrum_flux", "spectrum_ivar"],
