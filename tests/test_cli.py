@@ -1,5 +1,6 @@
 """The command line end to end, as a user types it."""
 
+import json
 import subprocess
 import sys
 
@@ -112,6 +113,46 @@ def test_journey_through_the_cli(tmp_path):
     )
     assert r.exit_code == 0, r.output  # categorical: a logistic probe
     assert "| morph_type |" in r.output and "ROC-AUC" in r.output
+    # The few-shot curve and probe types that bench has, from an embeddings file.
+    r = runner.invoke(
+        app,
+        [
+            "probe",
+            str(run / "embeddings.parquet"),
+            "--target",
+            "mag_r",
+            "--target",
+            "morph_type",
+            "--budget",
+            "20",
+            "--budget",
+            "all",
+            "--method",
+            "linear",
+            "--method",
+            "knn",
+            "--seeds",
+            "2",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    curves = json.loads((run / "probe_curves.json").read_text())["curves"]
+    assert [c["task"] for c in curves] == ["regression", "classification"]
+    rows = curves[0]["rows"]
+    assert {(r["feature"], r["method"]) for r in rows} == {
+        (f, m) for f in ("foundation", "pixel PCA", "random weights") for m in ("linear", "knn")
+    }
+    assert {r["budget"] for r in rows} == {20, -1}
+    assert sum(r["budget"] == 20 for r in rows) == 2 * len(
+        {(r["feature"], r["method"]) for r in rows}
+    )
+    # Brightness is in the pixels: every feature set reads mag_r from all the labels.
+    best = max(r["r2"] for r in rows if r["budget"] == -1 and r["feature"] == "foundation")
+    assert best > 0.5 and (run / "probe_curves.png").stat().st_size > 10_000
+    r = runner.invoke(
+        app, ["probe", str(run / "embeddings.parquet"), "--budget", "20", "--method", "svm"]
+    )
+    assert r.exit_code != 0 and "unknown probe(s) ['svm']" in str(r.exception)
 
 
 def test_user_errors_are_one_clear_line(tmp_path):

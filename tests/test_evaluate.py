@@ -144,9 +144,25 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     z_rows = [r for c in bench["curves"] if c["target"] == "redshift" for r in c["rows"]]
     assert all("nmad" in r and "outlier_fraction" in r for r in z_rows)
     assert set(bench["anomalies"]) == {
-        "foundation", "foundation surprise", "pixel PCA", "random weights", "hand-crafted"
+        "foundation",
+        "foundation surprise",
+        "pixel PCA",
+        "random weights",
+        "hand-crafted",
     }
     assert set(bench["anomalies"]["foundation surprise"]) == {"two-sided", "one-sided"}
+    # The three waves are read alike: every feature set by every probe type.
+    for curve in bench["curves"]:
+        pairs = {
+            (r["feature"], r["method"]) for r in curve["rows"] if r["feature"] != "supervised CNN"
+        }
+        features = {f for f, _ in pairs}
+        assert pairs == {(f, m) for f in features for m in ("linear", "knn", "mlp")}, curve[
+            "target"
+        ]
+    # The every-label point is one draw; its spread is a bootstrap of the test set.
+    every = [r for r in rows if r["budget"] == -1]
+    assert every and all(r["r2_bootstrap_std"] > 0 for r in every)
     hand = [r for r in rows if r["feature"] == "hand-crafted" and r["budget"] == -1]
     assert hand and hand[0]["r2"] > 0.8  # flux is measured directly: a strong first-wave baseline
     assert bench["anomalies"]["foundation"]["iforest"]["n_positive"] == 20
@@ -159,9 +175,7 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert "## Foundation vs best baseline" in (tmp_path / "bench.md").read_text()
     # An unknown target is an error naming those bench knows, not other targets' results.
     wrong = CliRunner().invoke(app, ["bench", str(run), str(data), "--target", "redshfit"])
-    assert wrong.exit_code != 0 and "unknown bench target(s) ['redshfit']" in str(
-        wrong.exception
-    )
+    assert wrong.exit_code != 0 and "unknown bench target(s) ['redshfit']" in str(wrong.exception)
 
 
 def test_bench_trains_the_supervised_cnn_on_the_same_splits(survey_run):
@@ -318,3 +332,18 @@ def test_bench_counts_wins_against_the_best_baseline():
     text = result.markdown()
     assert "✗ 0.500 vs 0.600 (pixel PCA)" in text and "in all 1/2" in text
     assert "✗ foundation 0.900 vs 0.950 (hand-crafted)" in text
+
+
+def test_every_label_spread_is_a_bootstrap_that_shrinks_with_the_test_set():
+    """One draw has no spread over seeds; the bootstrap of its test set gives one, and it
+    shrinks as 1/√n: ten times the test objects, about a third of the spread."""
+    rng = np.random.default_rng(4)
+    spreads = {}
+    for n in (300, 3000):
+        y = rng.normal(size=n)
+        x = np.stack([y + rng.normal(scale=1.0, size=n), rng.normal(size=n)], axis=1)
+        curve = few_shot_curve({"f": x}, y, "y", "regression", budgets=(None,), seeds=3)
+        ((mean, spread),) = curve.summary("r2").values()
+        assert 0.3 < mean < 0.7  # R² of y from y + unit noise: 0.5
+        spreads[n] = spread
+    assert spreads[300] > 0 and 0.2 < spreads[3000] / spreads[300] < 0.5

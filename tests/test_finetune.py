@@ -42,11 +42,14 @@ def test_resnet_reads_cutouts():
 
 def test_finetune_curve_every_method_same_splits(trained_run, mock_dir, tmp_path):
     result = finetune_curve(
-        trained_run, mock_dir, "mag_r", budgets=(40,), seeds=1, steps=15, progress=False
+        trained_run, mock_dir, "mag_r", budgets=(40,), seeds=2, steps=15, progress=False
     )
     methods = {r["method"] for r in result.rows}
     assert methods == {"frozen", "lora", "full", "cnn"}
     assert all(r["budget"] == 40 for r in result.rows)
+    # Every method is scored on the same split for a seed; the seeds' splits differ.
+    splits = {s: {r["split"] for r in result.rows if r["seed"] == s} for s in (0, 1)}
+    assert all(len(v) == 1 for v in splits.values()) and splits[0] != splits[1]
     # Brightness is easy: the frozen probe on 40 labels already explains most of it.
     assert result.summary()[("frozen", 40)][0] > 0.5
     assert "| lora |" in result.markdown()

@@ -216,6 +216,18 @@ def test_each_conditioning_mode_on_a_tiny_model(denoiser_dir, multimodal_run, su
     assert inverted.shape == (5, 3, 64, 64)
     with pytest.raises(ValueError, match="mode"):
         generate_mode(den, f, two, "dream", n=1)
+    # The condition decides the image: from the same starting noise, a slot conditioned on
+    # object 0 or on object 1 draws different images, while the slot whose condition is
+    # unchanged draws the very same one (the batch does not leak between slots).
+    from astroloom.generate.conditioning import condition_vectors
+    from astroloom.generate.pipeline import sample
+
+    cond = condition_vectors(f, two, "all")
+    assert not np.allclose(cond[0], cond[1])
+    same = sample(den, cond[[0, 0]], steps=4, seed=3)
+    mixed = sample(den, cond[[0, 1]], steps=4, seed=3)
+    np.testing.assert_allclose(same[0], mixed[0], rtol=1e-4, atol=1e-6)
+    assert np.abs(mixed[1] - same[1]).mean() > 1e-3 * np.abs(same[1]).mean()
 
 
 def test_epsilon_denoiser_end_to_end(multimodal_run, survey_dir, tmp_path):
@@ -311,6 +323,8 @@ def test_generate_cli_sample_and_evaluate(denoiser_dir, tmp_path):
     others = report["modes"]["others"]
     floor = others["frechet_foundation"]["floor"]
     assert np.isfinite(floor) and floor > 0 and "mag_r" in others["fidelity"]
+    assert {"generated_r2", "real_r2"} <= set(others["fidelity"]["mag_r"])
+    assert others["frechet_foundation"]["splits"] == 10
 
 
 def test_frechet_floor_knows_the_answer():
@@ -325,3 +339,21 @@ def test_frechet_floor_knows_the_answer():
     assert same["generated"] == pytest.approx(same["floor"], abs=0.05)
     shifted = fd_with_floor(rng.normal(size=(2000, 4)) + 0.5, held)
     assert shifted["generated"] == pytest.approx(shifted["floor"] + 4 * 0.5**2, abs=0.08)
+    # A generator that returns its conditioning galaxy sits exactly at the floor: no image
+    # is ever compared with the galaxy it came from (drawing the generated half from all
+    # the held-out objects put it below the floor).
+    copy = fd_with_floor(held[:200].copy(), held[:200], splits=8)
+    assert copy["generated"] == copy["floor"] and copy["splits"] == 8
+    assert 0 < copy["floor_std"] < copy["floor"]
+    with pytest.raises(ValueError, match="one generated image per conditioning galaxy"):
+        fd_with_floor(held[:10], held[:20])
+
+
+def test_fidelity_r2_is_one_for_exact_measurements_and_negative_for_a_bias():
+    from astroloom.generate.evaluate import r2, rank_r2
+
+    truth = np.linspace(0.0, 1.0, 50)
+    assert r2(truth, truth) == pytest.approx(1.0) and rank_r2(truth, truth) == pytest.approx(1.0)
+    # A measurement biased by a whole spread keeps its ranking (ρ² = 1) but not R².
+    biased = truth + 1.0
+    assert rank_r2(biased, truth) == pytest.approx(1.0) and r2(biased, truth) < -10

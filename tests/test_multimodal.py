@@ -10,7 +10,7 @@ from conftest import MULTIMODAL, tiny_config
 from scipy.stats import spearmanr
 
 from astroloom.config import ConfigError, ModelConfig, load_config
-from astroloom.data.multiset import load_multimodal_set
+from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.schema import Observation
 from astroloom.evaluate.embed import embed_dataset, read_embeddings
 from astroloom.evaluate.predict import predict_set, redshift_from_spectra
@@ -366,3 +366,24 @@ def test_bench_scores_light_curve_targets(multimodal_run, survey_dir):
     assert r2[("hand-crafted", "linear", -1)][0] > 0.5
     accuracy = by_target["var_class"].summary("accuracy")
     assert ("foundation", "knn", -1) in accuracy
+
+
+def test_reconstructions_predict_each_objects_own_tokens(multimodal_run, survey_dir):
+    """Each token predicted from the rest explains part of that object's values, and more
+    than it explains of another object's (the control a blurry average would pass).
+    Measured on this 200-step model: spectrum 0.55 vs −0.81; image 0.037 vs 0.026 (pixels
+    are mostly sky noise; the 6,000-step reference run reaches 0.10 vs 0.007)."""
+    from astroloom.evaluate.reconstruct import explained_variance, reconstruct_tokens
+
+    foundation = load_foundation(multimodal_run)
+    data = load_multimodal_set(survey_dir, ["image", "spectrum", "photometry"])
+    data = keep(data, np.flatnonzero(data.present["image"] & data.present["spectrum"])[:32])
+    batch = foundation.tokens_from_set(data)
+    other = np.roll(np.arange(32), 1)
+    score = {}
+    for modality in ("image", "spectrum"):
+        predicted = reconstruct_tokens(foundation.model, batch, modality)
+        own = explained_variance(predicted, batch[modality])
+        score[modality] = own, explained_variance(predicted, batch[modality], pairs=other)
+    assert score["spectrum"][0] > 0.3 and score["spectrum"][0] > score["spectrum"][1] + 0.5
+    assert score["image"][0] > score["image"][1], score

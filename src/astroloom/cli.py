@@ -460,9 +460,41 @@ def probe(
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the fold split.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Directory for probe.json and probe.md.")] = None,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Labelled objects per probe (repeatable, 'all' for every one): draws the "
+            "few-shot curve, as `bench` does, instead of cross-validating."
+        ),
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(help="Probe types for the curve: linear, knn, mlp (default: all three)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Label subsets per budget for the curve.")] = 5,
 ) -> None:
-    """Cross-validated ridge probes of labels from embeddings, beside baselines."""
+    """Cross-validated ridge probes of labels from embeddings, beside baselines; with
+    --budget, few-shot curves of every probe type."""
     from astroloom.evaluate.probe import probe as run_probe
+
+    if budget:
+        from astroloom.evaluate.bench import MAIN_METRIC, PROBES, probe_curves
+        from astroloom.evaluate.probe import save_tables
+        from astroloom.report.plots import plot_label_curves
+
+        sizes = [None if b.strip() == "all" else int(b) for b in budget]
+        result = probe_curves(
+            embeddings, target, sizes, tuple(method or PROBES), seeds, baselines
+        )
+        home = out or embeddings.parent
+        js, md = save_tables(home, "probe_curves", result.to_json(), result.markdown())
+        panels = [
+            (c.target, MAIN_METRIC[c.task], c.summary(MAIN_METRIC[c.task])) for c in result.curves
+        ]
+        plot_label_curves(panels, home / "probe_curves.png")
+        say(result.markdown())
+        say(f"wrote {js}, {md} and {home / 'probe_curves.png'}")
+        return
 
     report = run_probe(embeddings, targets=target, baselines=baselines, folds=folds, seed=seed)
     js, md = report.save(out or embeddings.parent)
@@ -796,7 +828,7 @@ def demo(
     steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
     preset: Annotated[str, typer.Option(help="Model preset: tiny or small.")] = "tiny",
     seed: Annotated[int, typer.Option(help="Seed for data, model and probes.")] = 0,
-    denoiser_steps: Annotated[int, typer.Option(help="Diffusion decoder training steps.")] = 700,
+    denoiser_steps: Annotated[int, typer.Option(help="Diffusion decoder training steps.")] = 560,
 ) -> None:
     """Run the whole journey on the mock survey and write an HTML report."""
     from astroloom.demo import run_demo

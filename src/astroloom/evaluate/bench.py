@@ -21,13 +21,18 @@ from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
-from astroloom.evaluate.embed import EMBED_POOL, embed_images
-from astroloom.evaluate.fewshot import BUDGETS, Curve, few_shot_curve
+from astroloom.evaluate.embed import EMBED_POOL, embed_images, read_embeddings
+from astroloom.evaluate.fewshot import BUDGETS, METHODS, Curve, few_shot_curve
 from astroloom.evaluate.finetune import finetune_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.lightcurve_features import lightcurve_features
 from astroloom.evaluate.metrics import anomaly_metrics
-from astroloom.evaluate.probe import baseline_feature_sets, ridge_probe, save_tables
+from astroloom.evaluate.probe import (
+    baseline_feature_sets,
+    baseline_features,
+    ridge_probe,
+    save_tables,
+)
 from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
@@ -43,6 +48,7 @@ REGRESSION_TARGETS = [
     "ellipticity",
 ]
 MAIN_METRIC = {"regression": "r2", "classification": "macro_f1"}
+PROBES = ("linear", "knn", "mlp")  # for every feature set alike
 
 
 @dataclass
@@ -156,7 +162,8 @@ class BenchResult:
             budgets = sorted({b for (_, _, b) in summary}, key=lambda b: (b < 0, b))
             head = [f"{'all' if b < 0 else b}" for b in budgets]
             lines += [
-                f"## {curve.target} ({metric}, mean ± std over seeds; columns: labelled objects)",
+                f"## {curve.target} ({metric}, mean ± std over seeds — over bootstrap resamples "
+                "of the test set for 'all', a single draw; columns: labelled objects)",
                 "",
                 "| features | probe | " + " | ".join(head) + " |",
                 "|---|---|" + "---:|" * len(budgets),
@@ -259,27 +266,12 @@ def run_bench(
     ]
     curves = []
     for target in wanted:
+        # Every feature set, the baselines' as the foundation's, read by every probe.
         curves.append(
             few_shot_curve(
-                features,
-                labels[target],
-                target,
-                "regression",
-                budgets,
-                methods=("linear",),
-                seeds=seeds,
+                features, labels[target], target, "regression", budgets, PROBES, seeds=seeds
             )
         )
-        extra = few_shot_curve(
-            {"foundation": features["foundation"]},
-            labels[target],
-            target,
-            "regression",
-            budgets,
-            methods=("knn", "mlp"),
-            seeds=seeds,
-        )
-        curves[-1].rows += extra.rows
         if cnn_steps > 0:
             cnn = finetune_curve(
                 run,
@@ -299,25 +291,11 @@ def run_bench(
         kinds = np.array(
             [k if k in ("early", "late") else None for k in labels["morph_type"]], dtype=object
         )
-        curve = few_shot_curve(
-            features,
-            kinds,
-            "morph_type",
-            "classification",
-            budgets,
-            methods=("linear",),
-            seeds=seeds,
+        curves.append(
+            few_shot_curve(
+                features, kinds, "morph_type", "classification", budgets, PROBES, seeds=seeds
+            )
         )
-        curve.rows += few_shot_curve(
-            {"foundation": features["foundation"]},
-            kinds,
-            "morph_type",
-            "classification",
-            budgets,
-            methods=("knn",),
-            seeds=seeds,
-        ).rows
-        curves.append(curve)
     if "lightcurve" in getattr(model, "modalities", []) and (
         targets is None or {"var_class", "period"} & set(targets)
     ):
@@ -359,6 +337,47 @@ def run_bench(
     return BenchResult(curves=curves, anomalies=anomalies, meta=meta, layers=layers)
 
 
+def probe_curves(
+    embeddings: str | Path,
+    targets: Sequence[str] | None = None,
+    budgets: Sequence[int | None] = BUDGETS,
+    methods: Sequence[str] = PROBES,
+    seeds: int = 5,
+    baselines: bool = True,
+    progress: bool = True,
+) -> BenchResult:
+    """``astroloom probe --budget``: label-efficiency curves of an embeddings file's labels
+    (numbers: regression; classes: classification), every feature set (the embeddings and,
+    with ``baselines``, pixel PCA and random weights) read by every probe in ``methods``."""
+    unknown_methods = [m for m in methods if m not in METHODS]
+    if unknown_methods:
+        raise DataError(f"unknown probe(s) {unknown_methods}; choose from {list(METHODS)}")
+    emb = read_embeddings(embeddings)
+    targets = list(targets or emb.labels)
+    unknown = [t for t in targets if t not in emb.labels]
+    if unknown:
+        raise DataError(
+            f"label(s) {unknown} are not in the embeddings; available: {sorted(emb.labels)}"
+        )
+    features = {"foundation": emb.vectors}
+    if baselines:
+        features.update(baseline_features(emb, progress))
+    curves = []
+    for target in targets:
+        y = emb.labels[target]
+        task = "classification" if y.dtype == object else "regression"
+        curves.append(few_shot_curve(features, y, target, task, budgets, methods, seeds))
+    meta = {
+        **emb.meta,
+        "embeddings": str(embeddings),
+        "run": emb.meta.get("run", str(embeddings)),
+        "seeds": seeds,
+        "budgets": [b if b is not None else "all" for b in budgets],
+        "methods": list(methods),
+    }
+    return BenchResult(curves=curves, anomalies={}, meta=meta)
+
+
 def lightcurve_curves(
     model, cfg, tokenizer, data, budgets, seeds: int, progress: bool
 ) -> list[Curve]:
@@ -386,15 +405,9 @@ def lightcurve_curves(
     log_period = np.where(period > 0, np.log10(np.where(period > 0, period, 1.0)), np.nan)
     small = [b for b in budgets if b is None or b <= len(stars)]
     regression = few_shot_curve(
-        features, log_period, "log10_period", "regression", small, ("linear", "knn"), seeds
+        features, log_period, "log10_period", "regression", small, PROBES, seeds
     )
     classes = few_shot_curve(
-        features,
-        stars.labels["var_class"],
-        "var_class",
-        "classification",
-        small,
-        ("linear", "knn"),
-        seeds,
+        features, stars.labels["var_class"], "var_class", "classification", small, PROBES, seeds
     )
     return [regression, classes]

@@ -87,14 +87,42 @@ def make_probe(method: str, task: str, n_train: int, seed: int, n_features: int 
     return make_pipeline(StandardScaler(), head)
 
 
-def score(task: str, target: str, truth: np.ndarray, model, x_test: np.ndarray) -> dict[str, float]:
+def score(
+    task: str,
+    target: str,
+    truth: np.ndarray,
+    model,
+    x_test: np.ndarray,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The probe's metrics on the test set; with ``bootstrap`` > 0 also each metric's
+    spread over that many resamples of the test set (``<metric>_bootstrap_std``): the
+    uncertainty of a single draw, such as the curve's every-label point."""
     pred = model.predict(x_test)
-    if task == "classification":
-        proba = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
-        return classification_metrics(truth, pred, proba, model.classes_)
-    if target == "redshift":
-        return redshift_metrics(truth, pred)
-    return regression_metrics(truth, pred)
+    proba = None
+    if task == "classification" and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(x_test)
+
+    def metrics(rows: np.ndarray | slice) -> dict[str, float]:
+        if task == "classification":
+            return classification_metrics(
+                truth[rows], pred[rows], None if proba is None else proba[rows], model.classes_
+            )
+        if target == "redshift":
+            return redshift_metrics(truth[rows], pred[rows])
+        return regression_metrics(truth[rows], pred[rows])
+
+    out = metrics(slice(None))
+    if bootstrap:
+        rng = np.random.default_rng([seed, 11])
+        with warnings.catch_warnings():  # a resample may miss a class: its AUC is NaN
+            warnings.simplefilter("ignore")
+            draws = [metrics(rng.integers(0, len(truth), len(truth))) for _ in range(bootstrap)]
+        for key in list(out):
+            values = np.array([d.get(key, np.nan) for d in draws], dtype=float)
+            out[f"{key}_bootstrap_std"] = float(np.nanstd(values))
+    return out
 
 
 @dataclass
@@ -105,14 +133,21 @@ class Curve:
     notes: list[str] = field(default_factory=list)
 
     def summary(self, metric: str) -> dict[tuple[str, str, int], tuple[float, float]]:
-        """(feature, method, budget) → (mean, std) of ``metric`` over seeds."""
-        groups: dict[tuple[str, str, int], list[float]] = {}
+        """(feature, method, budget) → (mean, spread) of ``metric``: the standard deviation
+        over seeds, or for a single draw (every label) over bootstrap resamples of its
+        test set."""
+        groups: dict[tuple[str, str, int], list[dict]] = {}
         for row in self.rows:
             if metric in row:
-                groups.setdefault((row["feature"], row["method"], row["budget"]), []).append(
-                    row[metric]
-                )
-        return {k: (float(np.mean(v)), float(np.std(v))) for k, v in groups.items()}
+                groups.setdefault((row["feature"], row["method"], row["budget"]), []).append(row)
+        out = {}
+        for k, rows in groups.items():
+            values = [r[metric] for r in rows]
+            spread = (
+                rows[0].get(f"{metric}_bootstrap_std", 0.0) if len(rows) == 1 else np.std(values)
+            )
+            out[k] = (float(np.mean(values)), float(spread))
+        return out
 
 
 def few_shot_splits(
@@ -155,8 +190,11 @@ def few_shot_curve(
     seeds: int = 5,
     test_fraction: float = 0.3,
     seed: int = 0,
+    bootstrap: int = 200,
 ) -> Curve:
     """Train each probe on ``budget`` labelled objects per seed; test on a fixed held-out set.
+    The every-label budget (None) is one draw; its spread is that of ``bootstrap``
+    resamples of the test set.
 
     Objects whose label is missing (NaN or None) are left out and counted in the notes; a
     budget larger than the labelled training pool is skipped with a note, never silently.
@@ -187,7 +225,10 @@ def few_shot_curve(
                     # the cross-validation rejects them, so their warnings are not news.
                     warnings.simplefilter("ignore", LinAlgWarning)
                     model = make_probe(method, task, size, s, x.shape[1]).fit(x[pick], y_train)
-                row = score(task, target, y_all[test], model, x[test])
+                # One draw uses every label: its spread comes from resampling the test set.
+                row = score(
+                    task, target, y_all[test], model, x[test], bootstrap if budget is None else 0, s
+                )
                 curve.rows.append(
                     {
                         "feature": name,

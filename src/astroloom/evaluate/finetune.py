@@ -122,6 +122,14 @@ class _Residual(nn.Module):
         return F.relu(self.skip(x) + self.bn2(self.conv2(h)))
 
 
+def split_digest(train: np.ndarray, test: np.ndarray) -> str:
+    """A short fingerprint of a train/test split (row indices), recorded with each score."""
+    import hashlib
+
+    parts = [np.sort(np.asarray(x, np.int64)).tobytes() for x in (train, test)]
+    return hashlib.sha1(parts[0] + b"|" + parts[1]).hexdigest()[:12]
+
+
 @dataclass
 class FineTuneResult:
     target: str
@@ -269,6 +277,8 @@ def finetune_curve(
                     "method": method,
                     "budget": size if budget is not None else -1,
                     "seed": s,
+                    # Which objects trained and which tested: the same for every method.
+                    "split": split_digest(pick, test),
                     **metrics(y_all[test], pred),
                 }
             )

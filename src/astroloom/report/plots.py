@@ -312,13 +312,14 @@ def plot_spectra(
     redshifts: Sequence[float],
     out: str | Path,
     unit: str = "",
+    label: str = "predicted from the image",
 ) -> Path:
-    """Observed spectra (grey) beside the ones predicted from the image alone (colour)."""
+    """Observed spectra (grey) beside predicted ones (colour; ``label`` says from what)."""
     n = len(observed)
     fig, axes = plt.subplots(n, 1, figsize=(7.5, 1.7 * n), dpi=100, sharex=True, squeeze=False)
     for ax, obs, pred, z in zip(axes[:, 0], observed, predicted, redshifts, strict=True):
         ax.plot(wavelength, obs, color="0.6", lw=0.5, label="observed")
-        ax.plot(wavelength, pred, color="C3", lw=1.0, label="predicted from the image")
+        ax.plot(wavelength, pred, color="C3", lw=1.0, label=label)
         ax.text(0.01, 0.8, f"z = {z:.3f}", transform=ax.transAxes, fontsize=8)
         lo, hi = np.nanpercentile(np.concatenate([obs, pred]), [1, 99.5])
         ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.2 * (hi - lo))
