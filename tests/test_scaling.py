@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import MULTIMODAL, tiny_config
 from typer.testing import CliRunner
 
 from astroloom.cli import app
@@ -11,7 +11,7 @@ from astroloom.model.multimodal import MultimodalModel
 from astroloom.scaling import sweep as sweep_module
 from astroloom.scaling.fit import bootstrap_fit, fit_law
 from astroloom.scaling.law import PUBLISHED, ScalingLaw, loss_table
-from astroloom.scaling.sweep import read_sweep, run_sweep
+from astroloom.scaling.sweep import read_sweep, repeated_runs, run_sweep
 
 
 @pytest.mark.parametrize(
@@ -102,6 +102,11 @@ def test_sweep_records_resumes_and_fits(mock_dir, tmp_path, monkeypatch):
     expected_n = MultimodalModel(ModelConfig(**MODEL_PRESETS["nano"])).num_parameters(True)
     assert all(r["N"] == expected_n and r["C"] == 6 * r["N"] * r["D"] for r in nano)
     assert all(np.isfinite(r["val_loss"]) for r in records)
+    # 400 objects, 10 % held out, 64 patches each: one pass shows 360 × 64 distinct tokens.
+    assert all(r["unique_tokens"] == 360 * 64 for r in records)
+    assert [r["epochs"] for r in nano] == pytest.approx(
+        [d / (360 * 64) for d in (4096, 8192, 16384)]
+    )
 
     # A second call finds every run done and trains nothing.
     def refuse(*_, **__):
@@ -118,6 +123,24 @@ def test_sweep_records_resumes_and_fits(mock_dir, tmp_path, monkeypatch):
     fit = json.loads((out / "fit.json").read_text())
     assert set(fit["law"]) == {"E", "A", "B", "alpha", "beta"}
     assert fit["plan"]["flops"] == 1e12 and (out / "scaling.png").stat().st_size > 10_000
+
+
+def test_sweep_counts_multimodal_tokens_and_flags_repeated_data(survey_dir, tmp_path):
+    """D is the tokens the model read (spectrum windows, bands, epochs, patches, absent
+    modalities not counted), and a budget past one epoch is flagged, also by the fit."""
+    base = tiny_config(survey_dir, tmp_path / "unused", 10, MULTIMODAL)
+    out = tmp_path / "sweep"
+    budgets = [5_000, 10_000, 20_000, 40_000, 80_000]
+    records = run_sweep(base, ["nano"], budgets, out, val_batches=2, progress=False)
+    for record, budget in zip(records, budgets, strict=True):
+        assert record["D"] == pytest.approx(budget, rel=0.2)  # steps sized by measured tokens
+        assert record["D"] != record["steps"] * 16 * 64  # not batch × image patches
+        assert record["epochs"] == pytest.approx(record["D"] / record["unique_tokens"])
+    over = [r["name"] for r in records if r["epochs"] > 1]
+    assert 0 < len(over) < len(records) and repeated_runs(records) == over
+    result = CliRunner().invoke(app, ["scaling", "fit", str(out), "--bootstrap", "2"])
+    assert "saw their data more than once" in result.output
+    assert all(name in result.output for name in over)
 
 
 def test_sweep_rejects_unknown_size(mock_dir, tmp_path):

@@ -895,9 +895,18 @@ def scaling_fit(
     """Fit L(N, D) = E + A/N^α + B/D^β to sweep results (Hoffmann et al.'s approach 3)."""
     from astroloom.report.plots import plot_scaling
     from astroloom.scaling.fit import bootstrap_fit
-    from astroloom.scaling.sweep import read_sweep, sweep_arrays
+    from astroloom.scaling.sweep import read_sweep, repeated_runs, sweep_arrays
 
     records = [r for path in runs for r in read_sweep(path)]
+    repeated = repeated_runs(records)
+    if repeated:
+        say(
+            f"warning: {len(repeated)} run(s) saw their data more than once "
+            f"({', '.join(repeated)}); D counts repeated tokens there, which the law does not "
+            "model"
+        )
+    elif any("epochs" not in r for r in records):
+        say("warning: some runs do not record their epochs (an older sweep); D may repeat data")
     fit = bootstrap_fit(*sweep_arrays(records), n_boot=bootstrap, seed=seed)
     out = out or (runs[0] if runs[0].is_dir() else runs[0].parent)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """A grid of model sizes × token budgets, trained one run at a time and recorded.
 
 Each finished run appends one line to ``sweep.jsonl``: its final validation loss, N
-(non-embedding parameters), D (tokens seen) and C = 6 N D (training FLOPs, attention
-scores left out as in Hoffmann et al.). Re-running the same sweep skips finished runs, so
+(non-embedding parameters), D (tokens the model read, counted per present token, so right
+for any mix of modalities), the distinct tokens of one pass over the training objects and
+the epochs D spans (a sweep whose D repeats data says so), and C = 6 N D (training FLOPs,
+attention scores left out as in Hoffmann et al.). Re-running the same sweep skips finished runs, so
 a sweep killed half-way continues where it stopped.
 """
 
@@ -60,7 +62,7 @@ def run_sweep(
                 records.append(done[name])
                 continue
             model_cfg = dataclasses.replace(base.model, **MODEL_PRESETS[size])
-            per_step = base.train.batch_size * model_cfg.n_patches
+            per_step = base.train.batch_size * tokens_per_object(base)
             steps = max(1, int(round(budget / per_step)))
             train_cfg = dataclasses.replace(
                 base.train,
@@ -77,13 +79,22 @@ def run_sweep(
             if result.final_val_loss is None:
                 raise ConfigError("the sweep needs held-out objects: set data.val_fraction > 0")
             n = MultimodalModel(model_cfg).num_parameters(non_embedding=True)
-            d = steps * per_step
+            d = result.tokens_seen  # tokens the model read, whatever its modalities
+            epochs = d / max(result.unique_tokens, 1)
+            if epochs > 1 and progress:
+                print(
+                    f"[sweep] warning: {name} saw its {result.unique_tokens:,} distinct tokens "
+                    f"{epochs:.2f} times: D counts repeated data",
+                    flush=True,
+                )
             record = {
                 "name": name,
                 "size": size,
                 "N": n,
                 "N_total": result.n_parameters,
                 "D": d,
+                "unique_tokens": result.unique_tokens,
+                "epochs": epochs,
                 "C": FLOPS_PER_PARAM_TOKEN * n * d,
                 "val_loss": result.final_val_loss,
                 "train_loss": result.final_train_loss,
@@ -94,6 +105,21 @@ def run_sweep(
                 fh.write(json.dumps(record) + "\n")
             records.append(record)
     return records
+
+
+def tokens_per_object(cfg: RunConfig) -> float:
+    """Mean tokens the model reads per training object: the patch count for images alone;
+    measured on the data for other modalities (spectra, light curves, absent modalities)."""
+    if list(cfg.model.modalities) == ["image"]:
+        return float(cfg.model.n_patches)
+    from astroloom.train.tasks import make_task
+
+    return make_task(cfg, MultimodalModel(cfg.model)).mean_tokens
+
+
+def repeated_runs(records: list[dict[str, Any]]) -> list[str]:
+    """Names of runs whose token budget exceeded one pass over their data (D repeats)."""
+    return [r["name"] for r in records if r.get("epochs", 0) > 1]
 
 
 def sweep_arrays(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

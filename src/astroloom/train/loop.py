@@ -159,6 +159,9 @@ class TrainResult:
     tokens_seen: int
     wall_time_s: float
     n_parameters: int
+    # Distinct tokens one pass over the training objects shows (training objects × their
+    # mean tokens): tokens_seen / unique_tokens is the number of epochs.
+    unique_tokens: int = 0
 
 
 def _prune(checkpoints: Path, keep: int) -> None:
@@ -483,4 +486,5 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         tokens_seen=tokens_seen,
         wall_time_s=wall,
         n_parameters=n_parameters,
+        unique_tokens=int(round(task.mean_tokens * len(train_idx))),
     )
