@@ -201,9 +201,10 @@ def wait_ready(browser, seconds: float = 60) -> None:
 
 
 def test_in_a_real_browser(browser, server, survey, tmp_path):
-    """Open the map, hover a point (its thumbnail appears), click it (its page opens with
-    twelve neighbours, their pictures loaded), upload a cutout on the search page (results
-    appear), and check that a screenshot is not blank."""
+    """Open the map, lasso a region (exactly its points are listed), hover a point (its
+    thumbnail appears), click it (its page opens with twelve neighbours, their pictures
+    loaded), upload a cutout on the search page (results appear), and check that a
+    screenshot is not blank."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -211,6 +212,41 @@ def test_in_a_real_browser(browser, server, survey, tmp_path):
     browser.get(server + "/")
     wait_ready(browser)
     assert f"{len(survey.ids)} objects" in browser.find_element(By.ID, "status").text
+    # Lasso: drag round a rectangle in the map; exactly the points inside it are listed.
+    expected, corners = browser.execute_script(
+        """const gd = document.getElementById('map');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect();
+        const px = v => box.left + xa._offset + xa.l2p(v);
+        const py = v => box.top + ya._offset + ya.l2p(v);
+        const between = (v, f) => { const s = [...v].sort((a, b) => a - b);
+          const k = Math.floor(f * (s.length - 1)); return (s[k] + s[k + 1]) / 2; };
+        const x0 = Math.round(px(between(data.x, 0.1))), x1 = Math.round(px(between(data.x, 0.7)));
+        const y0 = Math.round(py(between(data.y, 0.1))), y1 = Math.round(py(between(data.y, 0.7)));
+        const inside = data.x.filter((x, i) => {
+          const u = px(x), v = py(data.y[i]);
+          return u > Math.min(x0, x1) && u < Math.max(x0, x1)
+            && v > Math.min(y0, y1) && v < Math.max(y0, y1);
+        }).length;
+        return [inside, [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]];"""
+    )
+    assert 10 < expected < len(survey.ids)
+    lasso = ActionChains(browser)
+    pointer = lasso.w3c_actions.pointer_action
+    pointer.move_to_location(*corners[0])
+    pointer.pointer_down()
+    for (u0, v0), (u1, v1) in zip(corners[:-1], corners[1:], strict=True):
+        for k in range(1, 6):  # several small moves per side, as a hand draws
+            pointer.move_to_location(round(u0 + (u1 - u0) * k / 5), round(v0 + (v1 - v0) * k / 5))
+    pointer.pointer_up()
+    lasso.perform()
+    picked = WebDriverWait(browser, 10).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#picked h3")
+    )
+    assert picked[0].text == f"{expected} selected"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#picked .cell")) == min(expected, 48)
+    browser.get(server + "/")
+    wait_ready(browser)
     x, y, first = browser.execute_script(
         """const gd = document.getElementById('map');
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
