@@ -65,8 +65,11 @@ def test_journey_through_the_cli(tmp_path):
     r = runner.invoke(app, ["data", "show", str(data), "--labels", "shoe_size"])
     assert r.exit_code != 0 and "shoe_size" in str(r.exception)
     r = runner.invoke(app, ["data", "info", str(data)])
-    assert "140 objects" in r.output and "120 with images" in r.output
+    assert "140 objects" in r.output and "120 with image" in r.output
+    assert "20 with lightcurve" in r.output and "120 with spectrum" in r.output
     assert "redshift" in r.output and "lightcurve: bands=['I', 'V']" in r.output
+    # Statistics over every object, read without the pixels: the stars' classes are there.
+    assert "var_class" in r.output and "(no values)" not in r.output
     r = runner.invoke(
         app,
         [

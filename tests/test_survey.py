@@ -195,6 +195,25 @@ def test_brighter_galaxies_have_higher_signal_to_noise(survey):
     assert spearmanr(mag, snr).statistic < -0.8
 
 
+def test_spectrum_noise_is_each_objects_own(survey):
+    """Inverse variance = sky plus the source's photon noise: it differs between objects,
+    and its excess over the sky grows with the flux at the rate the simulator uses."""
+    from astroloom.data.sim.spectra import DESI_GRID, SOURCE_VARIANCE, noise_sigma
+
+    rows = pq.read_table(
+        survey / "galaxies-00000.parquet", columns=["spectrum_flux", "spectrum_ivar"]
+    ).to_pylist()
+    rows = [r for r in rows if r["spectrum_flux"] is not None]
+    ivar = np.array([r["spectrum_ivar"] for r in rows])
+    flux = np.array([r["spectrum_flux"] for r in rows])
+    assert np.ptp(ivar, axis=0).max() > 0  # not one inverse variance for every object
+    excess = 1.0 / ivar - noise_sigma(DESI_GRID)[None] ** 2
+    assert excess.min() > -1e-4  # never below the sky
+    bright = flux > 5  # where the noisy flux stands well above its noise
+    slope = np.polyfit(flux[bright], excess[bright], 1)[0]
+    assert slope == pytest.approx(SOURCE_VARIANCE, rel=0.15)
+
+
 def test_lomb_scargle_recovers_ogle_periods():
     from astropy.timeseries import LombScargle
 

@@ -274,33 +274,38 @@ def data_show(
 
 @data_app.command("info")
 def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]) -> None:
-    """Print a dataset's schema, size and label statistics."""
-    from astroloom.data.shards import load_image_set
+    """Print a dataset's schema, size and label statistics (read one row group at a time:
+    label columns only, never the pixels)."""
+    from astroloom.data.multiset import summarise_dataset
+    from astroloom.data.schema import DatasetInfo
 
-    data = load_image_set(path)
-    meta = data.info.image
+    info = DatasetInfo.load(path)
+    summary = summarise_dataset(path)
+    meta = info.image
+    held = ", ".join(f"{n:,} with {m}" for m, n in summary.modalities.items())
     say(
-        f"{data.info.name}: {data.info.n_objects} objects in {len(data.info.shards)} shards, "
-        f"{len(data)} with images (label statistics below are over those)"
+        f"{info.name}: {summary.n_objects:,} objects in {len(info.shards)} shards"
+        + (f", {held}" if held else "")
     )
-    say(
-        f"image: bands {meta.bands}, shape {meta.shape}, {meta.pixel_scale_arcsec}″/px, "
-        f"unit {meta.unit} (zero point {meta.zero_point_mag})"
-    )
-    for extra, meta in data.info.modalities.items():
+    if meta.shape:
+        say(
+            f"image: bands {meta.bands}, shape {meta.shape}, {meta.pixel_scale_arcsec}″/px, "
+            f"unit {meta.unit} (zero point {meta.zero_point_mag})"
+        )
+    for extra, meta in info.modalities.items():
         say(f"{extra}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if k != "columns"))
-    say(f"{'label':<20}{'unit':<12}{'min':>10}{'median':>10}{'max':>10}{'NaN':>6}")
-    for name, values in data.labels.items():
-        unit = data.info.labels[name].get("unit", "")
-        if data.info.is_categorical(name):
+    say(f"{'label':<20}{'unit':<12}{'min':>10}{'median':>10}{'max':>10}{'NaN':>8}")
+    for name, values in summary.labels.items():
+        unit = info.labels[name].get("unit", "")
+        if info.is_categorical(name):
             kinds, counts = np.unique([v for v in values if v is not None], return_counts=True)
             pairs = ", ".join(f"{k}: {c}" for k, c in zip(kinds, counts, strict=True))
-            say(f"{name:<20}{pairs or '(none among objects with images)'}")
+            say(f"{name:<20}{pairs or '(no values)'}")
             continue
         finite = values[np.isfinite(values)]
         lo, mid, hi = np.percentile(finite, [0, 50, 100]) if finite.size else (np.nan,) * 3
         say(
-            f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>6}"
+            f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>8}"
         )
 
 

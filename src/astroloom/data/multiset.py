@@ -234,3 +234,55 @@ def keep(data: MultimodalSet, rows: np.ndarray) -> MultimodalSet:
         curves={k: [v[i] for i in idx] for k, v in data.curves.items()},
         labels={k: v[idx] for k, v in data.labels.items()},
     )
+
+
+@dataclass
+class DatasetSummary:
+    """What ``astroloom data info`` prints: counts per modality and every label's values,
+    read one row group at a time (label columns only, never the pixels or spectra)."""
+
+    n_objects: int
+    modalities: dict[str, int]  # modality → objects that have it
+    labels: dict[str, np.ndarray]
+
+
+def summarise_dataset(directory: str | Path) -> DatasetSummary:
+    """Counts and label values of a dataset; memory holds one row group's label columns and
+    one presence column, whatever the dataset's size."""
+    directory = Path(directory)
+    info = DatasetInfo.load(directory)
+    modalities = [m for m in COLUMNS if declares(info, m)]
+    counts = dict.fromkeys(modalities, 0)
+    labels: dict[str, list[np.ndarray]] = {k: [] for k in info.label_names}
+    total = 0
+    for name in info.shards:
+        path = directory / name
+        try:
+            shard = pq.ParquetFile(path)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DataError(f"{path} is not a readable Parquet shard: {err}") from err
+        names = shard.schema_arrow.names
+        wanted = [*info.label_names, *(columns_of(info, m)[0] for m in modalities)]
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise DataError(f"shard {path} lacks column(s) {missing} that dataset.json declares")
+        for group in range(shard.metadata.num_row_groups):
+            total += shard.metadata.row_group(group).num_rows
+            table = shard.read_row_group(group, columns=info.label_names)
+            for k in info.label_names:
+                column = table.column(k)
+                labels[k].append(
+                    np.asarray(column.to_pylist(), dtype=object)
+                    if info.is_categorical(k)
+                    else column.to_numpy(zero_copy_only=False).astype(np.float64)
+                )
+            for m in modalities:
+                # The first column of a modality: valid where the object has it.
+                column = shard.read_row_group(group, columns=[columns_of(info, m)[0]]).column(0)
+                lengths = pc.fill_null(pc.list_value_length(column), 0)
+                counts[m] += int(pc.sum(pc.greater(lengths, 0)).as_py() or 0)
+    return DatasetSummary(
+        total,
+        counts,
+        {k: np.concatenate(v) if v else np.zeros(0) for k, v in labels.items()},
+    )

@@ -55,10 +55,21 @@ def observed_spectra(
     return out * dimming[:, None] / FLUX_SCALE
 
 
+# Photon noise of the source itself: variance added per unit of flux (1e-17 erg/s/cm²/Å), so
+# that a bright galaxy's continuum is noisier in absolute terms than a faint one's and every
+# object has its own inverse variance, as a real pipeline reports it.
+SOURCE_VARIANCE = 0.05
+
+
 def add_noise(
-    flux: np.ndarray, wavelength: np.ndarray, rng: np.random.Generator, level: float = 0.5
+    flux: np.ndarray,
+    wavelength: np.ndarray,
+    rng: np.random.Generator,
+    level: float = 0.5,
+    source: float = SOURCE_VARIANCE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy flux, inverse variance) for spectra ``(n, n_wave)``."""
-    sigma = noise_sigma(wavelength, level)
-    noisy = flux + rng.normal(size=flux.shape) * sigma
-    return noisy.astype(np.float32), np.broadcast_to(1.0 / sigma**2, flux.shape).astype(np.float32)
+    """(noisy flux, inverse variance) for noiseless spectra ``(n, n_wave)``: sky noise
+    (:func:`noise_sigma`) plus the source's photon noise, ``source`` × its flux."""
+    variance = noise_sigma(wavelength, level) ** 2 + source * np.clip(flux, 0.0, None)
+    noisy = flux + rng.normal(size=flux.shape) * np.sqrt(variance)
+    return noisy.astype(np.float32), (1.0 / variance).astype(np.float32)
