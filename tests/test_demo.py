@@ -21,9 +21,13 @@ def test_demo_writes_a_complete_report(tmp_path):
     html = result.report.read_text()
     assert result.report == tmp_path / "demo" / "report.html"
     # Loss curve, probe scatter, the UMAP map, the attribution and surprise maps, predicted
-    # spectra, four pages of generated galaxies and the modalities are embedded as PNGs.
-    assert len(re.findall(r"data:image/png;base64,", html)) == 10
+    # spectra, images and spectra beside their reconstructions, four pages of generated
+    # galaxies and the modalities are embedded as PNGs.
+    assert len(re.findall(r"data:image/png;base64,", html)) == 12
     assert "What the model looks at" in html
+    assert "What the model sees: each token from the rest" in html
+    rec = json.loads((tmp_path / "demo" / "cross_modal.json").read_text())["reconstruction"]
+    assert rec["spectrum"]["explained"] > rec["spectrum"]["other_object"]
     for label in DEMO_TARGETS:
         assert f"<td>{label}</td>" in html
     probe = json.loads((tmp_path / "demo" / "probe.json").read_text())
