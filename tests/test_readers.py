@@ -260,6 +260,15 @@ def test_sdss_spectra_and_csv_light_curves(tmp_path):
     np.testing.assert_array_equal(back.arrays["spectrum_flux"][0], np.full(200, 3, np.float32))
     np.testing.assert_array_equal(back.arrays["spectrum_ivar"][0], np.full(200, 4, np.float32))
     assert back.labels["redshift"][0] == pytest.approx(0.123)
+    # Wavelengths that do not increase are refused by name (or skipped and logged).
+    coadd = Table({"loglam": loglam[::-1], "flux": np.ones(200, np.float32), "ivar": np.ones(200)})
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(coadd)]).writeto(spectra / "spec-bad.fits")
+    with pytest.raises(BadObject, match="spec-bad.*wavelengths must be finite and increasing"):
+        ingest(read_sdss_spectra(spectra), tmp_path / "spec-bad", "sdss", progress=False)
+    skipped = ingest(
+        read_sdss_spectra(spectra), tmp_path / "spec-skip", "sdss", skip_bad=True, progress=False
+    )
+    assert skipped.written == 1 and skipped.skipped[0]["id"] == "spec-bad"
 
     curves = tmp_path / "lc"
     curves.mkdir()

@@ -68,7 +68,6 @@ class _Seen:
     spectrum_pixels: int = 0
     wave_min: float = np.inf
     wave_max: float = -np.inf
-    steps: list[float] = field(default_factory=list)
     lc_bands: list[str] = field(default_factory=list)
 
     def spectrum(self, obs: Observation) -> None:
@@ -91,7 +90,6 @@ class _Seen:
         self.spectrum_pixels = max(self.spectrum_pixels, len(flux))
         self.wave_min = min(self.wave_min, float(wave[0]))
         self.wave_max = max(self.wave_max, float(wave[-1]))
-        self.steps.append(float(np.median(np.diff(wave))))
 
     def band_codes(self, obs: Observation) -> None:
         """Light-curve band names → codes into the dataset's band list (grown as seen)."""
@@ -508,7 +506,6 @@ def ingest(
                     raise obs
                 if obs.id in seen:
                     raise BadObject(str(obs.meta.get("source", out)), obs.id, "duplicate id")
-                seen_shapes.spectrum(obs)
                 image = obs.modalities.get("image")
                 if image is not None:
                     if shape is None:
@@ -519,6 +516,7 @@ def ingest(
                             obs.id,
                             f"image shape {image.shape} differs from the first object's {shape}",
                         )
+                seen_shapes.spectrum(obs)
             except StopIteration:
                 break
             except BadObject as bad:
