@@ -59,6 +59,13 @@ def write_curves(folder: Path, n: int = 32, seed: int = 1) -> None:
         )
 
 
+def train_briefly(data: Path, run: Path, modality: str) -> Path:
+    """40 steps of a tiny model on one modality, validation loss every 10."""
+    cfg = tiny_config(data, run, 40, f"model.modalities=['{modality}']", "train.eval_every=10")
+    train(cfg, progress=False)
+    return run
+
+
 def val_losses(run: Path) -> list[float]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [r["val_loss"] for r in rows if "val_loss" in r]
@@ -69,13 +76,7 @@ def test_ingested_spectra_train_and_embed_placed_by_their_own_wavelengths(tmp_pa
     ingest(read_sdss_spectra(tmp_path / "spectra"), tmp_path / "data", "sdss", progress=False)
     data = load_multimodal_set(tmp_path / "data", ["spectrum"])
     assert data.info.modalities["spectrum"]["grid"] == "per-object"
-    run = tmp_path / "run"
-    train(
-        tiny_config(
-            tmp_path / "data", run, 40, "model.modalities=['spectrum']", "train.eval_every=10"
-        ),
-        progress=False,
-    )
+    run = train_briefly(tmp_path / "data", tmp_path / "run", "spectrum")
     loss = val_losses(run)
     assert loss[-1] < 0.8 * loss[0]
 
@@ -116,13 +117,7 @@ def test_ingested_light_curves_train_and_map_bands_by_name(tmp_path):
         for n in ("iv", "vi")
     }
     assert bands == {"iv": ["I", "V"], "vi": ["V", "I"]}
-    run = tmp_path / "run"
-    train(
-        tiny_config(
-            tmp_path / "iv-data", run, 40, "model.modalities=['lightcurve']", "train.eval_every=10"
-        ),
-        progress=False,
-    )
+    run = train_briefly(tmp_path / "iv-data", tmp_path / "run", "lightcurve")
     loss = val_losses(run)
     assert loss[-1] < loss[0]
     # The same stars whose bands were numbered the other way round embed identically.

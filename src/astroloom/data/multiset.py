@@ -74,19 +74,23 @@ def padded_list(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A ``list<float>`` column of rows up to ``width`` long → ``(N, width)`` padded with
     ``fill``, and the presence flags."""
-    rows = ragged_list(column)
-    out = np.full((len(rows), width), fill, dtype=dtype)
-    for i, row in enumerate(rows):
-        if row is None:
-            continue
-        if len(row) > width:
-            raise DataError(
-                f"shard {path}: object {ids[i]!r} has {len(row)} spectrum pixels; "
-                f"dataset.json says at most {width}"
-            )
-        out[i, : len(row)] = row
-    present = np.array([r is not None and len(r) > 0 for r in rows], dtype=bool)
-    return out, present
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    present = col.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+    long = np.flatnonzero(lengths > width)
+    if long.size:
+        raise DataError(
+            f"shard {path}: object {ids[long[0]]!r} has {lengths[long[0]]} spectrum pixels; "
+            f"dataset.json says at most {width}"
+        )
+    # One scatter of the flat values into the padded array: row of each value, then its
+    # place within the row.
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    place = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out = np.full((len(lengths), width), fill, dtype=dtype)
+    out[row, place] = flat
+    return out, present & (lengths > 0)
 
 
 def declares(info: DatasetInfo, modality: str) -> bool:
@@ -266,9 +270,10 @@ def summarise_dataset(directory: str | Path) -> DatasetSummary:
         missing = [c for c in wanted if c not in names]
         if missing:
             raise DataError(f"shard {path} lacks column(s) {missing} that dataset.json declares")
+        presence = list(dict.fromkeys(columns_of(info, m)[0] for m in modalities))
         for group in range(shard.metadata.num_row_groups):
             total += shard.metadata.row_group(group).num_rows
-            table = shard.read_row_group(group, columns=info.label_names)
+            table = shard.read_row_group(group, columns=[*info.label_names, *presence])
             for k in info.label_names:
                 column = table.column(k)
                 labels[k].append(
@@ -278,7 +283,7 @@ def summarise_dataset(directory: str | Path) -> DatasetSummary:
                 )
             for m in modalities:
                 # The first column of a modality: valid where the object has it.
-                column = shard.read_row_group(group, columns=[columns_of(info, m)[0]]).column(0)
+                column = table.column(columns_of(info, m)[0])
                 lengths = pc.fill_null(pc.list_value_length(column), 0)
                 counts[m] += int(pc.sum(pc.greater(lengths, 0)).as_py() or 0)
     return DatasetSummary(
