@@ -128,14 +128,29 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class DataConfig:
-    """Where the Parquet shards are and how much of them is held out."""
+    """Where the Parquet shards are, how much of them is held out, and whether training
+    holds them in memory or streams them.
+
+    ``stream = true`` reads the shards a row group at a time (``workers`` loader processes
+    per rank, batches drawn from a pool of ``shuffle_buffer`` rows): memory stays flat
+    whatever the dataset's size, every training object comes once per epoch, and the
+    validation objects are chosen by a hash of their id. In memory (the default) a step
+    draws its batch at random from the whole training set.
+    """
 
     path: str = "data/mock"
     val_fraction: float = 0.1
+    stream: bool = False
+    workers: int = 2
+    shuffle_buffer: int = 2000
 
     def validate(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.workers < 0:
+            raise ConfigError(f"data.workers must be 0 or more, got {self.workers}")
+        if self.shuffle_buffer < 0:
+            raise ConfigError(f"data.shuffle_buffer must be 0 or more, got {self.shuffle_buffer}")
 
 
 @dataclass

@@ -114,9 +114,10 @@ def ragged_list(column: pa.ChunkedArray) -> list[np.ndarray | None]:
 
 
 def read_rows(
-    table: pa.Table, path: Path, info: DatasetInfo, modalities: list[str]
+    table: pa.Table, path: Path, info: DatasetInfo, modalities: list[str], labels: bool = True
 ) -> MultimodalSet:
-    """One shard's (or row group's) rows, every requested modality."""
+    """One shard's (or row group's) rows, every requested modality, and the label columns
+    unless ``labels`` is False (training reads no labels)."""
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     out = MultimodalSet(info=info, ids=ids)
     n = len(ids)
@@ -169,6 +170,8 @@ def read_rows(
                 out.curves[c] = ragged_list(table.column(c))
             present = np.array([c is not None and len(c) > 0 for c in out.curves["lc_time"]])
         out.present[m] = present
+    if not labels:
+        return out
     absent_labels = [k for k in info.label_names if k not in table.column_names]
     if absent_labels:
         raise DataError(

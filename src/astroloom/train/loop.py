@@ -40,7 +40,7 @@ from astroloom.model.multimodal import build_model
 from astroloom.paths import record_path
 from astroloom.train.impact import EnergyMeter, model_card, run_impact
 from astroloom.train.sharding import full_state_dict, load_optimizer_state, optimizer_state
-from astroloom.train.tasks import make_task, split_indices
+from astroloom.train.tasks import make_task
 
 
 def learning_rate(step: int, cfg: RunConfig) -> float:
@@ -245,13 +245,15 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         init_tokenizer = start_from(model, cfg, t.init)
     model = model.to(device)
     model.activation_checkpointing = t.activation_checkpointing
-    task = make_task(cfg, model, init_tokenizer)
+    task = make_task(cfg, model, init_tokenizer, ranks.rank, ranks.world)
     task.device = device
-    train_idx, val_idx = split_indices(task.n_objects, cfg.data.val_fraction, t.seed)
-    if len(train_idx) == 0:
+    train_idx, val_idx = task.split(cfg.data.val_fraction, t.seed)
+    if len(train_idx) == 0 and not task.streaming:
         raise DataError(f"{cfg.data.path} has no objects left for training after the split")
 
-    generator = torch.Generator().manual_seed(t.seed)
+    # In memory every rank draws the same global batch and keeps its slice; streamed, each
+    # rank reads its own objects and draws its own plans.
+    generator = torch.Generator().manual_seed(t.seed + (7919 * ranks.rank if task.streaming else 0))
     start = 0
     run = Path(cfg.out)
     metrics_path = run / "metrics.jsonl"
@@ -262,9 +264,17 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
             raise CheckpointError(f"--resume: {run} has no step checkpoint to resume from")
         load_weights(model, ckpt / "model.safetensors")
         resume_state = load_train_state(ckpt)
-        generator.set_state(resume_state["generator"])
-        torch.set_rng_state(resume_state["torch_rng"])
         start = int(resume_state["step"])
+        if task.streaming:
+            restore_stream(task, resume_state, ranks, generator)
+        elif "streams" in resume_state:
+            raise CheckpointError(
+                f"{ckpt} was written by a run that streamed its data; resume it with "
+                "data.stream = true"
+            )
+        else:
+            generator.set_state(resume_state["generator"])
+            torch.set_rng_state(resume_state["torch_rng"])
     if ranks.main:
         run.mkdir(parents=True, exist_ok=True)
         if resume and metrics_path.exists():
@@ -339,18 +349,26 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pick = train_idx_t[torch.randint(len(train_idx_t), (t.batch_size,), generator=generator)]
-        batch = task.draw(pick, generator)
+        n_chunks = t.grad_accum_steps
+        if task.streaming:
+            parts = [task.next_batch(generator) for _ in range(n_chunks)]
+            norms, n_tok = streamed_norms(task, parts, ranks, device)
+        else:
+            pick = train_idx_t[
+                torch.randint(len(train_idx_t), (t.batch_size,), generator=generator)
+            ]
+            batch = task.draw(pick, generator)
+            norms, n_tok = task.norms(batch), task.n_tokens(batch)
+            parts = [
+                task.take(batch, slice(lo, lo + micro))
+                for lo in (ranks.rank * per_rank + k * micro for k in range(n_chunks))
+            ]
         # Each micro-batch's loss is its error sum over the whole global batch's count, and
         # DDP averages over ranks, hence the × world: the sum of gradients is the batch mean's.
-        norms = task.norms(batch)
         optimizer.zero_grad(set_to_none=True)
         step_error = {m: torch.zeros((), device=device) for m in norms}
         step_count = {m: torch.zeros((), device=device) for m in norms}
-        n_chunks = t.grad_accum_steps
-        for k in range(n_chunks):
-            lo = ranks.rank * per_rank + k * micro
-            part = task.take(batch, slice(lo, lo + micro))
+        for k, part in enumerate(parts):
             sync = k == n_chunks - 1 or ranks.world == 1
             with _no_sync(net, sync), amp:
                 errors = task.errors(net, part, t.huber_delta)
@@ -381,7 +399,6 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         for m, e, c in zip(names, errs, counts, strict=True):
             window[f"loss_{m}"] = window.get(f"loss_{m}", 0.0) + e / max(c, 1.0)
         window_steps += 1
-        n_tok = task.n_tokens(batch)
         window_tokens += n_tok
         tokens_seen += n_tok
         done = step + 1
@@ -421,12 +438,14 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         if done % t.checkpoint_every == 0 and done < t.steps:
             weights = full_state_dict(model, sharded)
             opt_state = optimizer_state(model, optimizer, sharded)
+            streams = stream_states(task, ranks, generator)
             if ranks.main:
                 state = {
                     "step": done,
                     "optimizer": opt_state,
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
+                    **({"streams": streams} if streams is not None else {}),
                 }
                 save_checkpoint(
                     run / "checkpoints" / f"step-{done:07d}",
@@ -486,5 +505,68 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
         tokens_seen=tokens_seen,
         wall_time_s=wall,
         n_parameters=n_parameters,
-        unique_tokens=int(round(task.mean_tokens * len(train_idx))),
+        unique_tokens=int(round(task.mean_tokens * n_training_objects(task, train_idx))),
     )
+
+
+def n_training_objects(task, train_idx: np.ndarray) -> int:
+    """Objects one epoch shows; streamed, the dataset's count less the held-out share (the
+    split is by hash, so the share is expected, not counted)."""
+    if task.streaming:
+        return int(round(task.n_objects * (1 - task.feed.stream.val_fraction)))
+    return len(train_idx)
+
+
+def streamed_norms(
+    task, parts: list, ranks: Ranks, device: torch.device
+) -> tuple[dict[str, float], int]:
+    """The loss normalisers of a streamed step and its token count: each rank holds only
+    its own micro-batches, so the counts are summed over them and then over ranks (in a
+    fixed modality order, so every rank holds the same normalisers)."""
+    names = list(task.tokenizer.modalities)
+    counts = torch.zeros(len(names) + 1, dtype=torch.float64)
+    for tokens, plan in parts:
+        c = task.model.target_counts(tokens, plan)
+        counts[: len(names)] += torch.tensor([c.get(m, 0.0) for m in names], dtype=torch.float64)
+        counts[-1] += task.n_tokens((tokens, plan))
+    if ranks.world > 1:
+        counts = counts.to(device)
+        dist.all_reduce(counts)
+        counts = counts.cpu()
+    active = [m for m, c in zip(names, counts[:-1].tolist(), strict=True) if c > 0]
+    return {m: float(counts[names.index(m)]) * len(active) for m in active}, int(counts[-1])
+
+
+def stream_states(task, ranks: Ranks, generator: torch.Generator) -> list[dict] | None:
+    """Every rank's stream position and random state (rank 0 receives them): a collective
+    when ranks > 1, so every rank calls it."""
+    if not task.streaming:
+        return None
+    mine = {
+        "feed": task.feed.state(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if ranks.world == 1:
+        return [mine]
+    gathered: list = [None] * ranks.world
+    dist.all_gather_object(gathered, mine)
+    return gathered
+
+
+def restore_stream(task, state: dict, ranks: Ranks, generator: torch.Generator) -> None:
+    streams = state.get("streams")
+    if streams is None:
+        raise CheckpointError(
+            "the checkpoint was written by a run that held its data in memory; resume it "
+            "with data.stream = false"
+        )
+    if len(streams) != ranks.world:
+        raise CheckpointError(
+            f"the run streamed on {len(streams)} ranks; resume it on the same number "
+            f"(now {ranks.world})"
+        )
+    mine = streams[ranks.rank]
+    task.feed.load_state(mine["feed"])
+    generator.set_state(mine["generator"])
+    torch.set_rng_state(mine["torch_rng"])

@@ -8,6 +8,7 @@ the global batch first is what makes accumulation and ranks reproduce one big ba
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,10 +17,11 @@ import torch
 from astroloom.config import RunConfig
 from astroloom.data.augment import augment as augment_images
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
-from astroloom.data.schema import DataError
+from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.model.multimodal import MultimodalModel
-from astroloom.tokenize.multimodal import MultimodalTokenizer, image_description
+from astroloom.tokenize.multimodal import MultimodalTokenizer, PreparedData, image_description
 from astroloom.tokenize.tokens import ModalityTokens
+from astroloom.train.stream import Feed, TrainingStream, first_rows, stream_objects
 
 Errors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -27,6 +29,8 @@ Errors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 class MultimodalTask:
     """The model's objective over the configured modalities: random modality order and/or
     masked tokens (for one modality, plain next-token prediction or masked modelling)."""
+
+    streaming = False
 
     def __init__(
         self,
@@ -38,46 +42,28 @@ class MultimodalTask:
         measuring one on this data."""
         mc = cfg.model
         data: MultimodalSet = load_multimodal_set(cfg.data.path, mc.modalities)
-        if "image" in mc.modalities and data.present["image"].any():
-            c, h, _ = data.info.image.shape
-            if c != mc.n_bands:
-                raise DataError(
-                    f"{cfg.data.path} holds {c}-band images; the model is configured for "
-                    f"{mc.n_bands} bands (model.n_bands)"
-                )
-            if h % mc.patch_size:
-                raise DataError(f"{h}-pixel images do not tile into {mc.patch_size}-pixel patches")
-        if "photometry" in mc.modalities and "photometry" in data.info.modalities:
-            n_phot = len(data.info.modalities["photometry"]["bands"])
-            if n_phot != mc.n_bands:
-                raise DataError(
-                    f"{cfg.data.path} has photometry in {n_phot} bands; "
-                    f"model.n_bands is {mc.n_bands}"
-                )
+        check_shapes(cfg, data.info, bool(data.present.get("image", np.zeros(1, bool)).any()))
         self.info, self.n_objects = data.info, len(data)
         self.model, self.objective = model, mc.objective
-        self.tokenizer = tokenizer or MultimodalTokenizer.for_dataset(
-            data,
-            mc.modalities,
-            mc.patch_size,
-            mc.spectrum_patch,
-            mc.lightcurve_tokens,
-            image_norm=mc.image_norm,
-            lightcurve_phase=mc.lightcurve_phase,
-        )
+        self.tokenizer = tokenizer or measured_tokenizer(cfg, data)
         self.prepared = self.tokenizer.prepare(data)
-        self.augment = None
-        if cfg.augment.enabled and "image" in self.tokenizer.tokenizers:
+        self._set_augment(cfg)
+        if self.augment is not None:
             # Images are augmented and tokenised per batch; the rest stays prepared.
-            self.augment = cfg.augment
             self.images = data.arrays["image"]
             self.has_image = torch.from_numpy(data.present["image"])
-            self.pixel_scale, self.zero_point = image_description(data.info)
-        present = sum(b.present.sum() for b in self.prepared.blocks.values())
-        if self.prepared.curves is not None:
-            present = present + self.prepared.curves.count.clamp_max(mc.lightcurve_tokens).sum()
-        self.mean_tokens = float(present) / max(len(data), 1)
+        self.mean_tokens = mean_tokens(self.prepared, mc.lightcurve_tokens, len(data))
         self.device = torch.device("cpu")
+
+    def _set_augment(self, cfg: RunConfig) -> None:
+        self.augment = None
+        if cfg.augment.enabled and "image" in self.tokenizer.tokenizers:
+            self.augment = cfg.augment
+            self.pixel_scale, self.zero_point = image_description(self.info)
+
+    def split(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation objects (indices into the prepared set)."""
+        return split_indices(self.n_objects, val_fraction, seed)
 
     def draw(
         self, pick: torch.Tensor, generator: torch.Generator, augment: bool = True
@@ -90,10 +76,14 @@ class MultimodalTask:
         return tokens, self.model.draw_plan(tokens, self.objective, generator)
 
     def _augmented_images(self, pick: torch.Tensor, generator: torch.Generator) -> ModalityTokens:
+        return self.augmented_images(self.images[pick.numpy()], self.has_image[pick], generator)
+
+    def augmented_images(
+        self, images: np.ndarray, has: torch.Tensor, generator: torch.Generator
+    ) -> ModalityTokens:
         tok = self.tokenizer["image"]
-        images = torch.from_numpy(self.images[pick.numpy()])
-        has = self.has_image[pick]
-        zero_point = torch.full((len(pick),), float("nan"))
+        images = torch.from_numpy(images)
+        zero_point = torch.full((len(images),), float("nan"))
         if has.any():
             done = augment_images(images[has], self.augment, generator, tok.scale)
             images = images.clone()
@@ -123,9 +113,126 @@ class MultimodalTask:
         return net(moved, plan, delta)
 
 
+class StreamingTask(MultimodalTask):
+    """The same objective over batches streamed from the shards (``data.stream``): memory
+    holds a few row groups per loader worker, the validation objects and a sample that the
+    tokenizers' normalisation is measured on (unless ``tokenizer`` brings one)."""
+
+    streaming = True
+    SAMPLE = 2000  # objects the normalisation is measured on
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: MultimodalModel,
+        tokenizer: MultimodalTokenizer | None = None,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        mc, t = cfg.model, cfg.train
+        path = Path(cfg.data.path)
+        info = DatasetInfo.load(path)
+        sample, val = first_rows(
+            path,
+            info,
+            mc.modalities,
+            t.seed,
+            cfg.data.val_fraction,
+            self.SAMPLE,
+            t.eval_batches * t.batch_size,
+        )
+        check_shapes(cfg, info, bool(sample.present.get("image", np.zeros(1, bool)).any()))
+        self.info, self.n_objects = info, stream_objects(path, info)
+        self.model, self.objective = model, mc.objective
+        self.tokenizer = tokenizer or measured_tokenizer(cfg, sample)
+        self.mean_tokens = mean_tokens(
+            self.tokenizer.prepare(sample), mc.lightcurve_tokens, len(sample)
+        )
+        self.val = val
+        self.prepared = self.tokenizer.prepare(val) if val is not None else None
+        self._set_augment(cfg)
+        micro = t.batch_size // (world * t.grad_accum_steps)
+        stream = TrainingStream(
+            path,
+            mc.modalities,
+            self.tokenizer,
+            micro,
+            seed=t.seed,
+            val_fraction=cfg.data.val_fraction,
+            shuffle_buffer=cfg.data.shuffle_buffer,
+            rank=rank,
+            world=world,
+            workers=cfg.data.workers,
+            raw_images=self.augment is not None,
+        )
+        self.feed = Feed(stream, cfg.data.workers)
+        self.device = torch.device("cpu")
+
+    def split(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """No training indices (the stream is the training set); the validation objects
+        held in memory."""
+        n_val = 0 if self.val is None else len(self.val)
+        return np.zeros(0, np.int64), np.arange(n_val)
+
+    def next_batch(self, generator: torch.Generator) -> tuple[Any, Any]:
+        """The next streamed micro-batch of this rank: tokens and the step's plan."""
+        batch = next(self.feed)
+        tokens = self.tokenizer.batch(batch.prepared, torch.arange(len(batch)), generator)
+        if self.augment is not None and batch.images is not None:
+            tokens["image"] = self.augmented_images(
+                batch.images, torch.from_numpy(batch.has_image), generator
+            )
+        return tokens, self.model.draw_plan(tokens, self.objective, generator)
+
+
+def check_shapes(cfg: RunConfig, info: DatasetInfo, has_images: bool) -> None:
+    mc = cfg.model
+    if "image" in mc.modalities and has_images:
+        c, h, _ = info.image.shape
+        if c != mc.n_bands:
+            raise DataError(
+                f"{cfg.data.path} holds {c}-band images; the model is configured for "
+                f"{mc.n_bands} bands (model.n_bands)"
+            )
+        if h % mc.patch_size:
+            raise DataError(f"{h}-pixel images do not tile into {mc.patch_size}-pixel patches")
+    if "photometry" in mc.modalities and "photometry" in info.modalities:
+        n_phot = len(info.modalities["photometry"]["bands"])
+        if n_phot != mc.n_bands:
+            raise DataError(
+                f"{cfg.data.path} has photometry in {n_phot} bands; model.n_bands is {mc.n_bands}"
+            )
+
+
+def measured_tokenizer(cfg: RunConfig, data: MultimodalSet) -> MultimodalTokenizer:
+    mc = cfg.model
+    return MultimodalTokenizer.for_dataset(
+        data,
+        mc.modalities,
+        mc.patch_size,
+        mc.spectrum_patch,
+        mc.lightcurve_tokens,
+        image_norm=mc.image_norm,
+        lightcurve_phase=mc.lightcurve_phase,
+    )
+
+
+def mean_tokens(prepared: PreparedData, lightcurve_tokens: int, n: int) -> float:
+    present = sum(b.present.sum() for b in prepared.blocks.values())
+    if prepared.curves is not None:
+        present = present + prepared.curves.count.clamp_max(lightcurve_tokens).sum()
+    return float(present) / max(n, 1)
+
+
 def make_task(
-    cfg: RunConfig, model: MultimodalModel, tokenizer: MultimodalTokenizer | None = None
+    cfg: RunConfig,
+    model: MultimodalModel,
+    tokenizer: MultimodalTokenizer | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> MultimodalTask:
+    if cfg.data.stream:
+        return StreamingTask(cfg, model, tokenizer, rank, world)
     return MultimodalTask(cfg, model, tokenizer)
 
 

@@ -117,8 +117,10 @@ def render_survey_galaxy(
     bands: list[str],
     rare_kind: str | None,
     nan_fraction: float,
+    size: int = IMAGE_SIZE,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Image ``(bands, 64, 64)``, true band fluxes and per-object extras of galaxy ``j``."""
+    """Image ``(bands, size, size)``, true band fluxes and per-object extras of galaxy
+    ``j``."""
     rng = np.random.default_rng([seed, 1, index])
     psf_fwhm = rng.uniform(0.9, 1.6)
     psf = galsim.Moffat(beta=MOFFAT_BETA, fwhm=psf_fwhm)
@@ -129,7 +131,7 @@ def render_survey_galaxy(
         g=min(float(pop.ellipticity[j]), 0.9), beta=rng.uniform(0, np.pi) * galsim.radians
     )
     offset = tuple(rng.uniform(-0.5, 0.5, 2))
-    bulge, disk = bulge_disk_images(0.5 * r_disk, r_disk, shear, psf, IMAGE_SIZE, offset)
+    bulge, disk = bulge_disk_images(0.5 * r_disk, r_disk, shear, psf, size, offset)
     fluxes = 10 ** (-0.4 * (pop.mags[j] - ZERO_POINT))
     image = fluxes[:, None, None] * (bt * bulge + (1 - bt) * disk)
     if rare_kind == "ring":
@@ -137,20 +139,20 @@ def render_survey_galaxy(
             fluxes * rng.uniform(1.5, 3.0),
             rng.uniform(1.5, 3.0),
             psf,
-            IMAGE_SIZE,
+            size,
             PIXEL_SCALE,
             rng,
             bands,
         )
     elif rare_kind == "merger":
         image = rare.merger(
-            image, fluxes * rng.uniform(0.5, 1.2), hlr, psf, IMAGE_SIZE, PIXEL_SCALE, rng
+            image, fluxes * rng.uniform(0.5, 1.2), hlr, psf, size, PIXEL_SCALE, rng
         )
     elif rare_kind == "star":
         star_mag_r = rng.uniform(15.0, 17.5)
         colours = rare.colour_ramp(bands, rng.uniform(0.2, 1.4), -rng.uniform(0.0, 1.0))
         fluxes = 10 ** (-0.4 * (star_mag_r + colours - ZERO_POINT))
-        image = rare.bright_star(fluxes, psf_fwhm, IMAGE_SIZE, PIXEL_SCALE, rng)
+        image = rare.bright_star(fluxes, psf_fwhm, size, PIXEL_SCALE, rng)
     elif rare_kind == "trail":
         image = rare.satellite_trail(image, psf_fwhm, PIXEL_SCALE, rng, bands)
     elif rare_kind == "arc":
@@ -160,7 +162,7 @@ def render_survey_galaxy(
             * rng.uniform(0.8, 1.5)
             * np.clip(1 + rare.colour_ramp(bands, 0.5, -0.3), 0.2, None)
         )
-        image = rare.lensed_arc(image, source, psf, IMAGE_SIZE, PIXEL_SCALE, rng)
+        image = rare.lensed_arc(image, source, psf, size, PIXEL_SCALE, rng)
     sigma = np.array([NOISE[b] for b in bands])[:, None, None]
     image = (image + rng.normal(size=image.shape) * sigma).astype(np.float32)
     if nan_fraction and rng.random() < nan_fraction:
