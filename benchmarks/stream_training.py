@@ -195,7 +195,7 @@ def tree_memory(pid: int) -> tuple[float, float, int]:
 
 def train(data: Path, steps: int, batch: int, workers: int, out: Path, extra: list[str]) -> None:
     cmd = [
-        sys.executable, "-m", "astroloom", "train", "configs/stream-benchmark.toml",
+        sys.executable, "-m", "astroloom.cli", "train", "configs/stream-benchmark.toml",
         "--set", f"data.path={data}", "--set", f"out={out}",
         "--set", f"train.steps={steps}", "--set", f"train.batch_size={batch}",
         "--set", f"data.workers={workers}", *extra,

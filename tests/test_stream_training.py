@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import MULTIMODAL, tiny_config
+from conftest import MULTIMODAL, tiny_config, tiny_overrides, torchrun_cli
 from safetensors.torch import load_file
 
 from astroloom.config import load_config
@@ -154,3 +154,35 @@ def test_streamed_validation_objects_are_never_trained_on(regrouped, tmp_path):
     assert not trained & val_ids
     assert task.next_batch(gen)[0]  # tokens of every configured modality present
     assert np.isfinite(task.mean_tokens) and task.mean_tokens > 1
+
+
+def test_two_ranks_stream_and_resume_bit_for_bit(regrouped, tmp_path):
+    """Under torchrun each rank streams its own objects (the loss normalisers summed over
+    ranks, every rank's stream position gathered into the checkpoint); a run resumed from
+    its step-10 checkpoint ends on the same weights."""
+    sets = tiny_overrides(
+        regrouped,
+        tmp_path / "ddp",
+        20,
+        MULTIMODAL,
+        "model.objective='mixed'",
+        "data.stream=true",
+        "data.workers=1",
+        "data.shuffle_buffer=40",
+        "train.threads=1",
+        "train.checkpoint_every=10",
+    )
+    args = [arg for s in sets for arg in ("--set", s)]
+    result = torchrun_cli("train", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = tmp_path / "ddp" / "final" / "model.safetensors"
+    whole = load_file(final)
+    state = torch.load(
+        tmp_path / "ddp" / "checkpoints" / "step-0000010" / "train_state.pt", weights_only=True
+    )
+    assert [s["feed"]["workers"] for s in state["streams"]] == [1, 1]  # one entry per rank
+    shutil.rmtree(tmp_path / "ddp" / "final")
+    resumed = torchrun_cli("train", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = load_file(final)
+    assert all(torch.equal(whole[k], again[k]) for k in whole)

@@ -40,7 +40,7 @@ from astroloom.model.multimodal import build_model
 from astroloom.paths import record_path
 from astroloom.train.impact import EnergyMeter, model_card, run_impact
 from astroloom.train.sharding import full_state_dict, load_optimizer_state, optimizer_state
-from astroloom.train.tasks import make_task
+from astroloom.train.tasks import MultimodalTask, StreamingTask, make_task
 
 
 def learning_rate(step: int, cfg: RunConfig) -> float:
@@ -509,7 +509,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
     )
 
 
-def n_training_objects(task, train_idx: np.ndarray) -> int:
+def n_training_objects(task: MultimodalTask, train_idx: np.ndarray) -> int:
     """Objects one epoch shows; streamed, the dataset's count less the held-out share (the
     split is by hash, so the share is expected, not counted)."""
     if task.streaming:
@@ -518,7 +518,7 @@ def n_training_objects(task, train_idx: np.ndarray) -> int:
 
 
 def streamed_norms(
-    task, parts: list, ranks: Ranks, device: torch.device
+    task: StreamingTask, parts: list, ranks: Ranks, device: torch.device
 ) -> tuple[dict[str, float], int]:
     """The loss normalisers of a streamed step and its token count: each rank holds only
     its own micro-batches, so the counts are summed over them and then over ranks (in a
@@ -537,7 +537,9 @@ def streamed_norms(
     return {m: float(counts[names.index(m)]) * len(active) for m in active}, int(counts[-1])
 
 
-def stream_states(task, ranks: Ranks, generator: torch.Generator) -> list[dict] | None:
+def stream_states(
+    task: MultimodalTask, ranks: Ranks, generator: torch.Generator
+) -> list[dict] | None:
     """Every rank's stream position and random state (rank 0 receives them): a collective
     when ranks > 1, so every rank calls it."""
     if not task.streaming:
@@ -554,7 +556,9 @@ def stream_states(task, ranks: Ranks, generator: torch.Generator) -> list[dict] 
     return gathered
 
 
-def restore_stream(task, state: dict, ranks: Ranks, generator: torch.Generator) -> None:
+def restore_stream(
+    task: StreamingTask, state: dict, ranks: Ranks, generator: torch.Generator
+) -> None:
     streams = state.get("streams")
     if streams is None:
         raise CheckpointError(
