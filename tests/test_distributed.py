@@ -101,7 +101,7 @@ def test_torchrun_two_ranks_match_one_process(mock_dir, tmp_path):
 
 
 def test_sigkilled_run_resumes_on_the_same_curve(mock_dir, tmp_path):
-    steps = 300
+    steps = 180
     args = cli_train_args(mock_dir, tmp_path / "killed", steps, "train.checkpoint_every=20")
     proc = subprocess.Popen(
         [sys.executable, "-m", "astroloom.cli", "train", *args],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from astropy import units as u
@@ -103,6 +104,48 @@ class Population:
         return Population(**fields, filters=self.filters)
 
 
+@lru_cache(maxsize=8)
+def template_maggies(filters: tuple[str, ...], z_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """AB maggies of every kcorrect template through every filter on a grid of 1,000
+    redshifts from 0 to ``z_max``: ``(grid, (n_z, n_templates, n_filters))``.
+
+    Shifting the filters is what costs (speclite, ~1 ms per redshift and filter); SkyPy
+    redoes it for every call on a grid spanning that call's redshifts, which made each
+    population draw take ~12 s. Computed once per process here, and interpolated the way
+    SkyPy interpolates (linearly in maggies between 1,000 grid points)."""
+    from speclite.filters import load_filters
+
+    grid = np.linspace(0.0, z_max, 1000)
+    bands = load_filters(*filters)
+    maggies = np.empty((len(grid), len(kcorrect.templates), len(filters)))
+    for i, z in enumerate(grid):
+        for j, band in enumerate(bands):
+            shifted = band.create_shifted(z)
+            maggies[i, :, j] = shifted.get_ab_maggies(kcorrect.templates, kcorrect.wavelength)
+    return grid, maggies
+
+
+def apparent_magnitudes(
+    coefficients: np.ndarray, redshift: np.ndarray, filters: list[str], stellar_mass: np.ndarray
+) -> np.ndarray:
+    """``(n, n_filters)`` AB magnitudes of template mixtures at ``redshift``, as SkyPy's
+    ``kcorrect.apparent_magnitudes`` computes them (K-correction, distance modulus, mass)."""
+    z_max = max(1.5, float(np.ceil(np.max(redshift, initial=0.0) * 10) / 10))
+    grid, maggies = template_maggies(tuple(filters), z_max)
+    frac, node = np.modf(np.interp(redshift, grid, np.arange(grid.size)))
+    node = node.astype(int)
+    step = np.diff(maggies, axis=0, append=maggies[-1:])
+    at_z = maggies[node] + frac[:, None, None] * step[node]  # (n, templates, filters)
+    flux = np.einsum("nt,ntf->nf", coefficients, at_z)
+    distmod = COSMOLOGY.distmod(redshift).value
+    return (
+        -2.5 * np.log10(flux)
+        - 2.5 * np.log10(1 + redshift)[:, None]
+        + distmod[:, None]
+        - 2.5 * np.log10(stellar_mass)[:, None]
+    )
+
+
 def _draw(kind: str, area_deg2: float, m_lim: float, z_max: float, filters: list[str]) -> dict:
     p = POPULATIONS[kind]
     z_grid = np.linspace(0.01, z_max, 200)
@@ -111,7 +154,7 @@ def _draw(kind: str, area_deg2: float, m_lim: float, z_max: float, filters: list
     )
     coeffs = dirichlet_coefficients(z, p["alpha0"], p["alpha1"], weight=p["weight"])
     mass = kcorrect.stellar_mass(coeffs, m_abs, "bessell-B")
-    mags = kcorrect.apparent_magnitudes(coeffs, z, filters, COSMOLOGY, stellar_mass=mass)
+    mags = apparent_magnitudes(coeffs, z, filters, mass)
     if kind == "late":
         size_kpc = late_type_lognormal_size(m_abs, **SHEN03_LATE)
     else:
