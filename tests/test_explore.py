@@ -5,6 +5,7 @@ uploads, and its pages in a real browser — Debian's chromium, headless, driven
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 import threading
@@ -44,12 +45,39 @@ def cutout_png(survey: ExplorerSurvey, object_id: str) -> bytes:
     return image_png(image, survey.image_scale, size=64)
 
 
+def unpack_map(blob: bytes) -> dict:
+    """``/api/map.bin`` read as the map page reads it."""
+    size = int(np.frombuffer(blob[:4], "<u4")[0])
+    head = json.loads(blob[4 : 4 + size])
+    n, at = head["n"], 4 + size
+    x, y, values = np.frombuffer(blob[at : at + 12 * n], "<f4").reshape(3, n)
+    return {
+        **head,
+        "x": x,
+        "y": y,
+        "values": values,
+        "ids": blob[at + 12 * n :].decode().split("\n"),
+    }
+
+
 def test_map_objects_and_neighbours(client, survey):
     layout = client.get("/api/map").json()
     assert len(layout["ids"]) == len(layout["x"]) == len(survey.ids) == 320
     assert "redshift" in layout["labels"]
     z = client.get("/api/map", params={"color": "redshift"}).json()["values"]
     assert np.allclose(z, read_embeddings(survey.embeddings_path).labels["redshift"])
+    # The page's packed map holds the same points, values and ids.
+    for color, values in ((None, layout["values"]), ("redshift", z), ("morph_type", None)):
+        params = {"color": color} if color else {}
+        packed = unpack_map(client.get("/api/map.bin", params=params).content)
+        plain = client.get("/api/map", params=params).json()
+        assert packed["ids"] == plain["ids"] == layout["ids"]
+        assert np.allclose(packed["x"], plain["x"], atol=1e-4)
+        if packed["numeric"]:
+            assert np.allclose(packed["values"], values, atol=1e-4)
+        else:  # a class label: codes into the category list
+            names = [packed["categories"][int(c)] for c in packed["values"]]
+            assert names == plain["values"] and len(packed["categories"]) >= 2
     # The layout is cached beside the embeddings and reused.
     cache = survey.embeddings_path.with_name(survey.embeddings_path.name + ".explore.npz")
     assert cache.is_file()
@@ -187,17 +215,23 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--window-size=1200,900"):
         options.add_argument(arg)
     options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, for failures
     session = webdriver.Chrome(service=Service(driver), options=options)
     yield session
     session.quit()
 
 
 def wait_ready(browser, seconds: float = 60) -> None:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, seconds).until(
-        lambda b: b.execute_script("return document.body.dataset.ready") == "1"
-    )
+    try:
+        WebDriverWait(browser, seconds).until(
+            lambda b: b.execute_script("return document.body.dataset.ready") == "1"
+        )
+    except TimeoutException:
+        console = "\n".join(e["message"] for e in browser.get_log("browser"))
+        pytest.fail(f"{browser.current_url} never became ready; the console said:\n{console}")
 
 
 def test_in_a_real_browser(browser, server, survey, tmp_path):
@@ -313,8 +347,16 @@ def test_explore_command_serves_until_stopped(survey_dir, tmp_path):
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "astroloom.cli", "explore", MODEL, str(survey_dir),
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "astroloom.cli",
+            "explore",
+            MODEL,
+            str(survey_dir),
+            "--port",
+            str(port),
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -344,9 +386,10 @@ def test_generation_on_an_object_page(survey, survey_dir, denoiser_dir):
     """With a denoiser, an object's page draws galaxies like it (its image's embedding) and
     the galaxy with its spectrum and photometry, in the survey's flux unit; without one,
     the API says how to get it."""
-    assert TestClient(create_app(survey)).get(
-        f"/api/objects/{survey.ids[0]}/generate.png"
-    ).status_code == 404
+    assert (
+        TestClient(create_app(survey)).get(f"/api/objects/{survey.ids[0]}/generate.png").status_code
+        == 404
+    )
     with_den = ExplorerSurvey(
         survey.foundation, survey_dir, survey.embeddings_path, survey.layout, denoiser_dir
     )

@@ -4,6 +4,9 @@ Pages: the map (``/``), an object (``/object/{id}``), anomalies (``/anomalies``)
 example (``/search``). JSON API, documented at ``/docs`` and in the README:
 
 * ``GET /api/map?color=LABEL`` — ids, UMAP x/y, the colour values, the label names
+* ``GET /api/map.bin?color=LABEL`` — the same packed for a browser: a uint32 header length,
+  a JSON header, float32 x, y and values (codes into ``categories`` for a class label),
+  then the ids joined by newlines
 * ``GET /api/objects/{id}`` — labels, anomaly score and rank, modalities, bands
 * ``GET /api/objects/{id}/image.png?band=rgb|g|…&stretch=asinh|linear|log&size=128``,
   ``/spectrum.png``, ``/lightcurve.png`` (raw and folded), ``/explain.png?method=surprise``
@@ -94,7 +97,7 @@ def create_app(survey: ExplorerSurvey) -> FastAPI:
 
     # ------------------------------------------------------------------ API
     # The default colouring is ready before the first visitor asks for it.
-    maps: dict[str | None, bytes] = {None: json.dumps(survey.map_payload(None)).encode()}
+    maps: dict[str | None, bytes] = {}
 
     @app.get("/api/map")
     def api_map(color: str | None = None) -> Response:
@@ -103,6 +106,15 @@ def create_app(survey: ExplorerSurvey) -> FastAPI:
         if color not in maps:
             maps[color] = json.dumps(survey.map_payload(color)).encode()
         return Response(maps[color], media_type="application/json")
+
+    packed: dict[str | None, bytes] = {None: survey.map_packed(None)}  # before any visit
+
+    @app.get("/api/map.bin")
+    def api_map_packed(color: str | None = None) -> Response:
+        # What the map page reads: float32 columns a browser views without parsing.
+        if color not in packed:
+            packed[color] = survey.map_packed(color)
+        return Response(packed[color], media_type="application/octet-stream")
 
     @app.get("/api/anomalies")
     def api_anomalies(

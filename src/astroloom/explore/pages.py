@@ -29,7 +29,13 @@ NAV = (
 
 
 def page(title: str, body: str, script: str = "", plotly: bool = False) -> str:
-    lib = '<script src="/static/plotly.min.js"></script>' if plotly else ""
+    # The map's data is requested before plotly.js (4.8 MB) is parsed, so the two overlap.
+    lib = (
+        "<script>const firstMap = fetch('/api/map.bin').then(r => r.arrayBuffer());</script>"
+        '<script src="/static/plotly.min.js"></script>'
+        if plotly
+        else ""
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style>{lib}</head><body>{NAV}<main>{body}</main>"
@@ -60,39 +66,50 @@ def map_page() -> str:
         + """
 const hover = document.getElementById('hover');
 let data = null;
+function unpack(buf){
+  // uint32 header length, JSON header, float32 x, y, values, then the ids (see /api/map.bin).
+  const hlen = new DataView(buf).getUint32(0, true);
+  const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, hlen)));
+  const n = head.n, at = 4 + hlen;
+  return Object.assign(head, {
+    x: new Float32Array(buf, at, n), y: new Float32Array(buf, at + 4 * n, n),
+    values: new Float32Array(buf, at + 8 * n, n),
+    ids: new TextDecoder().decode(new Uint8Array(buf, at + 12 * n)).split('\\n')});
+}
+function shown(i){
+  const v = data.values[i];
+  if (Number.isNaN(v)) return 'none';
+  return data.numeric ? String(+v.toPrecision(5)) : data.categories[v];
+}
 async function draw(color){
   const t0 = performance.now();
-  const r = await fetch('/api/map' + (color ? '?color=' + encodeURIComponent(color) : ''));
-  data = await r.json();
+  const pending = color === null ? firstMap
+    : fetch('/api/map.bin?color=' + encodeURIComponent(color)).then(r => r.arrayBuffer());
+  data = unpack(await pending);
   const sel = document.getElementById('color');
   if (!sel.options.length){
     for (const l of data.labels){ const o = document.createElement('option'); o.text = l; sel.add(o); }
     sel.onchange = () => draw(sel.value);
   }
-  const numeric = data.values.every(v => v === null || typeof v === 'number');
-  let marker = {size: 4, opacity: 0.8};
-  if (numeric){ marker.color = data.values.map(v => v === null ? NaN : v);
-    marker.colorscale = 'Viridis'; marker.showscale = true; }
-  else { const cats = [...new Set(data.values)];
-    marker.color = data.values.map(v => cats.indexOf(v)); marker.colorscale = 'Turbo'; }
-  const trace = {type: 'scattergl', mode: 'markers', x: data.x, y: data.y,
-    customdata: data.ids, text: data.values.map(v => String(v)), hoverinfo: 'none', marker};
+  const marker = {size: 4, opacity: 0.8, color: data.values,
+    colorscale: data.numeric ? 'Viridis' : 'Turbo', showscale: data.numeric};
+  const trace = {type: 'scattergl', mode: 'markers', x: data.x, y: data.y, hoverinfo: 'none', marker};
   await Plotly.react('map', [trace], {margin: {t: 10}, dragmode: 'lasso',
     xaxis: {title: 'UMAP 1'}, yaxis: {title: 'UMAP 2'}}, {responsive: true});
   const div = document.getElementById('map');
   div.removeAllListeners && div.removeAllListeners('plotly_hover');
   div.on('plotly_hover', ev => {
-    const p = ev.points[0]; const id = p.customdata;
-    hover.innerHTML = `<img width=96 height=96 src="/api/objects/${encodeURIComponent(id)}/image.png"><br>${id}<br>${p.text}`;
+    const i = ev.points[0].pointIndex; const id = data.ids[i];
+    hover.innerHTML = `<img width=96 height=96 src="/api/objects/${encodeURIComponent(id)}/image.png"><br>${id}<br>${shown(i)}`;
     hover.style.left = (ev.event.clientX + 12) + 'px'; hover.style.top = (ev.event.clientY + 12) + 'px';
     hover.style.display = 'block'; hover.dataset.id = id;
   });
   div.on('plotly_unhover', () => { hover.style.display = 'none'; });
-  div.on('plotly_click', ev => { location.href = '/object/' + encodeURIComponent(ev.points[0].customdata); });
+  div.on('plotly_click', ev => { location.href = '/object/' + encodeURIComponent(data.ids[ev.points[0].pointIndex]); });
   div.on('plotly_selected', ev => {
     const box = document.getElementById('picked'); box.innerHTML = '';
     if (!ev) return;
-    const ids = ev.points.map(p => p.customdata);
+    const ids = ev.points.map(p => data.ids[p.pointIndex]);
     box.innerHTML = `<h3>${ids.length} selected</h3>`;
     const g = document.createElement('div'); g.className = 'grid';
     for (const id of ids.slice(0, 48)) g.appendChild(cell({id}));

@@ -6,6 +6,7 @@ dataset, so a survey of 100,000 objects needs its embeddings in memory, not its 
 from __future__ import annotations
 
 import io
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,3 +333,40 @@ class ExplorerSurvey:
         else:
             raise DataError(f"no label {color!r}; labels: {sorted(self.emb.labels)}")
         return payload
+
+    def map_packed(self, color: str | None = None) -> bytes:
+        """The map for the page, packed for a browser to read without parsing numbers: a
+        little-endian uint32 header length, a JSON header (n, labels, colour, categories),
+        padding to 4 bytes, then float32 x, y and colour values (NaN where missing; codes
+        into ``categories`` for a categorical label) and the ids joined by newlines."""
+        payload = self.map_payload(color)
+        values = payload["values"]
+        numeric = all(v is None or isinstance(v, float) for v in values)
+        categories: list[str] = []
+        if numeric:
+            column = np.array([np.nan if v is None else v for v in values], np.float32)
+        else:
+            categories = sorted({v for v in values if v is not None})
+            code = {c: float(k) for k, c in enumerate(categories)}
+            column = np.array([np.nan if v is None else code[v] for v in values], np.float32)
+        header = json.dumps(
+            {
+                "n": len(self.ids),
+                "labels": payload["labels"],
+                "color": color,
+                "numeric": numeric,
+                "categories": categories,
+            }
+        ).encode()
+        header += b" " * (-len(header) % 4)
+        coords = self.layout.coords.astype("<f4")
+        return b"".join(
+            [
+                np.uint32(len(header)).astype("<u4").tobytes(),
+                header,
+                np.ascontiguousarray(coords[:, 0]).tobytes(),
+                np.ascontiguousarray(coords[:, 1]).tobytes(),
+                column.astype("<f4").tobytes(),
+                "\n".join(map(str, self.ids)).encode(),
+            ]
+        )
