@@ -186,3 +186,19 @@ def test_two_ranks_stream_and_resume_bit_for_bit(regrouped, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     again = load_file(final)
     assert all(torch.equal(whole[k], again[k]) for k in whole)
+
+
+def test_a_dataset_too_big_for_memory_is_refused_before_loading(regrouped, tmp_path, monkeypatch):
+    """Training in memory refuses a dataset larger than the memory available, naming the
+    way out (streaming), before any of it is read."""
+    import types
+
+    import psutil
+
+    import astroloom.train.tasks as tasks
+
+    tasks.refuse_if_too_big(regrouped)  # a few MB: fits
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=10**6))
+    monkeypatch.setattr(tasks, "load_multimodal_set", lambda *a: pytest.fail("it was read"))
+    with pytest.raises(DataError, match="data.stream=true"):
+        train(tiny_config(regrouped, tmp_path / "run", 2), progress=False)

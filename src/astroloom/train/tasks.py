@@ -8,10 +8,13 @@ the global batch first is what makes accumulation and ranks reproduce one big ba
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from astroloom.config import RunConfig
@@ -41,6 +44,7 @@ class MultimodalTask:
         """``tokenizer``: keep another run's normalisation (continued pretraining) instead of
         measuring one on this data."""
         mc = cfg.model
+        refuse_if_too_big(Path(cfg.data.path))
         data: MultimodalSet = load_multimodal_set(cfg.data.path, mc.modalities)
         check_shapes(cfg, data.info, bool(data.present.get("image", np.zeros(1, bool)).any()))
         self.info, self.n_objects = data.info, len(data)
@@ -183,6 +187,32 @@ class StreamingTask(MultimodalTask):
                 batch.images, torch.from_numpy(batch.has_image), generator
             )
         return tokens, self.model.draw_plan(tokens, self.objective, generator)
+
+
+def refuse_if_too_big(path: Path, available: int | None = None) -> None:
+    """Refuse, before reading it, a dataset that training in memory cannot hold: its
+    columns uncompressed (Parquet's own count), twice over — the arrays and their tokens —
+    on every rank of this node, against the memory available now."""
+    import psutil
+
+    info = DatasetInfo.load(path)
+    size = 0
+    for name in info.shards:
+        try:
+            meta = pq.ParquetFile(path / name).metadata
+        except (OSError, pa.ArrowInvalid):
+            return  # the loader names the unreadable shard
+        size += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    need = 2 * size * ranks_here
+    available = psutil.virtual_memory().available if available is None else available
+    if need > 0.8 * available:
+        raise DataError(
+            f"{path} holds {size / 1e9:.1f} GB of columns; training in memory needs about "
+            f"{need / 1e9:.1f} GB ({ranks_here} rank(s) × its arrays and their tokens) and "
+            f"{available / 1e9:.1f} GB is available. Stream it from the shards instead: "
+            "--set data.stream=true"
+        )
 
 
 def check_shapes(cfg: RunConfig, info: DatasetInfo, has_images: bool) -> None:
