@@ -62,6 +62,35 @@ def write_table(path: str | Path, columns: dict[str, pa.Array]) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of one shard: the unit that streaming readers read at a time."""
+
+    path: Path
+    group: int
+    rows: int
+    bytes: int  # its columns uncompressed (Parquet's own count)
+
+
+def row_groups(directory: str | Path, info: DatasetInfo) -> list[RowGroup]:
+    """Every row group of a dataset's shards, from the Parquet footers (no data read)."""
+    out = []
+    for name in info.shards:
+        path = Path(directory) / name
+        if not path.is_file():
+            raise DataError(f"shard {path} listed in dataset.json does not exist")
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DataError(f"shard {path} is not a readable Parquet file: {err}") from err
+        for g in range(meta.num_row_groups):
+            part = meta.row_group(g)
+            out.append(RowGroup(path, g, part.num_rows, part.total_byte_size))
+    if not out:
+        raise DataError(f"{directory}/dataset.json lists no shards")
+    return out
+
+
 @dataclass
 class ImageSet:
     """A dataset held in memory: ids, ``(N, C, H, W)`` images and label columns."""

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from astroloom.data.schema import DataError, DatasetInfo
-from astroloom.data.shards import image_rows
+from astroloom.data.shards import image_rows, row_groups
 
 
 class ShardStream(IterableDataset):
@@ -64,14 +64,7 @@ class ShardStream(IterableDataset):
         self.rank, self.world = rank, world
         self.epoch = 0
         self.start = 0
-        self.units = []
-        for name in self.info.shards:
-            path = self.directory / name
-            try:
-                groups = pq.ParquetFile(path).metadata.num_row_groups
-            except (OSError, ValueError) as err:
-                raise DataError(f"shard {path} is not a readable Parquet file: {err}") from err
-            self.units.extend((path, g) for g in range(groups))
+        self.units = [(g.path, g.group) for g in row_groups(self.directory, self.info)]
         self._yielded = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -37,6 +36,7 @@ from astroloom.data.multiset import (
     read_rows,
 )
 from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.shards import RowGroup, row_groups
 from astroloom.tokenize.multimodal import MultimodalTokenizer, PreparedData
 
 
@@ -56,29 +56,6 @@ def held_out(ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
     )
 
 
-@dataclass(frozen=True)
-class Unit:
-    path: Path
-    group: int
-    rows: int
-
-
-def dataset_units(directory: Path, info: DatasetInfo) -> list[Unit]:
-    units = []
-    for name in info.shards:
-        path = directory / name
-        if not path.is_file():
-            raise DataError(f"shard {path} listed in dataset.json does not exist")
-        try:
-            meta = pq.ParquetFile(path).metadata
-        except (OSError, pa.ArrowInvalid) as err:
-            raise DataError(f"shard {path} is not a readable Parquet file: {err}") from err
-        units.extend(Unit(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups))
-    if not units:
-        raise DataError(f"{directory}/dataset.json lists no shards")
-    return units
-
-
 def modality_columns(info: DatasetInfo, modalities: Sequence[str]) -> list[str]:
     """The Parquet columns that the modalities' tokens need (labels are not read)."""
     columns = ["id"]
@@ -90,7 +67,7 @@ def modality_columns(info: DatasetInfo, modalities: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def read_unit(unit: Unit, info: DatasetInfo, modalities: Sequence[str]) -> MultimodalSet:
+def read_unit(unit: RowGroup, info: DatasetInfo, modalities: Sequence[str]) -> MultimodalSet:
     """One row group's objects that have at least one of ``modalities`` (no labels)."""
     shard = pq.ParquetFile(unit.path)
     wanted = modality_columns(info, modalities)
@@ -142,7 +119,7 @@ class TrainingStream(IterableDataset):
     ) -> None:
         self.directory = Path(directory)
         self.info = DatasetInfo.load(self.directory)
-        self.units = dataset_units(self.directory, self.info)
+        self.units = row_groups(self.directory, self.info)
         self.modalities = list(modalities)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -162,15 +139,15 @@ class TrainingStream(IterableDataset):
         self.delivered = dict(delivered or {})
         self.first_role = first_role
 
-    def units_of(self, consumer: int) -> list[Unit]:
+    def units_of(self, consumer: int) -> list[RowGroup]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.units))
         return [self.units[u] for u in order[consumer :: self.world * self.workers]]
 
-    def training_rows(self, unit: Unit) -> MultimodalSet:
+    def training_rows(self, unit: RowGroup) -> MultimodalSet:
         rows = read_unit(unit, self.info, self.modalities)
         return keep(rows, ~held_out(rows.ids, self.val_fraction, self.seed))
 
-    def batches(self, units: list[Unit], rng: np.random.Generator) -> Iterator[MultimodalSet]:
+    def batches(self, units: list[RowGroup], rng: np.random.Generator) -> Iterator[MultimodalSet]:
         """Batches drawn at random from a pool of at least ``shuffle_buffer`` pending rows;
         the last one of the epoch may be short."""
         size = self.batch_size
@@ -306,7 +283,7 @@ def first_rows(
 ) -> tuple[MultimodalSet, MultimodalSet | None]:
     """A sample of objects to measure the tokenizers' normalisation on, and up to ``n_val``
     validation objects, read from row groups in a seeded order until both are full."""
-    units = dataset_units(directory, info)
+    units = row_groups(directory, info)
     sample: list[MultimodalSet] = []
     val: list[MultimodalSet] = []
     n_s = n_v = 0
@@ -329,4 +306,4 @@ def first_rows(
 
 
 def stream_objects(directory: Path, info: DatasetInfo) -> int:
-    return sum(u.rows for u in dataset_units(directory, info))
+    return sum(u.rows for u in row_groups(directory, info))

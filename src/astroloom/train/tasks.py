@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from astroloom.config import RunConfig
 from astroloom.data.augment import augment as augment_images
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.shards import row_groups
 from astroloom.model.multimodal import MultimodalModel
 from astroloom.tokenize.multimodal import MultimodalTokenizer, PreparedData, image_description
 from astroloom.tokenize.tokens import ModalityTokens
@@ -195,14 +194,7 @@ def refuse_if_too_big(path: Path, available: int | None = None) -> None:
     on every rank of this node, against the memory available now."""
     import psutil
 
-    info = DatasetInfo.load(path)
-    size = 0
-    for name in info.shards:
-        try:
-            meta = pq.ParquetFile(path / name).metadata
-        except (OSError, pa.ArrowInvalid):
-            return  # the loader names the unreadable shard
-        size += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    size = sum(g.bytes for g in row_groups(path, DatasetInfo.load(path)))
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     need = 2 * size * ranks_here
     available = psutil.virtual_memory().available if available is None else available
