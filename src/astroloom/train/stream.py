@@ -96,7 +96,7 @@ class StreamBatch:
 
 
 class TrainingStream(IterableDataset):
-    """Endless-per-epoch source of tokenised training batches for one rank.
+    """One rank's tokenised training batches: each iteration is one epoch of them.
 
     Set :attr:`workers` to the DataLoader's ``num_workers`` (0 counts as 1) and call
     :meth:`set_position` before each ``iter(loader)``.
@@ -132,7 +132,7 @@ class TrainingStream(IterableDataset):
 
     def set_position(
         self, epoch: int, delivered: dict[int, int] | None = None, first_role: int = 0
-    ):
+    ) -> None:
         """Start epoch ``epoch``, skipping the batches each role already delivered; worker 0
         takes role ``first_role``, worker 1 the next, and so on."""
         self.epoch = epoch
