@@ -10,9 +10,9 @@ seed, so a position recorded as "objects yielded so far" is enough to resume.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.compute as pc
@@ -22,6 +22,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import image_rows, row_groups
+
+T = TypeVar("T")
 
 
 class ShardStream(IterableDataset):
@@ -112,32 +114,17 @@ class ShardStream(IterableDataset):
     def _batches(
         self, units: list[tuple[Path, int]], rng: np.random.Generator
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Batches drawn at random from a pool of at least ``shuffle_buffer`` pending rows."""
-        size = self.batch_size
-        chunks: dict[int, dict[str, np.ndarray]] = {}
-        pending = np.zeros((0, 2), dtype=np.int64)  # (chunk, row) not yet emitted
+        def take(parts: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> dict[str, np.ndarray]:
+            return {key: np.concatenate([c[key][rows] for c, rows in parts]) for key in parts[0][0]}
 
-        def take(sel: np.ndarray) -> dict[str, np.ndarray]:
-            parts: dict[str, list[np.ndarray]] = {}
-            for c in np.unique(sel[:, 0]):
-                rows = sel[sel[:, 0] == c, 1]
-                for key, values in chunks[int(c)].items():
-                    parts.setdefault(key, []).append(values[rows])
-            return {key: np.concatenate(v) for key, v in parts.items()}
-
-        for c, chunk in enumerate(self._chunks(units)):
-            chunks[c] = chunk
-            rows = np.arange(len(chunk["id"]))
-            pending = np.concatenate([pending, np.stack([np.full_like(rows, c), rows], axis=1)])
-            pending = pending[rng.permutation(len(pending))]
-            while len(pending) >= self.shuffle_buffer + size:
-                sel, pending = pending[:size], pending[size:]
-                yield take(sel)
-                for done in set(chunks) - set(np.unique(pending[:, 0]).tolist()):
-                    del chunks[done]
-        while len(pending):
-            sel, pending = pending[:size], pending[size:]
-            yield take(sel)
+        yield from pooled_batches(
+            self._chunks(units),
+            self.batch_size,
+            self.shuffle_buffer,
+            rng,
+            take,
+            rows_of=lambda chunk: len(chunk["id"]),
+        )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         consumer, consumers = self._consumer()
@@ -173,6 +160,39 @@ class ShardStream(IterableDataset):
         for row in buffer:
             if past_start():
                 yield row
+
+
+def pooled_batches(
+    chunks: Iterable[Any],
+    size: int,
+    buffer: int,
+    rng: np.random.Generator,
+    take: Callable[[list[tuple[Any, np.ndarray]]], T],
+    rows_of: Callable[[Any], int] = len,
+) -> Iterator[T]:
+    """Batches of ``size`` rows drawn at random from a pool of at least ``buffer`` pending
+    rows, refilled a chunk (a row group's rows; ``rows_of`` counts them) at a time; the last
+    batch may be short. ``take`` assembles a batch from ``(chunk, row indices)`` pairs.
+    Memory holds only the chunks that still have pending rows."""
+    held: dict[int, Any] = {}
+    pending = np.zeros((0, 2), dtype=np.int64)  # (chunk, row) not yet handed out
+
+    def batch(sel: np.ndarray) -> T:
+        return take([(held[int(c)], sel[sel[:, 0] == c, 1]) for c in np.unique(sel[:, 0])])
+
+    for c, chunk in enumerate(chunks):
+        held[c] = chunk
+        rows = np.arange(rows_of(chunk))
+        pending = np.concatenate([pending, np.stack([np.full_like(rows, c), rows], axis=1)])
+        pending = pending[rng.permutation(len(pending))]
+        while len(pending) >= buffer + size:
+            sel, pending = pending[:size], pending[size:]
+            yield batch(sel)
+            for done in set(held) - set(np.unique(pending[:, 0]).tolist()):
+                del held[done]
+    while len(pending):
+        sel, pending = pending[:size], pending[size:]
+        yield batch(sel)
 
 
 def collate_images(rows: list[dict[str, Any]]) -> tuple[list[str], torch.Tensor]:

@@ -314,45 +314,54 @@ class ExplorerSurvey:
                 break
         return out
 
+    @property
+    def colourings(self) -> list[str]:
+        return ["anomaly score", *sorted(self.emb.labels)]
+
+    def colour_values(self, color: str | None) -> np.ndarray:
+        """The values a map is coloured by: the anomaly score (``None``) or a label's
+        column (float, NaN where missing; object for a class label)."""
+        if color in (None, "anomaly score"):
+            return self.layout.anomaly
+        if color in self.emb.labels:
+            return self.emb.labels[color]
+        raise DataError(f"no label {color!r}; labels: {sorted(self.emb.labels)}")
+
     def map_payload(self, color: str | None = None) -> dict:
-        payload = {
+        values = self.colour_values(color)
+        if values.dtype == object:
+            listed = [None if v is None else str(v) for v in values]
+        elif color in (None, "anomaly score"):
+            listed = np.round(values, 4).tolist()
+        else:
+            listed = [None if not np.isfinite(v) else float(v) for v in values]
+        return {
             "ids": self.ids.tolist(),
             "x": np.round(self.layout.coords[:, 0], 4).tolist(),
             "y": np.round(self.layout.coords[:, 1], 4).tolist(),
-            "labels": ["anomaly score", *sorted(self.emb.labels)],
+            "labels": self.colourings,
             "color": color,
+            "values": listed,
         }
-        if color in (None, "anomaly score"):
-            payload["values"] = np.round(self.layout.anomaly, 4).tolist()
-        elif color in self.emb.labels:
-            values = self.emb.labels[color]
-            if values.dtype == object:
-                payload["values"] = [None if v is None else str(v) for v in values]
-            else:
-                payload["values"] = [None if not np.isfinite(v) else float(v) for v in values]
-        else:
-            raise DataError(f"no label {color!r}; labels: {sorted(self.emb.labels)}")
-        return payload
 
     def map_packed(self, color: str | None = None) -> bytes:
         """The map for the page, packed for a browser to read without parsing numbers: a
         little-endian uint32 header length, a JSON header (n, labels, colour, categories),
         padding to 4 bytes, then float32 x, y and colour values (NaN where missing; codes
         into ``categories`` for a categorical label) and the ids joined by newlines."""
-        payload = self.map_payload(color)
-        values = payload["values"]
-        numeric = all(v is None or isinstance(v, float) for v in values)
+        values = self.colour_values(color)
+        numeric = values.dtype != object
         categories: list[str] = []
         if numeric:
-            column = np.array([np.nan if v is None else v for v in values], np.float32)
+            column = values.astype(np.float32)
         else:
-            categories = sorted({v for v in values if v is not None})
+            categories = sorted({str(v) for v in values if v is not None})
             code = {c: float(k) for k, c in enumerate(categories)}
-            column = np.array([np.nan if v is None else code[v] for v in values], np.float32)
+            column = np.array([np.nan if v is None else code[str(v)] for v in values], np.float32)
         header = json.dumps(
             {
                 "n": len(self.ids),
-                "labels": payload["labels"],
+                "labels": self.colourings,
                 "color": color,
                 "numeric": numeric,
                 "categories": categories,

@@ -37,6 +37,7 @@ from astroloom.data.multiset import (
 )
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import RowGroup, row_groups
+from astroloom.data.stream import pooled_batches
 from astroloom.tokenize.multimodal import MultimodalTokenizer, PreparedData
 
 
@@ -116,10 +117,12 @@ class TrainingStream(IterableDataset):
         world: int = 1,
         workers: int = 1,
         raw_images: bool = False,
+        units: list[RowGroup] | None = None,
     ) -> None:
+        """``units``: the dataset's row groups when the caller has read them already."""
         self.directory = Path(directory)
         self.info = DatasetInfo.load(self.directory)
-        self.units = row_groups(self.directory, self.info)
+        self.units = units if units is not None else row_groups(self.directory, self.info)
         self.modalities = list(modalities)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -150,30 +153,13 @@ class TrainingStream(IterableDataset):
     def batches(self, units: list[RowGroup], rng: np.random.Generator) -> Iterator[MultimodalSet]:
         """Batches drawn at random from a pool of at least ``shuffle_buffer`` pending rows;
         the last one of the epoch may be short."""
-        size = self.batch_size
-        chunks: dict[int, MultimodalSet] = {}
-        pending = np.zeros((0, 2), dtype=np.int64)  # (chunk, row) not yet handed out
 
-        def take(sel: np.ndarray) -> MultimodalSet:
-            parts = [keep(chunks[int(c)], sel[sel[:, 0] == c, 1]) for c in np.unique(sel[:, 0])]
-            return concat_sets(parts) if len(parts) > 1 else parts[0]
+        def take(parts: list[tuple[MultimodalSet, np.ndarray]]) -> MultimodalSet:
+            chosen = [keep(chunk, rows) for chunk, rows in parts]
+            return concat_sets(chosen) if len(chosen) > 1 else chosen[0]
 
-        for c, unit in enumerate(units):
-            chunk = self.training_rows(unit)
-            if not len(chunk):
-                continue
-            chunks[c] = chunk
-            rows = np.arange(len(chunk))
-            pending = np.concatenate([pending, np.stack([np.full_like(rows, c), rows], 1)])
-            pending = pending[rng.permutation(len(pending))]
-            while len(pending) >= self.shuffle_buffer + size:
-                sel, pending = pending[:size], pending[size:]
-                yield take(sel)
-                for done in set(chunks) - set(pending[:, 0].tolist()):
-                    del chunks[done]
-        while len(pending):
-            sel, pending = pending[:size], pending[size:]
-            yield take(sel)
+        chunks = (self.training_rows(unit) for unit in units)
+        yield from pooled_batches(chunks, self.batch_size, self.shuffle_buffer, rng, take)
 
     def __iter__(self) -> Iterator[StreamBatch]:
         worker = get_worker_info()
@@ -273,7 +259,7 @@ class Feed:
 
 
 def first_rows(
-    directory: Path,
+    units: list[RowGroup],
     info: DatasetInfo,
     modalities: Sequence[str],
     seed: int,
@@ -283,7 +269,6 @@ def first_rows(
 ) -> tuple[MultimodalSet, MultimodalSet | None]:
     """A sample of objects to measure the tokenizers' normalisation on, and up to ``n_val``
     validation objects, read from row groups in a seeded order until both are full."""
-    units = row_groups(directory, info)
     sample: list[MultimodalSet] = []
     val: list[MultimodalSet] = []
     n_s = n_v = 0
@@ -301,9 +286,5 @@ def first_rows(
                 val.append(part)
                 n_v += len(part)
     if not n_s:
-        raise DataError(f"{directory} holds none of the modalities {list(modalities)}")
+        raise DataError(f"{units[0].path.parent} holds none of the modalities {list(modalities)}")
     return concat_sets(sample), (concat_sets(val) if val else None)
-
-
-def stream_objects(directory: Path, info: DatasetInfo) -> int:
-    return sum(u.rows for u in row_groups(directory, info))

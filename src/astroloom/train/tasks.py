@@ -23,7 +23,7 @@ from astroloom.data.shards import row_groups
 from astroloom.model.multimodal import MultimodalModel
 from astroloom.tokenize.multimodal import MultimodalTokenizer, PreparedData, image_description
 from astroloom.tokenize.tokens import ModalityTokens
-from astroloom.train.stream import Feed, TrainingStream, first_rows, stream_objects
+from astroloom.train.stream import Feed, TrainingStream, first_rows
 
 Errors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -135,8 +135,9 @@ class StreamingTask(MultimodalTask):
         mc, t = cfg.model, cfg.train
         path = Path(cfg.data.path)
         info = DatasetInfo.load(path)
+        units = row_groups(path, info)  # every footer read once, for everything below
         sample, val = first_rows(
-            path,
+            units,
             info,
             mc.modalities,
             t.seed,
@@ -145,7 +146,7 @@ class StreamingTask(MultimodalTask):
             t.eval_batches * t.batch_size,
         )
         check_shapes(cfg, info, bool(sample.present.get("image", np.zeros(1, bool)).any()))
-        self.info, self.n_objects = info, stream_objects(path, info)
+        self.info, self.n_objects = info, sum(u.rows for u in units)
         self.model, self.objective = model, mc.objective
         self.tokenizer = tokenizer or measured_tokenizer(cfg, sample)
         self.mean_tokens = mean_tokens(
@@ -167,6 +168,7 @@ class StreamingTask(MultimodalTask):
             world=world,
             workers=cfg.data.workers,
             raw_images=self.augment is not None,
+            units=units,
         )
         self.feed = Feed(stream, cfg.data.workers)
         self.device = torch.device("cpu")
