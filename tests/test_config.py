@@ -101,3 +101,10 @@ def test_saved_configs_of_older_formats_keep_their_meaning(tmp_path):
     future.write_text(json.dumps({"format_version": FORMAT_VERSION + 1, "model": {}}))
     with pytest.raises(ConfigError, match="upgrade astroloom"):
         config_from_json(future)
+
+
+def test_stream_settings_are_checked():
+    assert load_config(None, ["data.stream=true"]).data.stream is True
+    for bad in ("data.workers=-1", "data.shuffle_buffer=-5"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(None, [bad]).validate()
