@@ -34,6 +34,7 @@ def poolings(model, batch) -> dict[str, np.ndarray]:
             [mean[layer], states[layer].std(1, correction=0).numpy()], 1
         ),
         "mean of every block": np.concatenate([mean[k] for k in mean], 1),
+        "mean, spread and quadrupole moments": model.embed(batch, pool="moments").numpy(),
         "mean of the 16 central patches": states[layer][:, :16].mean(1).numpy(),
     }
 

@@ -6,7 +6,7 @@ import torch
 
 from astroloom.config import MODEL_PRESETS, ModelConfig
 from astroloom.model.multimodal import ModalityError, MultimodalModel
-from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.image import ImageTokenizer, spiral_order
 from astroloom.tokenize.tokens import ModalityTokens
 
 
@@ -99,6 +99,42 @@ def test_embed_layers_and_pooling():
         model.embed(batch, pool="meanstd"), torch.cat([h.mean(1), h.std(1, correction=0)], 1)
     )
     assert model.embedding_dim("meanstd") == 64
+    # Quadrupole moments of a 4 × 4 patch grid, by hand: the central 2 × 2 patches, then all
+    # 16 (the corners lie 2.12 pitches out, inside the 2.2 disc).
+    order = torch.tensor(spiral_order(4))
+    x, y = (order % 4).double() - 1.5, (order // 4).double() - 1.5
+    e2i = torch.exp(2j * torch.atan2(y, x))
+    expected = [h.mean(1), h.std(1, correction=0)]
+    for inner in (x.abs().clamp_min(y.abs()) < 1, torch.ones(16, dtype=torch.bool)):
+        a = (h[:, inner] - h[:, inner].mean(1, keepdim=True)).double()
+        expected.append(((a * e2i[inner][None, :, None]).sum(1).abs() / inner.sum()).float())
+    torch.testing.assert_close(model.embed(batch, pool="moments"), torch.cat(expected, 1))
+    assert model.embedding_dim("moments") == 128
+
+
+def test_quadrupole_moments_measure_elongation_not_its_direction():
+    """Token states that vary like an elongated galaxy's light: the moments are the same
+    turned by 90° (the grid's symmetry), the 4 × 4 disc sees the elongation at 0° and at
+    45°, and a round pattern gives none. (The central 2 × 2 patches, all at 45°, see only
+    the diagonal part by their geometry; what a patch's state holds about its own
+    pixels does the rest.)"""
+    model = small_model()
+    batch = image_batch(torch.zeros(1, 3, 32, 32))
+    xy = batch["image"].position[0] / 8.0  # pixel scale 1, patches 8 pixels wide
+    seq = model._sequence(batch, model.canonical_plan(batch, "masked"))
+
+    def moments(pattern: torch.Tensor) -> torch.Tensor:
+        h = pattern[None, :, None].expand(1, -1, 32).float()
+        return model._image_moments(h, seq, batch["image"])
+
+    r2 = (xy**2).sum(1)
+    along = {0: xy[:, 1] ** 2, 45: (xy[:, 0] - xy[:, 1]) ** 2 / 2, 90: xy[:, 0] ** 2}
+    bars = {angle: moments(torch.exp(-(r2 - a) / 4 - a)) for angle, a in along.items()}
+    torch.testing.assert_close(bars[90], bars[0], rtol=1e-5, atol=1e-7)
+    outer = slice(32, 64)
+    assert float(bars[0][:, outer].min()) > 0.01 and float(bars[45][:, outer].min()) > 0.01
+    assert float(bars[45][:, :32].min()) > 0.01
+    torch.testing.assert_close(moments(torch.exp(-r2)), torch.zeros(1, 64), atol=1e-6, rtol=0)
 
 
 def test_bad_token_shapes():

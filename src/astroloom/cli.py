@@ -13,6 +13,7 @@ import typer
 from astroloom.config import ConfigError, load_config
 from astroloom.data.schema import DataError
 from astroloom.model.checkpoint import CheckpointError
+from astroloom.model.multimodal import EMBED_POOL
 from astroloom.paths import record_path
 
 # Where this process sits in a torchrun job: only rank 0 reports (one summary per job,
@@ -362,9 +363,11 @@ def embed(
     pool: Annotated[
         str,
         typer.Option(
-            help="meanstd (mean and spread of the token states, 2 × width), mean, or last."
+            help="moments (mean and spread of the token states and, with an image, the "
+            "quadrupole moments of its central patches: 4 × width), meanstd (mean and "
+            "spread, 2 × width), mean, or last."
         ),
-    ] = "meanstd",
+    ] = EMBED_POOL,
     batch_size: Annotated[int, typer.Option(help="Objects per forward pass.")] = 256,
     random_weights: Annotated[
         bool, typer.Option(help="Use the untrained architecture (baseline).")
@@ -590,7 +593,7 @@ def export(
     run: Annotated[Path, typer.Argument(help=RUN_HELP)],
     onnx: Annotated[Path, typer.Option(help="ONNX file to write (image → embedding).")],
     layer: LayerOption = None,
-    pool: Annotated[str, typer.Option(help="meanstd, mean or last.")] = "meanstd",
+    pool: Annotated[str, typer.Option(help="moments, meanstd, mean or last.")] = EMBED_POOL,
     zero_point: Annotated[
         float | None,
         typer.Option(help="AB magnitude of one pixel unit of the images it will read."),

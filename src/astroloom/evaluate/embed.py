@@ -18,14 +18,11 @@ from astroloom.data.multiset import keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.model.checkpoint import find_checkpoint, load_checkpoint
 from astroloom.model.foundation import Foundation
-from astroloom.model.multimodal import MultimodalModel, build_model
+from astroloom.model.multimodal import EMBED_POOL, MultimodalModel, build_model
 from astroloom.paths import record_path, resolve_recorded
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 
 META_KEY = b"astroloom"
-# The pooling of every embedding product (files, probes, bench): mean and spread of the
-# token states at the middle layer (docs/benchmarks.md, "Pooling").
-EMBED_POOL = "meanstd"
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from astroloom.model.checkpoint import CheckpointError, load_checkpoint
-from astroloom.model.multimodal import MultimodalModel
+from astroloom.model.multimodal import EMBED_POOL, MultimodalModel
 from astroloom.tokenize.image import ImageTokenizer
 
 
@@ -30,7 +30,7 @@ class ImageEmbedder(nn.Module):
         model: MultimodalModel,
         tokenizer: ImageTokenizer,
         layer: int | None = None,
-        pool: str = "meanstd",
+        pool: str = EMBED_POOL,
         zero_point: float | None = None,
     ) -> None:
         super().__init__()
@@ -44,7 +44,7 @@ class ImageEmbedder(nn.Module):
 
 
 def image_embedder(
-    run: str | Path, layer: int | None = None, pool: str = "meanstd", zero_point=None
+    run: str | Path, layer: int | None = None, pool: str = EMBED_POOL, zero_point=None
 ) -> ImageEmbedder:
     model, _, tokenizer = load_checkpoint(run)
     if "image" not in model.modalities:
@@ -56,7 +56,7 @@ def export_onnx(
     run: str | Path,
     out: str | Path,
     layer: int | None = None,
-    pool: str = "meanstd",
+    pool: str = EMBED_POOL,
     zero_point: float | None = None,
     example: torch.Tensor | None = None,
 ) -> Path:
@@ -101,7 +101,7 @@ def check_onnx(
     onnx_path: str | Path,
     images: np.ndarray,
     layer: int | None = None,
-    pool: str = "meanstd",
+    pool: str = EMBED_POOL,
     zero_point: float | None = None,
 ) -> float:
     """Largest absolute difference between the ONNX graph's embeddings of ``images`` and
