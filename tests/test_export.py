@@ -25,7 +25,7 @@ def test_onnx_graph_embeds_galaxies_as_astroloom_embed_does(trained_run, mock_di
     got = session.run(None, {"images": images.images.astype(np.float32)})[0]
     index = {i: k for k, i in enumerate(want.ids)}
     expected = want.vectors[[index[i] for i in images.ids]]
-    assert got.shape == expected.shape == (37, 256)  # mean, spread, two moments × 64 wide
+    assert got.shape == expected.shape == (37, 320)  # mean, spread, three moments × 64 wide
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     # Different galaxies, different vectors: a constant graph would not pass.
     assert np.abs(got[0] - got[1]).max() > 1e-2

@@ -99,25 +99,27 @@ def test_embed_layers_and_pooling():
         model.embed(batch, pool="meanstd"), torch.cat([h.mean(1), h.std(1, correction=0)], 1)
     )
     assert model.embedding_dim("meanstd") == 64
-    # Quadrupole moments of a 4 × 4 patch grid, by hand: the central 2 × 2 patches, then all
-    # 16 (the corners lie 2.12 pitches out, inside the 2.2 disc).
+    # Moments of a 4 × 4 patch grid, by hand: the quadrupole over the central 2 × 2 patches,
+    # then over all 16 (the corners lie 2.12 pitches out, inside the 2.2 disc), then the
+    # dipole over the central 2 × 2.
     order = torch.tensor(spiral_order(4))
     x, y = (order % 4).double() - 1.5, (order // 4).double() - 1.5
-    e2i = torch.exp(2j * torch.atan2(y, x))
     expected = [h.mean(1), h.std(1, correction=0)]
-    for inner in (x.abs().clamp_min(y.abs()) < 1, torch.ones(16, dtype=torch.bool)):
+    central = x.abs().clamp_min(y.abs()) < 1
+    for inner, m in ((central, 2), (torch.ones(16, dtype=torch.bool), 2), (central, 1)):
         a = (h[:, inner] - h[:, inner].mean(1, keepdim=True)).double()
-        expected.append(((a * e2i[inner][None, :, None]).sum(1).abs() / inner.sum()).float())
+        wave = torch.exp(1j * m * torch.atan2(y, x))[inner]
+        expected.append(((a * wave[None, :, None]).sum(1).abs() / inner.sum()).float())
     torch.testing.assert_close(model.embed(batch, pool="moments"), torch.cat(expected, 1))
-    assert model.embedding_dim("moments") == 128
+    assert model.embedding_dim("moments") == 160
 
 
 def test_quadrupole_moments_measure_elongation_not_its_direction():
     """Token states that vary like an elongated galaxy's light: the moments are the same
     turned by 90° (the grid's symmetry), the 4 × 4 disc sees the elongation at 0° and at
-    45°, and a round pattern gives none. (The central 2 × 2 patches, all at 45°, see only
-    the diagonal part by their geometry; what a patch's state holds about its own
-    pixels does the rest.)"""
+    45°, a round pattern gives none, a lopsided one a dipole. (The central 2 × 2 patches,
+    all at 45°, see only the diagonal part by their geometry; what a patch's state holds
+    about its own pixels does the rest.)"""
     model = small_model()
     batch = image_batch(torch.zeros(1, 3, 32, 32))
     xy = batch["image"].position[0] / 8.0  # pixel scale 1, patches 8 pixels wide
@@ -134,7 +136,11 @@ def test_quadrupole_moments_measure_elongation_not_its_direction():
     outer = slice(32, 64)
     assert float(bars[0][:, outer].min()) > 0.01 and float(bars[45][:, outer].min()) > 0.01
     assert float(bars[45][:, :32].min()) > 0.01
-    torch.testing.assert_close(moments(torch.exp(-r2)), torch.zeros(1, 64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(moments(torch.exp(-r2)), torch.zeros(1, 96), atol=1e-6, rtol=0)
+    # A pattern brighter on one side: a dipole, whichever side.
+    sides = [moments(torch.exp(-((xy[:, 0] - dx) ** 2 + xy[:, 1] ** 2))) for dx in (0.5, -0.5)]
+    assert float(sides[0][:, 64:].min()) > 0.01
+    torch.testing.assert_close(sides[1], sides[0], rtol=1e-5, atol=1e-7)
 
 
 def test_bad_token_shapes():

@@ -26,10 +26,10 @@ def embeddings(trained_run, mock_dir, tmp_path_factory):
 
 def test_embeddings_file_round_trip(embeddings, mock_dir):
     emb = read_embeddings(embeddings)
-    # Mean and spread of the token states and the image's two quadrupole moments: four
+    # Mean and spread of the token states and the image's three angular moments: five
     # times the model's width (64).
-    assert emb.vectors.shape == (400, 256) and emb.vectors.dtype == np.float32
-    assert emb.meta["pool"] == "moments" and emb.meta["dim"] == 256
+    assert emb.vectors.shape == (400, 320) and emb.vectors.dtype == np.float32
+    assert emb.meta["pool"] == "moments" and emb.meta["dim"] == 320
     assert emb.meta["layer"] == 1 and emb.meta["weights"] == "trained"
     assert np.isfinite(emb.vectors).all()
     assert set(emb.labels) >= {"mag_r", "g_r", "half_light_radius"}

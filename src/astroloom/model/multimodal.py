@@ -42,13 +42,14 @@ from astroloom.tokenize.tokens import ModalityTokens
 # those two and the image's quadrupole moments ("moments", below); or the state after the
 # last token.
 POOLS = ("mean", "meanstd", "moments", "last")
-# "moments": for each channel, the size of the m = 2 angular moment of the token states over
-# the image patches within 1 and within 2.2 patch pitches of the cutout's centre (an even
-# grid: its central 2 × 2 and 4 × 4 patches). An elongated galaxy makes its states differ
-# between patches along and across its axis; the moment's size measures that whatever the
-# position angle, which a mean or a spread cannot (ellipticity R² with 300 labels 0.29 →
-# 0.52 on the reference run: docs/benchmarks.md, "Pooling").
-MOMENT_DISCS = (1.0, 2.2)
+# "moments": for each channel, the size of angular moments of the token states over the
+# image patches near the cutout's centre: the quadrupole (m = 2) within 1 and within 2.2
+# patch pitches (an even grid: its central 2 × 2 and 4 × 4 patches) and the dipole (m = 1)
+# within 1. An elongated galaxy makes its states differ between patches along and across
+# its axis, a lopsided or off-centre one between opposite sides; the moments' sizes measure
+# that whatever the position angle, which a mean or a spread cannot (reference run, 300
+# labels: ellipticity R² 0.29 → 0.52; docs/benchmarks.md, "Pooling").
+MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))  # (disc radius in patch pitches, order m)
 # The pooling of every embedding product (files, probes, bench, export, maps).
 EMBED_POOL = "moments"
 
@@ -302,7 +303,7 @@ class MultimodalModel(nn.Module):
         """Length of an embedding vector pooled with ``pool``."""
         width = self.cfg.n_embd
         if pool == "moments":
-            return (2 + len(MOMENT_DISCS) * ("image" in self.modalities)) * width
+            return (2 + len(MOMENTS) * ("image" in self.modalities)) * width
         return 2 * width if pool == "meanstd" else width
 
     def check(self, batch: dict[str, ModalityTokens]) -> int:
@@ -648,11 +649,11 @@ class MultimodalModel(nn.Module):
     def _image_moments(
         self, h: torch.Tensor, seq: Sequence, image: ModalityTokens | None
     ) -> torch.Tensor:
-        """``(B, len(MOMENT_DISCS) × width)``: per disc about the cutout's centre and per
-        channel, |Σ (h − disc mean) e^{2iθ}| / tokens in the disc; zeros without an image."""
+        """``(B, len(MOMENTS) × width)``: per (disc about the cutout's centre, order m) and per
+        channel, |Σ (h − disc mean) e^{imθ}| / tokens in the disc; zeros without an image."""
         b, _, d = h.shape
         if image is None or image.position is None:
-            return h.new_zeros(b, len(MOMENT_DISCS) * d)
+            return h.new_zeros(b, len(MOMENTS) * d)
         j = self.modalities.index("image")
         is_image = seq.present & (seq.modality == j)
         slot_pos = image.position.to(h.dtype)
@@ -668,17 +669,19 @@ class MultimodalModel(nn.Module):
         pitch = torch.where(nearest > 1e-6 * ax.max(), 2 * nearest, off_centre)
         xy = slot_pos / pitch
         x, y = xy[..., 0], xy[..., 1]
-        r2 = x**2 + y**2
-        radius = r2.sqrt()
-        # cos 2θ and sin 2θ without the angle; zero at the centre, where θ is undefined.
-        cos2 = torch.where(r2 > 0, (x**2 - y**2) / r2.clamp_min(1e-12), 0.0)[..., None]
-        sin2 = torch.where(r2 > 0, 2 * x * y / r2.clamp_min(1e-12), 0.0)[..., None]
+        radius = (x**2 + y**2).sqrt()
+        # cos mθ and sin mθ without the angle: (x + iy)^m / r^m; zero at the centre, where θ
+        # is undefined.
+        unit_x = torch.where(radius > 0, x / radius.clamp_min(1e-12), 0.0)
+        unit_y = torch.where(radius > 0, y / radius.clamp_min(1e-12), 0.0)
+        waves = {1: (unit_x, unit_y), 2: (unit_x**2 - unit_y**2, 2 * unit_x * unit_y)}
         out = []
-        for disc in MOMENT_DISCS:
+        for disc, m in MOMENTS:
+            cos_m, sin_m = (wave[..., None] for wave in waves[m])
             w = (is_image & (radius <= disc + 1e-4))[..., None].to(h.dtype)
             n = w.sum(1).clamp_min(1.0)
             a = (h - (h * w).sum(1, keepdim=True) / n[:, None]) * w
-            power = (a * cos2).sum(1) ** 2 + (a * sin2).sum(1) ** 2
+            power = (a * cos_m).sum(1) ** 2 + (a * sin_m).sum(1) ** 2
             out.append(_safe_sqrt(power) / n)
         return torch.cat(out, dim=1)
 
