@@ -364,7 +364,7 @@ def embed(
         str,
         typer.Option(
             help="moments (mean and spread of the token states and, with an image, the "
-            "quadrupole moments of its central patches: 4 × width), meanstd (mean and "
+            "angular moments of its central patches: 5 × width), meanstd (mean and "
             "spread, 2 × width), mean, or last."
         ),
     ] = EMBED_POOL,

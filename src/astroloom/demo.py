@@ -471,7 +471,8 @@ def write_demo_report(
     probe_table(report, probed)
     report.paragraph(
         "foundation: hidden states of the pretrained model reading the image alone, pooled "
-        "as their mean and spread over the tokens. "
+        "as their mean and spread over the tokens and the sizes of their angular moments "
+        "over the central image patches. "
         "foundation, all modalities: the same model reading every modality the galaxy has "
         "(image, spectrum, photometry). pixel PCA: PCA of the arcsinh-stretched pixels to the "
         "same dimension. random weights: the same transformer untrained, reading the image. "
