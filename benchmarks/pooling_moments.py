@@ -45,7 +45,7 @@ def poolings(h: np.ndarray) -> dict[str, np.ndarray]:
     angle = np.angle((order % g - (g - 1) / 2) + 1j * (order // g - (g - 1) / 2))
     base = np.c_[h.mean(1), h.std(1)]
     q = {n: angular_moment(h, angle, n, 2) for n in (4, 16, 36)}
-    return {
+    out = {
         "mean and spread": base,
         "+ quadrupole of the central 2 × 2": np.c_[base, q[4]],
         "+ quadrupole of the central 4 × 4": np.c_[base, q[16]],
@@ -55,6 +55,12 @@ def poolings(h: np.ndarray) -> dict[str, np.ndarray]:
             base, q[4], q[16], angular_moment(h, angle, 4, 1)
         ],
     }
+    moments = out["+ those and the dipole of the central 2 × 2"]
+    centre = {n: h[:, :n].mean(1) for n in (4, 16)}
+    out["+ the mean of the central 2 × 2"] = np.c_[moments, centre[4]]
+    out["+ the means of the central 2 × 2 and 4 × 4"] = np.c_[moments, centre[4], centre[16]]
+    out["+ the mean of the central 4 × 4"] = np.c_[moments, centre[16]]
+    return out
 
 
 def few_r2(x: np.ndarray, y: np.ndarray, n: int, draws: int = 5) -> float:
