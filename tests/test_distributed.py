@@ -37,9 +37,7 @@ def _peak_of_rank(rank: int, port: int, out) -> None:
 
     from astroloom.train import loop
 
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
-    )
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         loop.measure_matmul_peak = lambda device, seconds=0.3: 1e9 * (rank + 1)
         out.put((rank, loop.job_peak(torch.device("cpu"), Ranks(rank=rank, world=2))))
