@@ -31,7 +31,7 @@ from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.shards import load_image_set
 from astroloom.data.sim.survey import simulate_survey
 from astroloom.evaluate.metrics import anomaly_metrics
-from astroloom.interpret.attribution import Explainer
+from astroloom.interpret.attribution import FILLS, Explainer
 from astroloom.interpret.known import paint_rare, plant_source, region_share, surprise_hits
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import image_surprise_scores
@@ -49,8 +49,11 @@ def speed(f: Foundation, galaxies, n: int) -> dict:
         times = []
         for object_id in galaxies.ids[:n]:
             start = time.perf_counter()
-            ex.explain(str(object_id), method, target if method in (
-                "occlusion", "integrated-gradients") else None)
+            ex.explain(
+                str(object_id),
+                method,
+                target if method in ("occlusion", "integrated-gradients") else None,
+            )
             times.append(time.perf_counter() - start)
         out[method] = statistics.median(times)
     return out
@@ -58,35 +61,47 @@ def speed(f: Foundation, galaxies, n: int) -> dict:
 
 def planted(f: Foundation, galaxies, n: int) -> dict:
     data, has = plant_source(f, galaxies)
-    ex = Explainer(f, data, use=["image"])
-    target = ex.probe("planted", "source")
     out = {}
-    for method in ("occlusion", "integrated-gradients"):
-        shares = [
-            region_share(ex.explain(str(i), method, target).tokens["image"])
-            for i in data.ids[has][:n]
-        ]
-        out[method] = {"mean": float(np.mean(shares)), "median": float(np.median(shares)),
-                       "min": float(np.min(shares)), "n": len(shares)}
+    for fill in FILLS:
+        ex = Explainer(f, data, use=["image"], fill=fill)
+        target = ex.probe("planted", "source")
+        for method in ("occlusion", "integrated-gradients"):
+            shares = [
+                region_share(ex.explain(str(i), method, target).tokens["image"])
+                for i in data.ids[has][:n]
+            ]
+            out[f"{method}, fill {fill}"] = {
+                "mean": float(np.mean(shares)),
+                "median": float(np.median(shares)),
+                "min": float(np.min(shares)),
+                "n": len(shares),
+            }
     return out
 
 
 def spectral_lines(f: Foundation, data_dir: Path, n: int) -> dict:
     data = load_multimodal_set(data_dir, ["spectrum"])
     data = keep(data, data.present["spectrum"])
-    ex = Explainer(f, data, use=["spectrum"])
-    target = ex.probe("redshift")
     wave = f.tokenizer["spectrum"].wavelength
     late = np.flatnonzero(data.labels["morph_type"] == "late")[:n]
-    hits, chance = [], []
-    for i in late:
-        m = ex.integrated_gradients(str(data.ids[i]), target)
-        attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
-        lines = LINES * (1 + data.labels["redshift"][i])
-        near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
-        hits.append(bool(near[np.argmax(attr)]))
-        chance.append(float(near.mean()))
-    return {"hit_rate": float(np.mean(hits)), "chance": float(np.mean(chance)), "n": len(hits)}
+    out = {}
+    for fill in FILLS:
+        ex = Explainer(f, data, use=["spectrum"], fill=fill)
+        target = ex.probe("redshift")
+        hits, chance = [], []
+        for i in late:
+            m = ex.integrated_gradients(str(data.ids[i]), target)
+            attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
+            lines = LINES * (1 + data.labels["redshift"][i])
+            near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
+            hits.append(bool(near[np.argmax(attr)]))
+            chance.append(float(near.mean()))
+        out[f"fill {fill}"] = {
+            "hit_rate": float(np.mean(hits)),
+            "chance": float(np.mean(chance)),
+            "n": len(hits),
+        }
+    return out
 
 
 def painted(f: Foundation, galaxies, n: int) -> dict:
@@ -121,6 +136,9 @@ def main() -> None:
     parser.add_argument("--survey", type=Path, default=None)
     parser.add_argument("--model", default="astroloom/mock-tiny")
     parser.add_argument("--out", type=Path, default=Path("runs/interpret.json"))
+    parser.add_argument(
+        "--only", choices=["planted", "lines", "sanity"], default=None, help="measure one part only"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     if not (args.data / "dataset.json").exists():
@@ -129,22 +147,32 @@ def main() -> None:
     data = load_multimodal_set(args.data, ["image"])
     galaxies = keep(data, data.present["image"] & (data.labels["is_rare"] == 0))
     result = {"model": args.model, "n_galaxies": len(galaxies.ids)}
-    result["seconds_per_map"] = speed(f, galaxies, 20)
-    print("seconds per map:", result["seconds_per_map"])
-    result["planted"] = planted(f, galaxies, 32)
-    print("planted source, share of |attribution| in its 4 patches:", result["planted"])
-    result["spectral_lines"] = spectral_lines(f, args.data, 60)
-    print("redshift IG peak within 20 Å of a line:", result["spectral_lines"])
-    result["painted"] = painted(f, galaxies, 100)
-    print("surprise on painted trails/arcs:", result["painted"])
-    ex = Explainer(f, galaxies, use=["image"])
-    ids = [str(i) for i in galaxies.ids[:16]]
-    result["sanity"] = {m: sanity_checks(ex, ids, "redshift", m)
-                        for m in ("occlusion", "integrated-gradients")}
-    for m, rows in result["sanity"].items():
-        for r in rows:
-            print(f"sanity {m}: {r['check']}: ρ {r['rho_mean']:.3f} ± {r['rho_std']:.3f}")
-    if args.survey is not None:
+    wanted = lambda part: args.only in (None, part)  # noqa: E731
+    if wanted(None):
+        result["seconds_per_map"] = speed(f, galaxies, 20)
+        print("seconds per map:", result["seconds_per_map"])
+    if wanted("planted"):
+        result["planted"] = planted(f, galaxies, 32)
+        print("planted source, share of |attribution| in its 4 patches:", result["planted"])
+    if wanted("lines"):
+        result["spectral_lines"] = spectral_lines(f, args.data, 60)
+        print("redshift IG peak within 20 Å of a line:", result["spectral_lines"])
+    if wanted(None):
+        result["painted"] = painted(f, galaxies, 100)
+        print("surprise on painted trails/arcs:", result["painted"])
+    if wanted("sanity"):
+        ids = [str(i) for i in galaxies.ids[:16]]
+        result["sanity"] = {
+            f"{m}, fill {fill}": sanity_checks(
+                Explainer(f, galaxies, use=["image"], fill=fill), ids, "redshift", m
+            )
+            for fill in FILLS
+            for m in ("occlusion", "integrated-gradients")
+        }
+        for m, rows in result["sanity"].items():
+            for r in rows:
+                print(f"sanity {m}: {r['check']}: ρ {r['rho_mean']:.3f} ± {r['rho_std']:.3f}")
+    if args.survey is not None and wanted(None):
         result["survey_anomalies"] = survey_anomalies(f, args.survey)
         print("surprise anomalies on", args.survey, json.dumps(result["survey_anomalies"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)

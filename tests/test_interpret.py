@@ -5,6 +5,8 @@ checks of Adebayo et al. (2018) — all with the shipped model ``astroloom/mock-
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -16,11 +18,18 @@ from sklearn.metrics import roc_auc_score
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.interpret.attribution import Explainer, ExplainError
 from astroloom.interpret.explain import explain_object
-from astroloom.interpret.known import paint_rare, plant_source, region_share, surprise_hits
+from astroloom.interpret.known import (
+    SOURCE_PATCHES,
+    paint_rare,
+    plant_source,
+    region_share,
+    surprise_hits,
+)
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import surprise_anomaly_scores
 from astroloom.model.foundation import Foundation
-from astroloom.model.multimodal import ModalityError
+from astroloom.model.multimodal import ModalityError, build_model
+from astroloom.tokenize.image import spiral_order
 
 MODEL = "astroloom/mock-tiny"
 
@@ -41,25 +50,59 @@ def image_explainer(foundation, galaxies) -> Explainer:
     return Explainer(foundation, galaxies, use=["image"])
 
 
-def test_a_label_planted_in_one_corner_is_found_there(foundation, galaxies):
+@pytest.fixture(scope="module")
+def planted(foundation, galaxies):
+    return plant_source(foundation, galaxies)
+
+
+def test_a_label_planted_in_one_corner_is_found_there(foundation, planted):
     """Half the galaxies get a compact source at pixel (16, 16) — four of the 64 patches —
     and the label says which. Each galaxy appears in four orientations, the source always
-    at the same place, so that nothing but the source carries the label. About half of the
-    occlusion and integrated-gradient mass of the probe's logit falls in those four
-    patches (6 % of the image)."""
-    data, has = plant_source(foundation, galaxies)
-    explainer = Explainer(foundation, data, use=["image"])
-    target = explainer.probe("planted", "source")
+    at the same place, so that nothing but the source carries the label. With the model's
+    own fill, most of the occlusion and integrated-gradient mass of the probe's logit
+    falls in those four patches (6 % of the image); emptying the patches instead puts
+    less there."""
+    data, has = planted
     chosen = [str(i) for i in data.ids[has][:16]]
+    mean_share = {}
+    for fill in ("inpaint", "empty"):
+        explainer = Explainer(foundation, data, use=["image"], fill=fill)
+        target = explainer.probe("planted", "source")
+        for method in ("occlusion", "integrated-gradients"):
+            shares = [
+                region_share(explainer.explain(i, method, target).tokens["image"]) for i in chosen
+            ]
+            mean_share[fill, method] = np.mean(shares)
+            if fill == "inpaint":  # the default; the issue asked for 60 %
+                assert np.mean(shares) >= 0.6, (method, np.round(shares, 2))
+                assert np.median(shares) >= 0.6, (method, np.round(shares, 2))
     for method in ("occlusion", "integrated-gradients"):
-        shares = [
-            region_share(explainer.explain(i, method, target).tokens["image"]) for i in chosen
-        ]
-        # Measured: mean 0.53 (occlusion) and 0.52 (integrated gradients), medians 0.57;
-        # the rest falls mostly on the galaxy's centre (docs/benchmarks.md, "Attribution").
-        # The issue asked for 60 %: not reached. Asserted: over 7× the region's area share.
-        assert np.mean(shares) >= 0.45, (method, np.round(shares, 2))
-        assert np.median(shares) >= 0.5, (method, np.round(shares, 2))
+        assert mean_share["inpaint", method] > mean_share["empty", method] + 0.03, mean_share
+
+
+def test_the_models_fill_keeps_the_galaxy_and_drops_the_planted_source(foundation, planted):
+    """What replaces a patch: the model's prediction of it from the others. A galaxy's
+    bright centre is predicted from its surroundings; a source that no neighbour announces
+    is not, so its patches are filled with much less light than they hold."""
+    data, has = planted
+    explainer = Explainer(foundation, data, use=["image"])
+    assert explainer.fill == "inpaint"
+    order = np.array(spiral_order(8))
+    source_tokens = np.flatnonzero(SOURCE_PATCHES.reshape(-1)[order])
+    kept, dropped = [], []
+    for object_id in data.ids[has][:8]:
+        row = explainer.row(str(object_id))
+        actual = explainer.tokens["image"].values[row]
+        fill = explainer.fills(str(object_id))["image"]
+        # The central patch (token 0 of the spiral) and the source's patches: the light
+        # the fill puts there over the light there is. Measured: 0.77–2.3 (median 0.97)
+        # for the centre, 0.01–0.07 for the source.
+        kept.append(float(fill[0].sum() / actual[0].sum()))
+        dropped.append(float(fill[source_tokens].sum() / actual[source_tokens].sum()))
+    assert 0.8 < np.median(kept) < 1.25, kept
+    assert np.max(dropped) < 0.2, dropped
+    with pytest.raises(ExplainError, match="unknown fill"):
+        Explainer(foundation, data, use=["image"], fill="noise")
 
 
 def test_integrated_gradients_add_up_to_the_change_from_the_empty_input(image_explainer):
@@ -67,21 +110,26 @@ def test_integrated_gradients_add_up_to_the_change_from_the_empty_input(image_ex
     for object_id in image_explainer.data.ids[:3]:
         m = image_explainer.integrated_gradients(str(object_id), target, steps=64)
         total = np.nansum(m.values["image"])
-        assert total == pytest.approx(m.value - m.empty_value, rel=0.03, abs=1e-3)
+        assert total == pytest.approx(m.value - m.baseline_value, rel=0.03, abs=1e-3)
         # The per-token map is the per-value map summed over each patch's values.
         assert np.allclose(np.nansum(m.values["image"], axis=1), m.tokens["image"], atol=1e-6)
 
 
-def test_occlusion_is_the_drop_when_one_patch_is_sky(image_explainer):
-    """Occluding a patch by hand gives the same number the map holds."""
-    target = image_explainer.probe("redshift")
+def test_occlusion_is_the_drop_when_one_patch_is_filled(foundation, galaxies, image_explainer):
+    """Occluding a patch by hand — with the model's fill, or with sky — gives the same
+    number the map holds."""
     object_id = str(image_explainer.data.ids[5])
-    m = image_explainer.occlusion(object_id, target)
-    batch = image_explainer.object_tokens(object_id)
-    batch["image"].values[0, 7] = 0.0
-    with torch.no_grad():
-        by_hand = m.value - float(target(image_explainer.embed(batch))[0])
-    assert m.tokens["image"][7] == pytest.approx(by_hand, abs=1e-5)
+    sky = Explainer(foundation, galaxies, use=["image"], fill="empty")
+    for explainer in (image_explainer, sky):
+        target = explainer.probe("redshift")
+        m = explainer.occlusion(object_id, target)
+        assert m.fill == explainer.fill
+        batch = explainer.object_tokens(object_id)
+        batch["image"].values[0, 7] = explainer.fills(object_id)["image"][7]
+        with torch.no_grad():
+            by_hand = m.value - float(target(explainer.embed(batch))[0])
+        assert m.tokens["image"][7] == pytest.approx(by_hand, abs=1e-5)
+    assert not sky.fills(object_id)["image"].any()
 
 
 def test_attention_rollout_is_a_share_and_uniform_before_any_block(foundation, galaxies):
@@ -149,6 +197,12 @@ def test_bad_requests_get_clear_errors(foundation, galaxies, image_explainer):
         Explainer(foundation, galaxies, use=["lightcurve"])
     with pytest.raises(ModalityError, match="cannot explain"):
         Explainer(foundation, galaxies, use=["radio"])
+    # A model that only ever predicted the next token cannot fill one in from both sides.
+    causal = build_model(dataclasses.replace(foundation.model.cfg, objective="autoregressive"))
+    causal_foundation = Foundation(causal, foundation.tokenizer)
+    assert Explainer(causal_foundation, galaxies, use=["image"]).fill == "empty"
+    with pytest.raises(ExplainError, match="needs a model pretrained to fill in"):
+        Explainer(causal_foundation, galaxies, use=["image"], fill="inpaint")
 
 
 def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path):
@@ -213,4 +267,4 @@ def test_light_curve_epochs_and_spectrum_windows_get_their_own_maps(foundation, 
     ig = spectra.integrated_gradients(galaxy, spectra.probe("redshift"))
     per_pixel = physical_maps(spectra, ig)["spectrum"]
     assert per_pixel.shape == (1551,)
-    assert np.nansum(per_pixel) == pytest.approx(ig.value - ig.empty_value, rel=0.05, abs=2e-3)
+    assert np.nansum(per_pixel) == pytest.approx(ig.value - ig.baseline_value, rel=0.05, abs=2e-3)

@@ -711,6 +711,14 @@ def explain(
     out: Annotated[
         Path | None, typer.Option(help="Directory for the PNG and FITS (default RUN/explain).")
     ] = None,
+    fill: Annotated[
+        str | None,
+        typer.Option(
+            help="What replaces a token for occlusion and integrated gradients: inpaint (the "
+            "model's prediction of it from the others; default for models pretrained to "
+            "fill in tokens) or empty (sky, zero flux)."
+        ),
+    ] = None,
 ) -> None:
     """Why the model says what it says about one object: an attribution, attention or
     surprise map, as a PNG and a FITS file of the raw maps."""
@@ -728,6 +736,7 @@ def explain(
         layer=layer,
         class_name=class_name,
         out=out or output_home(run) / "explain",
+        fill=fill,
     )
     first = result.maps[0]
     value = f" = {first.value:.4g}" if first.value is not None else ""

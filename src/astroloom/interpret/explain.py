@@ -92,6 +92,8 @@ def write_fits(path: Path, maps: list[TokenMap], physical: list[dict[str, np.nda
     hdus[0].header["EXPLAINS"] = maps[0].what[:68]
     if maps[0].value is not None:
         hdus[0].header["VALUE"] = maps[0].value
+    if maps[0].fill is not None:
+        hdus[0].header["FILL"] = (maps[0].fill, "what replaced a token: inpaint or empty")
     for k, (tm, phys) in enumerate(zip(maps, physical, strict=True)):
         for name, array in phys.items():
             hdu = fits.ImageHDU(
@@ -115,13 +117,16 @@ def explain_object(
     layer: int | None = None,
     class_name: str | None = None,
     out: str | Path | None = None,
+    fill: str | None = None,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
 
     Give at most one of ``target`` (a label: its probe's prediction), ``anomaly`` (the
     anomaly score) or ``neighbour`` (the similarity to another object). ``method``
     defaults to occlusion when something is to be explained, else to the surprise map.
-    With ``out`` a PNG and a FITS file are written there."""
+    ``fill`` is what replaces a token for occlusion and integrated gradients (``inpaint``,
+    the model's prediction of it from the others — the default for models that can — or
+    ``empty``). With ``out`` a PNG and a FITS file are written there."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
@@ -139,7 +144,7 @@ def explain_object(
         )
     foundation = Foundation.from_pretrained(run)
     use = list(modalities or foundation.modalities)
-    explainer = Explainer(foundation, load_multimodal_set(data, use), use, layer)
+    explainer = Explainer(foundation, load_multimodal_set(data, use), use, layer, fill=fill)
     explainer.row(object_id)  # an unknown id fails before any work
     if neighbour is not None:
         explainer.row(neighbour)

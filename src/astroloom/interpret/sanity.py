@@ -66,6 +66,7 @@ def sanity_checks(
             explainer.use,
             explainer.layer,
             explainer.pool,
+            fill=explainer.fill,
         )
         return _maps(again, object_ids, method, label)
 

@@ -50,15 +50,28 @@ def token_predictions(
     batch = {m: t.to(device) for m, t in batch.items()}
     out = {m: torch.zeros(t.values.shape) for m, t in batch.items()}
     for plan in _plans(model, batch):
-        seq, h = model.predictions(batch, plan)
-        wanted = seq.present if plan.objective == "autoregressive" else seq.hidden
-        for j, m in enumerate(model.modalities):
-            if m not in batch:
-                continue
-            rows, slots = (wanted & (seq.modality == j)).nonzero(as_tuple=True)
-            src = seq.source[rows, slots]
-            out[m][rows.cpu(), src.cpu()] = model.decoders[m](h[rows, slots]).float().cpu()
+        predict_into(out, model, batch, plan)
     return out
+
+
+@torch.no_grad()
+def predict_into(
+    out: dict[str, torch.Tensor],
+    model: MultimodalModel,
+    batch: dict[str, ModalityTokens],
+    plan: Plan,
+) -> None:
+    """Write into ``out`` (``(B, N, V)`` per modality, on CPU) the values the model predicts
+    for the tokens ``plan`` asks for: the hidden ones (masked plan) or every present one
+    (autoregressive plan, each from the tokens before it)."""
+    seq, h = model.predictions(batch, plan)
+    wanted = seq.present if plan.objective == "autoregressive" else seq.hidden
+    for j, m in enumerate(model.modalities):
+        if m not in batch:
+            continue
+        rows, slots = (wanted & (seq.modality == j)).nonzero(as_tuple=True)
+        src = seq.source[rows, slots]
+        out[m][rows.cpu(), src.cpu()] = model.decoders[m](h[rows, slots]).float().cpu()
 
 
 def token_errors(
