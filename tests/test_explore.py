@@ -248,11 +248,7 @@ def test_in_a_real_browser(browser, server, survey, tmp_path):
     assert f"{len(survey.ids)} objects" in browser.find_element(By.ID, "status").text
     # Lasso: drag round a rectangle in the map; exactly the points inside it are listed.
     expected, corners = browser.execute_script(
-        """const gd = document.getElementById('map');
-        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        const box = gd.getBoundingClientRect();
-        const px = v => box.left + xa._offset + xa.l2p(v);
-        const py = v => box.top + ya._offset + ya.l2p(v);
+        """const px = v => skymap.toClient(v, 0)[0], py = v => skymap.toClient(0, v)[1];
         const between = (v, f) => { const s = [...v].sort((a, b) => a - b);
           const k = Math.floor(f * (s.length - 1)); return (s[k] + s[k + 1]) / 2; };
         const x0 = Math.round(px(between(data.x, 0.1))), x1 = Math.round(px(between(data.x, 0.7)));
@@ -279,14 +275,32 @@ def test_in_a_real_browser(browser, server, survey, tmp_path):
     )
     assert picked[0].text == f"{expected} selected"
     assert len(browser.find_elements(By.CSS_SELECTOR, "#picked .cell")) == min(expected, 48)
+    # The map is drawn: the screenshot of its box holds the dots' colours.
+    shot = tmp_path / "map.png"
+    browser.save_screenshot(str(shot))
+    box = browser.execute_script(
+        "const b = document.getElementById('map').getBoundingClientRect();"
+        "return [b.left, b.top, b.right, b.bottom].map(Math.round);"
+    )
+    drawn = np.asarray(Image.open(shot).convert("RGB"), float)[box[1] : box[3], box[0] : box[2]]
+    coloured = np.ptp(drawn, axis=2) > 40  # not white, grey or black: a dot
+    assert 0.002 < coloured.mean() < 0.5, coloured.mean()
+    # The wheel zooms about the cursor: every point's offset from the cursor doubles
+    # (deltaY −ln 2 / 0.0015 halves the view's size: zoom = exp(0.0015 × deltaY)).
+    before, after = browser.execute_script(
+        """const [u, v] = skymap.toClient(data.x[0], data.y[0]).map(Math.round);
+        const offsets = () => [0, 1].flatMap(i => {
+          const [a, b] = skymap.toClient(data.x[i], data.y[i]); return [a - u, b - v]; });
+        const before = offsets();
+        skymap.overlay.dispatchEvent(new WheelEvent('wheel',
+          {deltaY: -Math.LN2 / 0.0015, clientX: u, clientY: v, bubbles: true, cancelable: true}));
+        return [before, offsets()];"""
+    )
+    assert after == pytest.approx([2 * b for b in before], abs=0.01), (before, after)
     browser.get(server + "/")
     wait_ready(browser)
     x, y, first = browser.execute_script(
-        """const gd = document.getElementById('map');
-        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        const box = gd.getBoundingClientRect();
-        return [box.left + xa._offset + xa.l2p(data.x[0]),
-                box.top + ya._offset + ya.l2p(data.y[0]), data.ids[0]];"""
+        """return [...skymap.toClient(data.x[0], data.y[0]), data.ids[0]];"""
     )
     hover = ActionChains(browser)
     hover.w3c_actions.pointer_action.move_to_location(int(x), int(y))

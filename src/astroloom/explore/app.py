@@ -51,8 +51,7 @@ class RankRequest(BaseModel):
     k: int = 24
 
 
-def plotly_js() -> Path:
-    return Path(str(files("plotly") / "package_data" / "plotly.min.js"))
+SKYMAP_JS = Path(str(files("astroloom.explore") / "static" / "skymap.js"))
 
 
 def create_app(survey: ExplorerSurvey) -> FastAPI:
@@ -91,9 +90,9 @@ def create_app(survey: ExplorerSurvey) -> FastAPI:
     def search_page() -> str:
         return pages.search_page()
 
-    @app.get("/static/plotly.min.js")
-    def plotly() -> FileResponse:
-        return FileResponse(plotly_js(), media_type="text/javascript")
+    @app.get("/static/skymap.js")
+    def skymap() -> FileResponse:
+        return FileResponse(SKYMAP_JS, media_type="text/javascript")
 
     # ------------------------------------------------------------------ API
     # The default colouring is ready before the first visitor asks for it.

@@ -1,6 +1,6 @@
 # ruff: noqa: E501  (HTML and JavaScript read better unwrapped)
-"""The explorer's HTML pages: plain HTML and a little JavaScript over the JSON API, with
-Plotly's WebGL scatter (served from the installed ``plotly`` package; no build step)."""
+"""The explorer's HTML pages: plain HTML and a little JavaScript over the JSON API; the map
+is drawn by ``static/skymap.js`` on a 2D canvas (no build step, no plotting library)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ td,th{border-bottom:1px solid #ddd;padding:2px 8px;text-align:left}
 #hover{position:fixed;pointer-events:none;display:none;background:#fff;border:1px solid #888;
 padding:4px;font-size:11px;z-index:10}
 .err{color:#a00}
+.legend{position:absolute;right:8px;top:8px;background:rgba(255,255,255,.85);font-size:11px;
+padding:4px;pointer-events:none;max-height:70%;overflow:hidden}
 """
 
 NAV = (
@@ -28,12 +30,13 @@ NAV = (
 )
 
 
-def page(title: str, body: str, script: str = "", plotly: bool = False) -> str:
-    # The map's data is requested before plotly.js (4.8 MB) is parsed, so the two overlap.
+def page(title: str, body: str, script: str = "", skymap: bool = False) -> str:
+    # The map's data is requested first thing, so that it downloads while the page and
+    # skymap.js (13 kB) are read.
     lib = (
         "<script>const firstMap = fetch('/api/map.bin').then(r => r.arrayBuffer());</script>"
-        '<script src="/static/plotly.min.js"></script>'
-        if plotly
+        '<script src="/static/skymap.js"></script>'
+        if skymap
         else ""
     )
     return (
@@ -56,7 +59,10 @@ function cell(o, extra){
 
 def map_page() -> str:
     body = """
-<div>colour by <select id="color"></select> <span id="status">loading…</span></div>
+<div>colour by <select id="color"></select>
+ drag to <label><input type="radio" name="mode" value="lasso" checked> select (lasso)</label>
+ <label><input type="radio" name="mode" value="pan"> pan</label>;
+ wheel to zoom, double-click to reset. <span id="status">loading…</span></div>
 <div id="map" style="width:100%;height:78vh"></div>
 <div id="hover"></div>
 <div id="picked"></div>
@@ -81,6 +87,24 @@ function shown(i){
   if (Number.isNaN(v)) return 'none';
   return data.numeric ? String(+v.toPrecision(5)) : data.categories[v];
 }
+const skymap = new SkyMap(document.getElementById('map'), {
+  hover(i, ev){
+    if (i < 0){ hover.style.display = 'none'; return; }
+    const id = data.ids[i];
+    hover.innerHTML = `<img width=96 height=96 src="/api/objects/${encodeURIComponent(id)}/image.png"><br>${id}<br>${shown(i)}`;
+    hover.style.left = (ev.clientX + 12) + 'px'; hover.style.top = (ev.clientY + 12) + 'px';
+    hover.style.display = 'block'; hover.dataset.id = id;
+  },
+  click(i){ location.href = '/object/' + encodeURIComponent(data.ids[i]); },
+  select(indices){
+    const box = document.getElementById('picked');
+    box.innerHTML = `<h3>${indices.length} selected</h3>`;
+    const g = document.createElement('div'); g.className = 'grid';
+    for (const i of indices.slice(0, 48)) g.appendChild(cell({id: data.ids[i]}));
+    box.appendChild(g);
+  },
+});
+for (const r of document.querySelectorAll('input[name=mode]')) r.onchange = () => { skymap.mode = r.value; };
 async function draw(color){
   const t0 = performance.now();
   const pending = color === null ? firstMap
@@ -91,30 +115,7 @@ async function draw(color){
     for (const l of data.labels){ const o = document.createElement('option'); o.text = l; sel.add(o); }
     sel.onchange = () => draw(sel.value);
   }
-  const marker = {size: 4, opacity: 0.8, color: data.values,
-    colorscale: data.numeric ? 'Viridis' : 'Turbo', showscale: data.numeric};
-  const trace = {type: 'scattergl', mode: 'markers', x: data.x, y: data.y, hoverinfo: 'none', marker};
-  await Plotly.react('map', [trace], {margin: {t: 10}, dragmode: 'lasso',
-    xaxis: {title: 'UMAP 1'}, yaxis: {title: 'UMAP 2'}}, {responsive: true});
-  const div = document.getElementById('map');
-  div.removeAllListeners && div.removeAllListeners('plotly_hover');
-  div.on('plotly_hover', ev => {
-    const i = ev.points[0].pointIndex; const id = data.ids[i];
-    hover.innerHTML = `<img width=96 height=96 src="/api/objects/${encodeURIComponent(id)}/image.png"><br>${id}<br>${shown(i)}`;
-    hover.style.left = (ev.event.clientX + 12) + 'px'; hover.style.top = (ev.event.clientY + 12) + 'px';
-    hover.style.display = 'block'; hover.dataset.id = id;
-  });
-  div.on('plotly_unhover', () => { hover.style.display = 'none'; });
-  div.on('plotly_click', ev => { location.href = '/object/' + encodeURIComponent(data.ids[ev.points[0].pointIndex]); });
-  div.on('plotly_selected', ev => {
-    const box = document.getElementById('picked'); box.innerHTML = '';
-    if (!ev) return;
-    const ids = ev.points.map(p => data.ids[p.pointIndex]);
-    box.innerHTML = `<h3>${ids.length} selected</h3>`;
-    const g = document.createElement('div'); g.className = 'grid';
-    for (const id of ids.slice(0, 48)) g.appendChild(cell({id}));
-    box.appendChild(g);
-  });
+  skymap.setData(data);
   document.getElementById('status').textContent =
     `${data.ids.length} objects, drawn in ${Math.round(performance.now() - t0)} ms`;
   document.body.dataset.ready = '1';
@@ -122,7 +123,7 @@ async function draw(color){
 draw(null);
 """
     )
-    return page("astroloom explore: map", body, script, plotly=True)
+    return page("astroloom explore: map", body, script, skymap=True)
 
 
 def js_string(text: str) -> str:
