@@ -3,7 +3,14 @@ import pytest
 
 from astroloom.data.schema import DataError
 from astroloom.evaluate.embed import Embeddings, embed_dataset, read_embeddings, write_embeddings
-from astroloom.evaluate.probe import ProbeReport, ProbeScore, probe, ridge_probe
+from astroloom.evaluate.probe import (
+    ALPHAS,
+    ProbeReport,
+    ProbeScore,
+    probe,
+    ridge_probe,
+    ridge_probes,
+)
 
 
 def test_ridge_probe_scores_signal_and_noise():
@@ -16,6 +23,38 @@ def test_ridge_probe_scores_signal_and_noise():
     assert noise.r2 < 0.05
     with pytest.raises(ValueError, match="too few"):
         ridge_probe(x[:6], y[:6])
+
+
+def test_probing_targets_together_equals_probing_each_alone():
+    """One decomposition per fold for several targets, each with its own penalty: the
+    out-of-fold predictions are scikit-learn's own per-target RidgeCV's (default GCV mode),
+    whether a target is easy (needs a weak penalty) or nearly noise (a strong one)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 40))
+    ys = np.stack(
+        [
+            x @ rng.normal(size=40) + 0.1 * rng.normal(size=300),
+            0.2 * x[:, 0] + rng.normal(size=300),
+            rng.normal(size=300),
+        ],
+        axis=1,
+    )
+    together = ridge_probes(x, ys, folds=5, seed=3)
+    for k, score in enumerate(together):
+        alone = cross_val_predict(
+            make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)),
+            x,
+            ys[:, k],
+            cv=KFold(5, shuffle=True, random_state=3),
+        )
+        np.testing.assert_allclose(score.predictions, alone, rtol=1e-6, atol=1e-8)
+        assert score.r2 == pytest.approx(ridge_probe(x, ys[:, k], seed=3).r2, abs=1e-10)
+    assert together[0].r2 > 0.98 and together[2].r2 < 0.05
 
 
 @pytest.fixture(scope="module")
