@@ -19,8 +19,10 @@ on the planted-source test the empty fill put 0.565 (occlusion) / 0.593 (integra
 gradients) of the attribution on the source, the model's own fill 0.645 / 0.672
 (docs/benchmarks.md, "Attribution"). A token the others predict well gets little
 attribution however bright it is; one they cannot predict — a source no neighbour
-announces, an emission line — keeps all of it. An autoregressive model cannot fill a
-token in from both sides, so its fill is the empty one.
+announces — keeps it. So the two fills answer different questions: an emission line that
+the galaxy's other lines foretell ([O III] from Hβ) gets little with the model's fill and
+more with the empty one (measured there). An autoregressive model cannot fill a token in
+from both sides, so its fill is the empty one.
 * **attention rollout** (Abnar & Zuidema 2020): the attention of every block, averaged
   over heads, mixed with the residual (½A + ½I) and multiplied through to the layer the
   embedding is read at, pooled as the embedding pools the tokens.
