@@ -95,3 +95,24 @@ def test_every_run_writes_impact_and_model_card(trained_run):
     assert all(0 < r["mfu"] < 1 for r in rows)
     card = (trained_run / "MODEL_CARD.md").read_text()
     assert "## Impact statement" in card and f"{impact['parameters']:,} parameters" in card
+
+
+def test_the_peak_is_measured_again_and_only_rises(mock_dir, tmp_path, monkeypatch):
+    """A box that speeds up mid-run: the peak is re-measured every PEAK_EVERY steps, a
+    higher figure replaces it (and is logged), a lower one does not, and every row's MFU
+    is its throughput against the peak in force."""
+    from conftest import tiny_config
+
+    from astroloom.train import loop
+
+    figures = iter([1e9, 4e9, 2e9])  # start, step 10, step 20
+    monkeypatch.setattr(loop, "measure_matmul_peak", lambda device, seconds=0.3: next(figures))
+    monkeypatch.setattr(loop, "PEAK_EVERY", 10)
+    loop.train(tiny_config(mock_dir, tmp_path / "run", 30), progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30]
+    assert [r.get("peak_flops") for r in rows] == [1e9, 4e9, None]
+    flops = rows[0]["mfu"] * 1e9 / rows[0]["tokens_per_s"]
+    for row, peak in zip(rows, [1e9, 4e9, 4e9], strict=True):
+        assert row["mfu"] == pytest.approx(row["tokens_per_s"] * flops / peak, rel=1e-9)
+
