@@ -440,7 +440,7 @@ def train(cfg: RunConfig, progress: bool = True, resume: bool = False) -> TrainR
                 evaluate()  # every rank joins the sharded forward passes
             if done % PEAK_EVERY == 0 and done < t.steps:
                 # A shared machine's speed drifts: measured only at the start, the peak
-                # let the demo's MFU read 125 % once the box sped up. Every rank measures
+                # let the demo's MFU read 130 % once the box sped up. Every rank measures
                 # again at the same step (outside the timed window); the peak only rises,
                 # and the next row records it.
                 again = job_peak(device, ranks)
