@@ -54,8 +54,8 @@ def ridge_probes(
     decomposition of each fold's features serves every target, and each target still gets
     its own penalty (``alpha_per_target``), so the scores equal K separate probes. The
     decomposition is the design matrix's SVD, whose leave-one-out diagonal costs N × D per
-    penalty instead of N × D² (measured on the demo: 156 s of ridge fits → see
-    docs/benchmarks.md, "Probe harness speed")."""
+    penalty instead of N × D² (the demo's probe stage: 194 s → 49 s; docs/benchmarks.md,
+    "Probe harness speed")."""
     targets = np.asarray(targets, dtype=float)
     if len(features) != len(targets):
         raise ValueError(f"{len(features)} feature rows but {len(targets)} targets")
@@ -309,7 +309,7 @@ def probe(
         except ValueError as err:
             raise DataError(f"label {label!r}: {err}") from err
     # Labels measured for the same objects are probed together (ridge_probes).
-    groups: dict[bytes, list[str]] = {}
+    groups: dict[bytes, tuple[np.ndarray, list[str]]] = {}
     found_scores: dict[str, dict[str, ProbeScore]] = {}
     for label in [t for t in targets if t in numeric]:
         y = emb.labels[label]
@@ -320,9 +320,8 @@ def probe(
                 f"label {label!r} has {int(keep.sum())} finite values among {len(y)} objects; "
                 f"{folds}-fold probing needs at least {2 * folds}"
             )
-        groups.setdefault(np.packbits(keep).tobytes(), []).append(label)
-    for labels in groups.values():
-        keep = np.isfinite(emb.labels[labels[0]])
+        groups.setdefault(np.packbits(keep).tobytes(), (keep, []))[1].append(label)
+    for keep, labels in groups.values():
         y = np.stack([np.asarray(emb.labels[label], float)[keep] for label in labels], axis=1)
         by_feature = {
             name: ridge_probes(x[keep], y, folds=folds, seed=seed) for name, x in features.items()

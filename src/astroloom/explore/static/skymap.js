@@ -123,7 +123,9 @@ class SkyMap {
     px.fill(0xffffffff);
     const r = Math.max(1, Math.round(1.5 * ratio)), ax = W / (this.view[1] - this.view[0]);
     const ay = H / (this.view[3] - this.view[2]);
-    this.pu = new Float32Array(n); this.pv = new Float32Array(n); // CSS pixels, for hit tests
+    if (!this.pu || this.pu.length !== n) { // CSS pixels, for hit tests; kept between redraws
+      this.pu = new Float32Array(n); this.pv = new Float32Array(n);
+    }
     for (let i = 0; i < n; i++) {
       const U = (d.x[i] - this.view[0]) * ax, V = (this.view[3] - d.y[i]) * ay;
       this.pu[i] = U / ratio; this.pv[i] = V / ratio;
