@@ -184,6 +184,13 @@ def data_ingest(
     max_bad_fraction: Annotated[
         float, typer.Option(help="Most NaN/inf pixels an image may have.")
     ] = 0.5,
+    spectrum_unit: Annotated[
+        str,
+        typer.Option(
+            help="Flux unit of ingested spectra (astropy units: per Å, per nm or per Hz), or "
+            "unknown (only models with model.spectrum_norm = 'object' read those)."
+        ),
+    ] = "1e-17 erg s-1 cm-2 Angstrom-1",
 ) -> None:
     """Bring your own data in: check every object and write shards plus dataset.json."""
     from astroloom.data import readers
@@ -222,6 +229,7 @@ def data_ingest(
         unit=unit,
         zero_point=zero_point,
         skip_bad=skip_bad,
+        spectrum_unit=spectrum_unit,
         # Relative to the dataset's folder, as every recorded path (astroloom.paths).
         provenance={"format": fmt, "source": record_path(source, out)},
     )

@@ -67,6 +67,9 @@ class ModelConfig:
     # Image values: "object" (per-object, unit-free; brightness given as context) or
     # "survey" (one arcsinh scale per band of the training survey, astroloom 0.1).
     image_norm: str = "object"
+    # Spectrum values: "survey" (one arcsinh softening in the training survey's flux unit,
+    # astroloom ≤ 0.2) or "object" (per-object softening, unit-free; brightness as context).
+    spectrum_norm: str = "survey"
     # Light curves: period-aware tokens (phase at the Lomb–Scargle period as a coordinate;
     # period, peak power and median magnitude as context). False in astroloom 0.1 runs.
     lightcurve_phase: bool = True
@@ -109,6 +112,10 @@ class ModelConfig:
         if self.image_norm not in ("object", "survey"):
             raise ConfigError(
                 f"model.image_norm must be 'object' or 'survey', got {self.image_norm!r}"
+            )
+        if self.spectrum_norm not in ("object", "survey"):
+            raise ConfigError(
+                f"model.spectrum_norm must be 'object' or 'survey', got {self.spectrum_norm!r}"
             )
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
@@ -500,6 +507,7 @@ WEIGHT_FIELDS = (
     "spectrum_patch",
     "lightcurve_bands",
     "image_norm",
+    "spectrum_norm",
     "lightcurve_phase",
 )
 

@@ -485,6 +485,9 @@ def ingest(
     Spectra keep their own wavelength grids; light-curve band names become codes into the
     band list recorded in ``dataset.json``."""
     zero_point_of(unit, zero_point)  # DataError naming the unit if it is not one we know
+    from astroloom.tokenize.spectrum import spectrum_unit_factor
+
+    spectrum_unit_factor(spectrum_unit, SDSS_FLUX_UNIT, np.array([5000.0]))  # the same check
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = IngestReport()

@@ -76,7 +76,9 @@ def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
             cfg.patch_dim, 2, (0.5, 100.0), 0, 1 if cfg.image_norm == "object" else 0
         ),
         # log10 wavelength: from about one patch (0.003 dex) to the whole optical range.
-        "spectrum": ModalitySpec(cfg.spectrum_patch, 1, (0.003, 2.0), 0),
+        "spectrum": ModalitySpec(
+            cfg.spectrum_patch, 1, (0.003, 2.0), 0, 1 if cfg.spectrum_norm == "object" else 0
+        ),
         "photometry": ModalitySpec(1, 0, (1.0, 1.0), cfg.n_bands),
         # Days: from δ Scuti periods (~1 h) to multi-season baselines.
         "lightcurve": ModalitySpec(

@@ -71,6 +71,7 @@ class MultimodalTokenizer:
         lightcurve_tokens: int,
         image_norm: str = "object",
         lightcurve_phase: bool = True,
+        spectrum_norm: str = "survey",
     ) -> MultimodalTokenizer:
         """Tokenizers with the dataset's recorded normalisation, or one measured now."""
         info = data.info
@@ -107,6 +108,7 @@ class MultimodalTokenizer:
                     float(meta["wavelength_step"]),
                     int(meta["n_pixels"]),
                     meta.get("flux_unit", ""),
+                    normalisation=spectrum_norm,
                 )
             elif m == "photometry":
                 meta = info.modalities.get("photometry")
@@ -151,6 +153,7 @@ class MultimodalTokenizer:
                     torch.from_numpy(ivar),
                     has,
                     wavelength=spectrum_wavelength(data, flux.shape[1]),
+                    unit=spectrum_unit(data),
                 )
             elif m == "photometry":
                 flux = data.arrays.get(
@@ -220,6 +223,13 @@ def image_description(info: DatasetInfo | None) -> tuple[float | None, float | N
 
 def info_modalities(info: DatasetInfo) -> list[str]:
     return ["image", *[m for m in info.modalities]]
+
+
+def spectrum_unit(data: MultimodalSet) -> str | None:
+    """A dataset's spectrum flux unit as ``dataset.json`` records it; None (the model's own
+    unit) for spectra given in memory or a description that names none."""
+    meta = data.info.modalities.get("spectrum") if data.info is not None else None
+    return (meta or {}).get("flux_unit") or None
 
 
 def spectrum_wavelength(data: MultimodalSet, width: int) -> np.ndarray | None:

@@ -1,10 +1,22 @@
 """Spectrum tokenizer: patches of flux placed by their wavelength.
 
-Each token is ``patch_size`` consecutive flux pixels, arcsinh-stretched with a recorded
-softening (about the typical per-pixel noise), and its position is the log10 of the
-patch's central wavelength in Å. The model sees where in wavelength a patch lies, not
-its index on one instrument's grid, so spectra sampled differently share one model.
-Pixels with zero or non-finite inverse variance are masked.
+Each token is ``patch_size`` consecutive flux pixels, arcsinh-stretched, and its position
+is the log10 of the patch's central wavelength in Å. The model sees where in wavelength a
+patch lies, not its index on one instrument's grid, so spectra sampled differently share
+one model. Pixels with zero or non-finite inverse variance are masked.
+
+Two normalisations, as for images:
+
+* ``survey`` (astroloom ≤ 0.2): one softening for every spectrum, the training survey's
+  median per-pixel noise, in the training survey's flux unit. Spectra recorded in another
+  unit astropy knows (W m⁻² nm⁻¹, mJy, …) are converted to it first; a dataset whose unit
+  is recorded as unknown is refused, since its values would mean nothing to the model.
+* ``object`` (unit-free): each spectrum is stretched by its own softening, its
+  pixel-to-pixel noise (the median absolute difference of neighbouring pixels, which a
+  line or the continuum's slope hardly moves), never less than 1 % of its 99th-percentile
+  flux. Any flux unit, or none, gives the same tokens. The brightness this takes out is
+  handed to the model as a context value, log10 of the softening in the model's flux unit,
+  when the data's unit is known (NaN, "unknown", when not).
 """
 
 from __future__ import annotations
@@ -14,7 +26,55 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from astroloom.data.schema import UNKNOWN_UNITS, DataError
 from astroloom.tokenize.tokens import ModalityTokens
+
+SPECTRUM_NORMS = ("survey", "object")
+MIN_SOFT_FRACTION = 0.01  # object normalisation: softening ≥ 1 % of the 99th-percentile flux
+
+
+def spectrum_unit_factor(
+    unit: str | None, model_unit: str, wavelength: np.ndarray
+) -> np.ndarray | float | None:
+    """What multiplies flux in ``unit`` to give it in ``model_unit`` (per pixel of
+    ``wavelength``, Å, when one is per frequency and the other per wavelength): 1 for the
+    same unit or ``unit=None`` (values given in the model's own unit), None when either
+    unit is unknown. A unit astropy cannot read, or cannot convert to the model's, is a
+    DataError naming it."""
+    import warnings
+
+    import astropy.units as u
+
+    if unit is None or unit.strip() == model_unit.strip():
+        return 1.0
+    if unit.strip().lower() in UNKNOWN_UNITS or model_unit.strip().lower() in UNKNOWN_UNITS:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            target = u.Unit(model_unit)
+            factor = u.Unit(unit).to(
+                target, equivalencies=u.spectral_density(np.asarray(wavelength) * u.AA)
+            )
+    except (ValueError, TypeError, u.UnitsError):
+        raise DataError(
+            f"unknown spectrum flux unit {unit!r}: use a flux density astropy can convert to "
+            f"the model's {model_unit!r} (erg/(s cm2 Angstrom), W/(m2 nm), mJy, …), or "
+            "'unknown'"
+        ) from None
+    return np.asarray(factor, dtype=np.float64) if np.ndim(factor) else float(factor)
+
+
+def object_softening(flux: torch.Tensor, good: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` each spectrum's softening: its pixel-to-pixel noise, 1.4826 × the median
+    absolute difference of neighbouring measured pixels / √2, floored at 1 % of its
+    99th-percentile |flux| (a noiseless template); 1 for a spectrum with no flux at all."""
+    f = torch.where(good, flux, torch.full((), float("nan")))
+    diff = (f[:, 1:] - f[:, :-1]).abs()
+    noise = 1.4826 * torch.nanmedian(diff, dim=1).values / 2**0.5
+    peak = torch.nanquantile(f.abs().double(), 0.99, dim=1).float()
+    soft = torch.fmax(torch.nan_to_num(noise, nan=0.0), MIN_SOFT_FRACTION * peak)
+    return torch.where(torch.isfinite(soft) & (soft > 0), soft, torch.ones(()))
 
 
 @dataclass
@@ -25,12 +85,23 @@ class SpectrumTokenizer:
     wavelength_step: float  # Å per pixel
     n_pixels: int
     flux_unit: str = ""
+    normalisation: str = "survey"  # see the module's docstring; "survey" in older runs
 
     def __post_init__(self) -> None:
         if self.patch_size <= 0 or self.n_pixels <= 0:
             raise ValueError("spectrum patch_size and n_pixels must be positive")
         if not np.isfinite(self.scale) or self.scale <= 0:
             raise ValueError(f"spectrum arcsinh scale must be positive, got {self.scale}")
+        if self.normalisation not in SPECTRUM_NORMS:
+            raise ValueError(
+                f"spectrum normalisation must be one of {SPECTRUM_NORMS}, "
+                f"got {self.normalisation!r}"
+            )
+
+    @property
+    def n_context(self) -> int:
+        """Per-object context values the model is told: the brightness (object norm)."""
+        return 1 if self.normalisation == "object" else 0
 
     @property
     def n_tokens(self) -> int:
@@ -69,11 +140,14 @@ class SpectrumTokenizer:
         ivar: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
         wavelength: np.ndarray | torch.Tensor | None = None,
+        unit: str | None = None,
     ) -> ModalityTokens:
         """``(B, n)`` flux (and inverse variance) → token block. ``wavelength`` (Å): one grid
         ``(n,)`` for all, one per object ``(B, n)`` (NaN past an object's last pixel), or the
         tokenizer's own grid when None. Tokens are placed by wavelength, so a spectrum need
-        not share the grid the model was trained on."""
+        not share the grid the model was trained on. ``unit``: the flux unit (None: the
+        model's own; ``"unknown"``: none known, which only an ``object``-normalised model
+        reads)."""
         flux = torch.as_tensor(flux, dtype=torch.float32)
         if flux.ndim != 2 or (wavelength is None and flux.shape[1] != self.n_pixels):
             raise ValueError(
@@ -93,17 +167,44 @@ class SpectrumTokenizer:
             good &= present.bool()[:, None]
         if wavelength is not None:
             good &= torch.isfinite(torch.as_tensor(wavelength)).expand(b, width)
-        values = torch.where(good, torch.asinh(flux / self.scale), torch.zeros(()))
+        grid = self.wavelength[:width] if wavelength is None else np.asarray(wavelength)
+        factor = spectrum_unit_factor(unit, self.flux_unit, np.nan_to_num(grid, nan=1.0))
+        if factor is None and self.flux_unit.strip().lower() in UNKNOWN_UNITS:
+            # A model that never knew its own unit reads any spectrum as it always has.
+            factor = 1.0 if self.normalisation == "survey" else None
+        if factor is None and self.normalisation == "survey":
+            raise DataError(
+                f"the spectra's flux unit is {unit!r}: this model reads spectra in "
+                f"{self.flux_unit or 'its training survey’s unit'} and cannot read them "
+                "without knowing theirs (record flux_unit in dataset.json, or use a model "
+                "trained with model.spectrum_norm = 'object')"
+            )
+        if factor is not None and not (np.ndim(factor) == 0 and factor == 1.0):
+            flux = flux * torch.as_tensor(factor, dtype=torch.float32)
+        context = None
+        if self.normalisation == "object":
+            soft = object_softening(flux, good)
+            known = factor is not None
+            context = (torch.log10(soft) if known else torch.full_like(soft, float("nan")))[:, None]
+            stretched = torch.asinh(flux / soft[:, None])
+        else:
+            stretched = torch.asinh(flux / self.scale)
+        values = torch.where(good, stretched, torch.zeros(()))
         values = self._pad(values, 0.0, width).view(b, -1, self.patch_size)
         valid = self._pad(good, False, width).view(b, -1, self.patch_size)
         pos = self.positions(wavelength)
         pos = pos.expand(b, -1, 1) if pos.ndim == 2 else pos
-        return ModalityTokens(values, valid, valid.any(dim=2), pos)
+        return ModalityTokens(values, valid, valid.any(dim=2), pos, context=context)
 
-    def decode(self, values: torch.Tensor) -> torch.Tensor:
-        """Token values ``(B, n_tokens, patch_size)`` → flux ``(B, n_pixels)``."""
+    def decode(self, values: torch.Tensor, soft: torch.Tensor | None = None) -> torch.Tensor:
+        """Token values ``(B, n_tokens, patch_size)`` → flux ``(B, n_pixels)``, in the
+        model's flux unit. Object-normalised values are scaled back by each spectrum's
+        softening ``soft`` ``(B,)`` when it is known, else by the training survey's typical
+        one (a spectrum predicted for an object that has none)."""
         flat = values.reshape(values.shape[0], -1)[:, : self.n_pixels]
-        return torch.sinh(flat) * self.scale
+        if soft is None or self.normalisation == "survey":
+            return torch.sinh(flat) * self.scale
+        return torch.sinh(flat) * torch.as_tensor(soft, dtype=flat.dtype).view(-1, 1)
 
     def to_dict(self) -> dict:
         return {"kind": "spectrum", **asdict(self)}

@@ -219,7 +219,8 @@ def model_card(
     described = {
         "image": f"{model['n_bands']}-band images as {model['patch_size']}×"
         f"{model['patch_size']} patches placed by sky offset",
-        "spectrum": f"spectra as {model['spectrum_patch']}-pixel patches placed by wavelength",
+        "spectrum": f"spectra as {model['spectrum_patch']}-pixel patches placed by wavelength"
+        + (", unit-free" if model.get("spectrum_norm") == "object" else ""),
         "photometry": "catalogue fluxes, one token per band",
         "lightcurve": f"light curves, up to {model['lightcurve_tokens']} observations placed "
         "by time and band",

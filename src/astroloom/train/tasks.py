@@ -238,6 +238,7 @@ def measured_tokenizer(cfg: RunConfig, data: MultimodalSet) -> MultimodalTokeniz
         mc.lightcurve_tokens,
         image_norm=mc.image_norm,
         lightcurve_phase=mc.lightcurve_phase,
+        spectrum_norm=mc.spectrum_norm,
     )
 
 
