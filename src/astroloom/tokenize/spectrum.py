@@ -162,7 +162,9 @@ class SpectrumTokenizer:
         good = torch.isfinite(flux)
         if ivar is not None:
             ivar = torch.as_tensor(ivar, dtype=torch.float32)
-            good &= torch.isfinite(ivar) & (ivar > 0)
+            # An inverse variance past float32's range (a spectrum in W m⁻² nm⁻¹ has ~1e38)
+            # overflows to inf: still a measured pixel.
+            good &= ~torch.isnan(ivar) & (ivar > 0)
         if present is not None:
             good &= present.bool()[:, None]
         if wavelength is not None:
