@@ -35,7 +35,14 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from astroloom.data.normalise import save_with_normalisation
-from astroloom.data.schema import DataError, DatasetInfo, ImageMeta, Observation, zero_point_of
+from astroloom.data.schema import (
+    DataError,
+    DatasetInfo,
+    ImageMeta,
+    Observation,
+    spectrum_unit_factor,
+    zero_point_of,
+)
 from astroloom.data.shards import list_column, write_table
 
 SDSS_FLUX_UNIT = "1e-17 erg s-1 cm-2 Angstrom-1"
@@ -485,8 +492,6 @@ def ingest(
     Spectra keep their own wavelength grids; light-curve band names become codes into the
     band list recorded in ``dataset.json``."""
     zero_point_of(unit, zero_point)  # DataError naming the unit if it is not one we know
-    from astroloom.tokenize.spectrum import spectrum_unit_factor
-
     spectrum_unit_factor(spectrum_unit, SDSS_FLUX_UNIT, np.array([5000.0]))  # the same check
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

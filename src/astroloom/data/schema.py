@@ -81,6 +81,38 @@ def zero_point_of(unit: str | None, zero_point_mag: float | None = None) -> floa
     return -2.5 * math.log10(jansky / 3631.0)
 
 
+def spectrum_unit_factor(
+    unit: str | None, model_unit: str, wavelength: np.ndarray
+) -> np.ndarray | float | None:
+    """What multiplies flux in ``unit`` to give it in ``model_unit`` (per pixel of
+    ``wavelength``, Å, when one is per frequency and the other per wavelength): 1 for the
+    same unit or ``unit=None`` (values given in the model's own unit), None when either
+    unit is unknown. A unit astropy cannot read, or cannot convert to the model's, is a
+    DataError naming it."""
+    import warnings
+
+    import astropy.units as u
+
+    if unit is None or unit.strip() == model_unit.strip():
+        return 1.0
+    if unit.strip().lower() in UNKNOWN_UNITS or model_unit.strip().lower() in UNKNOWN_UNITS:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            target = u.Unit(model_unit)
+            factor = u.Unit(unit).to(
+                target, equivalencies=u.spectral_density(np.asarray(wavelength) * u.AA)
+            )
+    except (ValueError, TypeError, u.UnitsError):
+        raise DataError(
+            f"unknown spectrum flux unit {unit!r}: use a flux density astropy can convert to "
+            f"the model's {model_unit!r} (erg/(s cm2 Angstrom), W/(m2 nm), mJy, …), or "
+            "'unknown'"
+        ) from None
+    return np.asarray(factor, dtype=np.float64) if np.ndim(factor) else float(factor)
+
+
 @dataclass
 class Observation:
     """One object: its id, its modalities (arrays) and its labels."""
