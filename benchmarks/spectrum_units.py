@@ -101,9 +101,9 @@ def main() -> None:
     data = keep(data, data.present["spectrum"])
     data = keep(data, np.arange(len(data.ids)) < 4000)
     readings = {
-        ("survey", "own unit"): rescaled(data, None, 1.0),
+        ("survey", "own unit"): data,
         ("survey", "unit unknown"): rescaled(data, None, GAIN),
-        ("object", "own unit"): rescaled(data, None, 1.0),
+        ("object", "own unit"): data,
         ("object", "unit unknown"): rescaled(data, "unknown", GAIN),
     }
     results: dict[str, dict] = {}

@@ -102,7 +102,9 @@ def spectrum_unit_factor(
             warnings.simplefilter("ignore")
             target = u.Unit(model_unit)
             factor = u.Unit(unit).to(
-                target, equivalencies=u.spectral_density(np.asarray(wavelength) * u.AA)
+                # NaN-padded pixels of per-object grids: any wavelength will do (masked).
+                target,
+                equivalencies=u.spectral_density(np.nan_to_num(wavelength, nan=1.0) * u.AA),
             )
     except (ValueError, TypeError, u.UnitsError):
         raise DataError(

@@ -138,10 +138,10 @@ class SpectrumTokenizer:
         if wavelength is not None:
             good &= torch.isfinite(torch.as_tensor(wavelength)).expand(b, width)
         grid = self.wavelength[:width] if wavelength is None else np.asarray(wavelength)
-        factor = spectrum_unit_factor(unit, self.flux_unit, np.nan_to_num(grid, nan=1.0))
-        if factor is None and self.flux_unit.strip().lower() in UNKNOWN_UNITS:
-            # A model that never knew its own unit reads any spectrum as it always has.
-            factor = 1.0 if self.normalisation == "survey" else None
+        factor = spectrum_unit_factor(unit, self.flux_unit, grid)
+        legacy = self.normalisation == "survey" and self.flux_unit.strip().lower() in UNKNOWN_UNITS
+        if factor is None and legacy:
+            factor = 1.0  # a model that never knew its own unit reads spectra as it always has
         if factor is None and self.normalisation == "survey":
             raise DataError(
                 f"the spectra's flux unit is {unit!r}: this model reads spectra in "
