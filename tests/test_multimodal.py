@@ -172,6 +172,29 @@ def test_absent_modality_is_absent_from_the_sequence(survey_batch):
         assert float(a["lightcurve"][1]) == 0
 
 
+def test_light_curves_pool_by_their_mean_alone(survey_batch):
+    """A light curve's spread over its epochs is left out of the pooled embedding (it hid
+    the period from few-label probes); other modalities keep theirs."""
+    batch, _, _ = survey_batch
+    model = tiny_model("mixed")
+    stars = {"lightcurve": batch["lightcurve"].take(slice(3, 6))}
+    mean = model.embed(stars, pool="mean")
+    for pool in ("meanstd", "moments"):
+        pooled = model.embed(stars, pool=pool)
+        torch.testing.assert_close(pooled[:, :32], mean)
+        assert float(pooled[:, 32:].abs().max()) == 0
+    # One star whose tokens are all present takes the single-modality fast path: the same.
+    one = {"lightcurve": batch["lightcurve"].take(slice(3, 4))}
+    one["lightcurve"].present[:] = True
+    one["lightcurve"].dense = True
+    assert model._sequence(one, model.canonical_plan(one, "masked")).identity
+    assert float(model.embed(one, pool="meanstd")[:, 32:].abs().max()) == 0
+    # In a batch with galaxies, the stars pool alike and the galaxies keep a spread.
+    mixed = model.embed(batch, pool="meanstd")
+    torch.testing.assert_close(mixed[3:], model.embed(stars, pool="meanstd"), rtol=1e-5, atol=1e-5)
+    assert float(mixed[:3, 32:].abs().sum(1).min()) > 0
+
+
 def test_random_order_is_a_permutation_per_object(survey_batch):
     batch, _, _ = survey_batch
     model = tiny_model()

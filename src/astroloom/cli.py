@@ -371,7 +371,8 @@ def embed(
     pool: Annotated[
         str,
         typer.Option(
-            help="moments (mean and spread of the token states and, with an image, the "
+            help="moments (mean and spread of the token states, a light curve's spread "
+            "left at zero, and, with an image, the "
             "angular moments of its central patches: 5 × width), meanstd (mean and "
             "spread, 2 × width), mean, or last."
         ),
