@@ -195,6 +195,68 @@ def test_light_curves_pool_by_their_mean_alone(survey_batch):
     assert float(mixed[:3, 32:].abs().sum(1).min()) > 0
 
 
+def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
+    """model.keep_context: while training, a linear head reads each star's context (period,
+    peak power, median magnitude) from its mean token state at the embedding layer. A few
+    steps teach it; the period is then read back from the embedding itself."""
+    batch, _, _ = survey_batch
+    stars = {"lightcurve": batch["lightcurve"].take(slice(3, 6))}
+    with pytest.raises(ConfigError, match="keep_context: 'photometry'"):
+        ModelConfig(modalities=ALL, keep_context=["photometry"]).validate()
+    with pytest.raises(ConfigError, match="keep_context: 'lightcurve'"):
+        ModelConfig(modalities=ALL, lightcurve_phase=False, keep_context=["lightcurve"]).validate()
+    plain, model = tiny_model("mixed"), tiny_model("mixed", keep_context=["lightcurve"])
+    assert set(model.context_heads) == {"lightcurve"} and not len(plain.context_heads)
+    # The error, by hand: the head on the mean state at the embedding layer.
+    errors = model._context_errors(stars, 1.0)["lightcurve"]
+    mean = model.embed(stars, pool="mean")
+    context = stars["lightcurve"].context
+    by_hand = torch.nn.functional.huber_loss(model.context_heads["lightcurve"](mean), context)
+    torch.testing.assert_close(errors, by_hand)
+    # It enters the light curve's loss in training only (validation stays reconstruction).
+    plan = model.draw_plan(stars, "masked", torch.Generator().manual_seed(0))
+    model.train()
+    trained, _ = model.loss(stars, plan)
+    model.eval()
+    evaluated, _ = model.loss(stars, plan)
+    torch.testing.assert_close(trained - evaluated, errors)
+    # Training on the survey's 48 stars: the read-out learns the context.
+    data, tok = survey_batch[1], survey_batch[2]
+    index = torch.from_numpy(np.flatnonzero(data.present["lightcurve"]))
+    curves = {"lightcurve": tok.batch(tok.prepare(data), index, None)["lightcurve"]}
+    first = float(model._context_errors(curves, 1.0)["lightcurve"].detach())
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        loss, _ = model.loss(curves, model.draw_plan(curves, "mixed", gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert float(model._context_errors(curves, 1.0)["lightcurve"]) < 0.1 * first
+    log_period = curves["lightcurve"].context[:, 0]
+    read = model.context_heads["lightcurve"](model.embed(curves, pool="mean"))[:, 0]
+    assert float(torch.corrcoef(torch.stack([read, log_period]))[0, 1]) > 0.95
+
+
+def test_init_across_keep_context_keeps_the_learned_weights(multimodal_run, survey_dir, tmp_path):
+    """A run can continue another's pretraining with model.keep_context added: the base's
+    weights load, the new read-out starts fresh; and training with it runs."""
+    from astroloom.train.loop import start_from
+
+    extra = (MULTIMODAL, "model.objective='mixed'", "model.keep_context=['lightcurve']")
+    cfg = tiny_config(survey_dir, tmp_path / "kept", 4, *extra)
+    cfg.train.init = str(multimodal_run)
+    model = MultimodalModel(cfg.model)
+    start_from(model, cfg, str(multimodal_run))
+    base = load_foundation(multimodal_run).model
+    torch.testing.assert_close(model.blocks[0].attn.qkv.weight, base.blocks[0].attn.qkv.weight)
+    result = train(cfg, progress=False)
+    reloaded = load_foundation(result.run_dir).model
+    assert reloaded.cfg.keep_context == ["lightcurve"] and "lightcurve" in reloaded.context_heads
+
+
 def test_random_order_is_a_permutation_per_object(survey_batch):
     batch, _, _ = survey_batch
     model = tiny_model()

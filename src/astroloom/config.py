@@ -73,6 +73,11 @@ class ModelConfig:
     # Light curves: period-aware tokens (phase at the Lomb–Scargle period as a coordinate;
     # period, peak power and median magnitude as context). False in astroloom 0.1 runs.
     lightcurve_phase: bool = True
+    # Modalities whose embedding must keep the object's context values (a light curve's
+    # period, peak power and median magnitude; an image's or spectrum's brightness): while
+    # training, a linear head reads them back from the modality's mean token state at the
+    # embedding layer, its Huber error added to that modality's loss. Off in astroloom ≤ 0.3.
+    keep_context: list[str] = field(default_factory=list)
 
     @property
     def n_patches(self) -> int:
@@ -117,6 +122,18 @@ class ModelConfig:
             raise ConfigError(
                 f"model.spectrum_norm must be 'object' or 'survey', got {self.spectrum_norm!r}"
             )
+        with_context = {
+            "image": self.image_norm == "object",
+            "spectrum": self.spectrum_norm == "object",
+            "lightcurve": self.lightcurve_phase,
+        }
+        for m in self.keep_context:
+            if m not in self.modalities or not with_context.get(m, False):
+                readable = [k for k, v in with_context.items() if v and k in self.modalities]
+                raise ConfigError(
+                    f"model.keep_context: {m!r} gives this model no context values to keep; "
+                    f"choose from {readable}"
+                )
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")

@@ -257,6 +257,10 @@ class MultimodalModel(nn.Module):
                 for m, s in self.specs.items()
             }
         )
+        # Training-only read-outs of each object's context values (model.keep_context).
+        self.context_heads = nn.ModuleDict(
+            {m: nn.Linear(d, self.specs[m].n_context) for m in cfg.keep_context}
+        )
         self.activation_checkpointing = False
         self.apply(self._init_weights)
         nn.init.normal_(self.bos, std=0.02)
@@ -571,6 +575,10 @@ class MultimodalModel(nn.Module):
             err = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
             mask = valid.to(err.dtype)
             out[m] = ((err * mask).sum(), mask.sum())
+        if self.training and len(self.context_heads):
+            for m, err in self._context_errors(batch, delta).items():
+                if m in out:
+                    out[m] = (out[m][0] + err * out[m][1], out[m][1])
         # Give every parameter a gradient each step, zero where this step did not use it
         # (the mask token in an autoregressive step, a modality absent from the batch): the
         # optimizer then treats all parameters alike whatever the step held, which keeps
@@ -580,6 +588,34 @@ class MultimodalModel(nn.Module):
             p.reshape(-1)[0] for n, p in self.named_parameters() if not n.startswith("blocks.")
         )
         out[first] = (out[first][0] + 0.0 * idle, out[first][1])
+        return out
+
+    def _context_errors(
+        self, batch: dict[str, ModalityTokens], delta: float
+    ) -> dict[str, torch.Tensor]:
+        """Per kept modality, the mean Huber error of its context values read back linearly
+        from the mean of its token states at the embedding layer, under the embedding plan.
+        A context the embedding has to carry stays linearly readable from a few labels:
+        without it pretraining blurred the period the tokenizer hands in (a light-curve-only
+        pilot: log-period R² at 10 labels 0.12 without, 0.89 with; docs/benchmarks.md)."""
+        layer = self.default_layer()
+        states, seq = self.hidden_states(
+            batch, self.canonical_plan(batch, self.embedding_objective()), upto=layer
+        )
+        h = states[layer]
+        out = {}
+        for m, head in self.context_heads.items():
+            if m not in batch or batch[m].context is None:
+                continue
+            w = (seq.present & (seq.modality == self.modalities.index(m)))[..., None].to(h.dtype)
+            n = w.sum(1)
+            mean = (h * w).sum(1) / n.clamp_min(1.0)
+            context = batch[m].context.to(h.device, torch.float32)
+            known = (torch.isfinite(context) & (n > 0)).to(torch.float32)
+            err = F.huber_loss(
+                head(mean).float(), torch.nan_to_num(context), reduction="none", delta=delta
+            )
+            out[m] = (err * known).sum() / known.sum().clamp_min(1.0)
         return out
 
     def loss(

@@ -222,7 +222,12 @@ def start_from(model: torch.nn.Module, cfg: RunConfig, run: str):
             + "; ".join(differences)
             + f". Copy its [model] settings (they are in {find_checkpoint(run)}/config.json)"
         )
-    model.load_state_dict(base.state_dict())
+    # The context read-outs (model.keep_context) are training aids, not part of what the
+    # base run learned: a head the base lacks starts fresh, one this run lacks is dropped.
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    stray = [k for k in (*missing, *unexpected) if not k.startswith("context_heads.")]
+    if stray:
+        raise ConfigError(f"train.init={run!r}: weights that do not match this model: {stray[:5]}")
     return tokenizer
 
 
