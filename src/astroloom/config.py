@@ -76,7 +76,7 @@ class ModelConfig:
     # Modalities whose embedding must keep the object's context values (a light curve's
     # period, peak power and median magnitude; an image's or spectrum's brightness): while
     # training, a linear head reads them back from the modality's mean token state at the
-    # embedding layer, its Huber error added to that modality's loss. Off in astroloom ≤ 0.3.
+    # embedding layer, its Huber error added to that modality's loss. Empty (off) by default.
     keep_context: list[str] = field(default_factory=list)
 
     @property
