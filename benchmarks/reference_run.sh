@@ -6,6 +6,10 @@
 # demo's "photo" augmentations, trained for $STEPS steps; then the whole bench.
 #
 #   bash benchmarks/reference_run.sh              # OUT=runs/reference, STEPS=6000
+#   OUT=runs/reference-ctx bash benchmarks/reference_run.sh --set "model.keep_context=['lightcurve']"
+#
+# Extra arguments go to `astroloom train` (an ablation of the reference recipe); a data
+# folder already under $OUT is reused (a symlink to another run's data works).
 set -euo pipefail
 A=.venv/bin/astroloom
 OUT=${OUT:-runs/reference}
@@ -23,7 +27,7 @@ if [ ! -f "$OUT/run/final/model.safetensors" ]; then
     --set "augment.preset='photo'" \
     --set "data.path='$OUT/data'" --set "out='$OUT/run'" \
     --set train.steps="$STEPS" --set train.warmup_steps=200 --set train.lr=2e-3 \
-    --set train.eval_every=500 --set train.checkpoint_every=1000
+    --set train.eval_every=500 --set train.checkpoint_every=1000 "$@"
 fi
 echo "train: $(( $(date +%s) - t )) s" | tee -a "$OUT/timings.txt"
 t=$(date +%s)
