@@ -213,6 +213,10 @@ def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
     context = stars["lightcurve"].context
     by_hand = torch.nn.functional.huber_loss(model.context_heads["lightcurve"](mean), context)
     torch.testing.assert_close(errors, by_hand)
+    # In a batch of galaxies and stars only the stars make the second pass; same error.
+    torch.testing.assert_close(model._context_errors(batch, 1.0)["lightcurve"], errors)
+    galaxies = {m: t.take(slice(0, 3)) for m, t in batch.items()}
+    assert model._context_errors(galaxies, 1.0) == {}
     # It enters the light curve's loss in training only (validation stays reconstruction).
     plan = model.draw_plan(stars, "masked", torch.Generator().manual_seed(0))
     model.train()
