@@ -9,7 +9,8 @@
 #   OUT=runs/reference-ctx bash benchmarks/reference_run.sh --set "model.keep_context=['lightcurve']"
 #
 # Extra arguments go to `astroloom train` (an ablation of the reference recipe); a data
-# folder already under $OUT is reused (a symlink to another run's data works).
+# folder already under $OUT is reused (a symlink to another run's data works); BENCH=0
+# stops after training.
 set -euo pipefail
 A=.venv/bin/astroloom
 OUT=${OUT:-runs/reference}
@@ -30,6 +31,7 @@ if [ ! -f "$OUT/run/final/model.safetensors" ]; then
     --set train.eval_every=500 --set train.checkpoint_every=1000 "$@"
 fi
 echo "train: $(( $(date +%s) - t )) s" | tee -a "$OUT/timings.txt"
+[ "${BENCH:-1}" = 0 ] && exit 0
 t=$(date +%s)
 $A bench "$OUT/run" "$OUT/data" --out "$OUT/bench"
 echo "bench: $(( $(date +%s) - t )) s" | tee -a "$OUT/timings.txt"
