@@ -48,6 +48,53 @@ def test_brightness_reaches_the_embedding_when_the_unit_is_known(model_and_image
     assert not torch.allclose(known, fainter)  # told 2 mag fainter: another embedding
 
 
+def test_colours_are_context_values_whatever_the_unit(mock_dir):
+    """model.image_colours: the object's colours follow its brightness as context values —
+    band ratios, so the same in nanomaggies and in ADU with a sky pedestal — and they are
+    the galaxies' colours (the g − r label) rather than the sky's."""
+    images = load_image_set(mock_dir)
+    nmgy = images.images[:200]
+    tok = ImageTokenizer(8, [1.0] * 3, normalisation="object", image_size=64, colours=True)
+    plain = ImageTokenizer(8, [1.0] * 3, normalisation="object", image_size=64)
+    assert (tok.n_context, plain.n_context) == (3, 1)
+    context = tok.tokens(torch.from_numpy(nmgy), zero_point=22.5).context.numpy()
+    assert context.shape == (200, 3)
+    adu = nmgy * 10 ** (0.4 * (27.0 - 22.5)) + 150.0
+    in_adu = tok.tokens(torch.from_numpy(adu), zero_point=27.0).context.numpy()
+    np.testing.assert_allclose(in_adu[:, 1:], context[:, 1:], atol=1e-3)
+    np.testing.assert_allclose(in_adu[:, 0], context[:, 0], atol=1e-3)  # brightness too
+    g_r = images.labels["g_r"][:200].astype(float)
+    assert np.corrcoef(context[:, 1], g_r)[0, 1] > 0.7
+    # A band with no light has no colour: unknown (NaN), not a number from the noise.
+    dark = nmgy[:4].copy()
+    dark[:, 0] = 0.0
+    colours = tok.tokens(torch.from_numpy(dark), zero_point=22.5).context.numpy()
+    assert np.isnan(colours[:, 1]).all() and np.isfinite(colours[:, 2]).all()
+    with pytest.raises(ValueError, match="object normalisation"):
+        ImageTokenizer(8, [1.0] * 3, normalisation="survey", colours=True)
+
+
+def test_a_model_with_colours_reads_them(mock_dir):
+    from astroloom.config import ConfigError, ModelConfig, model_differences
+    from astroloom.model.multimodal import build_model
+
+    with pytest.raises(ConfigError, match="image_colours needs"):
+        ModelConfig(image_norm="survey", image_colours=True).validate()
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, image_colours=True)
+    plain = ModelConfig(n_layer=1, n_head=2, n_embd=32)
+    assert model_differences(plain, cfg) == ["model.image_colours: False → True"]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    tok = ImageTokenizer(8, [1.0] * 3, normalisation="object", image_size=64, colours=True)
+    images = torch.from_numpy(load_image_set(mock_dir).images[:8])
+    tokens = tok.tokens(images, zero_point=22.5)
+    redder = tok.tokens(images, zero_point=22.5)
+    redder.context = redder.context.clone()
+    redder.context[:, 1] += 0.5
+    a, b = model.embed({"image": tokens}), model.embed({"image": redder})
+    assert not torch.allclose(a, b)  # told the galaxies are redder: other embeddings
+
+
 def test_photographs_tokenise_into_the_same_range(model_and_images):
     from astroloom.data.augment import lupton_photo
 

@@ -67,6 +67,9 @@ class ModelConfig:
     # Image values: "object" (per-object, unit-free; brightness given as context) or
     # "survey" (one arcsinh scale per band of the training survey, astroloom 0.1).
     image_norm: str = "object"
+    # With image_norm "object": the object's colours (neighbouring bands' light ratios over
+    # the central half, in magnitudes) as context values beside its brightness.
+    image_colours: bool = False
     # Spectrum values: "survey" (one arcsinh softening in the training survey's flux unit,
     # astroloom ≤ 0.2) or "object" (per-object softening, unit-free; brightness as context).
     spectrum_norm: str = "survey"
@@ -117,6 +120,11 @@ class ModelConfig:
         if self.image_norm not in ("object", "survey"):
             raise ConfigError(
                 f"model.image_norm must be 'object' or 'survey', got {self.image_norm!r}"
+            )
+        if self.image_colours and self.image_norm != "object":
+            raise ConfigError(
+                "model.image_colours needs model.image_norm = 'object' (the survey "
+                "normalisation gives the model no context values)"
             )
         if self.spectrum_norm not in ("object", "survey"):
             raise ConfigError(
@@ -524,6 +532,7 @@ WEIGHT_FIELDS = (
     "spectrum_patch",
     "lightcurve_bands",
     "image_norm",
+    "image_colours",
     "spectrum_norm",
     "lightcurve_phase",
 )

@@ -76,7 +76,11 @@ def modality_specs(cfg: ModelConfig) -> dict[str, ModalitySpec]:
     specs = {
         # Sky offsets in arcsec: from sub-patch detail to well beyond a large cutout.
         "image": ModalitySpec(
-            cfg.patch_dim, 2, (0.5, 100.0), 0, 1 if cfg.image_norm == "object" else 0
+            cfg.patch_dim,
+            2,
+            (0.5, 100.0),
+            0,
+            (1 + (cfg.n_bands - 1) * cfg.image_colours) if cfg.image_norm == "object" else 0,
         ),
         # log10 wavelength: from about one patch (0.003 dex) to the whole optical range.
         "spectrum": ModalitySpec(

@@ -14,6 +14,10 @@ and walks outward into sky, as AstroPT does. Two normalisations:
   range, the colours (band ratios) survive, and the values do not depend on the batch. The
   brightness the normalisation removes is handed to the model as a context value, the
   peak's AB magnitude, when the data's zero point is known (NaN, "unknown", when not).
+  With ``colours`` the object's colours follow it as context values too: −2.5 log10 of
+  the ratio of neighbouring bands' light over the central half, each pixel weighted by
+  the light of all bands there (so sky-dominated pixels hardly count). Ratios, so unit-free
+  whatever the zero point; NaN where a band holds no light.
 * ``survey`` (astroloom 0.1): ``asinh(x / s_b)`` with one softening ``s_b`` per band (the
   training survey's sky noise), tied to that survey's flux unit.
 
@@ -75,6 +79,7 @@ def _asinh(x: torch.Tensor) -> torch.Tensor:
 NORMALISATIONS = ("object", "survey")
 OBJECT_SOFTENING = 0.01  # object normalisation: softening floor, as a fraction of the peak
 BRIGHTNESS_ZERO, BRIGHTNESS_UNIT = 22.5, 2.5  # context value = (AB mag of the scale − 22.5) / 2.5
+COLOUR_LIMIT = 5.0  # |colour| in magnitudes beyond which a ratio is noise, not a colour
 
 
 @dataclass
@@ -85,6 +90,7 @@ class Normalised:
     scale: torch.Tensor | None  # (B,) the object's peak, in the data's flux unit
     soft: torch.Tensor | None  # (B,) its asinh softening, in the data's flux unit
     brightness: torch.Tensor | None  # (B,) context value; NaN where the zero point is unknown
+    colours: torch.Tensor | None = None  # (B, C − 1) context values (``colours``); NaN: none
 
 
 def object_levels(
@@ -145,6 +151,22 @@ def lower_median(x: torch.Tensor) -> torch.Tensor:
     return torch.nanmedian(x, dim=-1).values
 
 
+def object_colours(images: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``(B, C − 1)``: −2.5 log10 of band i's light over band i + 1's in the central half,
+    each pixel weighted by the sky-subtracted light of all bands there (clipped at zero), so
+    that the colour is that of the object, not of the sky around it. NaN where either band
+    holds no light or the colour is beyond ±COLOUR_LIMIT magnitudes."""
+    b, c, h, w = images.shape
+    centre = (images - offset[..., None, None])[..., h // 4 : h - h // 4, w // 4 : w - w // 4]
+    centre = torch.nan_to_num(centre, nan=0.0, posinf=0.0, neginf=0.0)
+    weight = centre.sum(dim=1, keepdim=True).clamp_min(0.0)
+    light = (centre * weight).flatten(2).sum(-1)  # (B, C)
+    ratio = light[:, :-1] / light[:, 1:]
+    colour = -2.5 * torch.log10(ratio.clamp_min(1e-30))
+    ok = (light[:, :-1] > 0) & (light[:, 1:] > 0) & (colour.abs() <= COLOUR_LIMIT)
+    return torch.where(ok, colour, torch.full_like(colour, float("nan")))
+
+
 def brightness(scale: torch.Tensor, zero_point: float | torch.Tensor | None) -> torch.Tensor:
     """The context value of each object's scale: its AB magnitude (from the data's zero
     point: mag = zp − 2.5 log10 flux), centred and scaled; NaN where the zero point is not
@@ -167,6 +189,7 @@ class ImageTokenizer:
     normalisation: str = "survey"  # "object" (unit-free) or "survey" (astroloom 0.1)
     image_size: int | None = None  # the training cutouts' side: resampled ones are cropped to it
     softening: float = OBJECT_SOFTENING  # object normalisation: softening floor (× the peak)
+    colours: bool = False  # object normalisation: the object's colours as context values too
 
     def __post_init__(self) -> None:
         if any(not np.isfinite(s) or s <= 0 for s in self.scale):
@@ -175,6 +198,8 @@ class ImageTokenizer:
             raise ValueError(
                 f"image normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}"
             )
+        if self.colours and self.normalisation != "object":
+            raise ValueError("colours as context need the object normalisation")
 
     @property
     def n_bands(self) -> int:
@@ -183,7 +208,9 @@ class ImageTokenizer:
     @property
     def n_context(self) -> int:
         """Context values per object the model is given beside the patches."""
-        return 1 if self.normalisation == "object" else 0
+        if self.normalisation != "object":
+            return 0
+        return 1 + (self.n_bands - 1 if self.colours else 0)
 
     def _scale_tensor(self, like: torch.Tensor) -> torch.Tensor:
         return torch.tensor(self.scale, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
@@ -249,7 +276,10 @@ class ImageTokenizer:
         if not complete:
             x = torch.where(valid, x, x.new_zeros(()))
         values = _asinh(x)
-        return Normalised(values, valid, offset, scale, soft, brightness(scale, zero_point))
+        colours = object_colours(images, offset) if self.colours else None
+        return Normalised(
+            values, valid, offset, scale, soft, brightness(scale, zero_point), colours
+        )
 
     def stretch(self, images: torch.Tensor) -> torch.Tensor:
         """The normalised pixels the model reads (NaN where a pixel is missing): the view
@@ -331,6 +361,8 @@ class ImageTokenizer:
         side = round(int(n) ** 0.5) * self.patch_size
         pos = self.positions(side).expand(b, n, 2)
         context = None if norm.brightness is None else norm.brightness[:, None]
+        if context is not None and norm.colours is not None:
+            context = torch.cat([context, norm.colours.to(context.dtype)], dim=1)
         if valid.stride(0) == 0 and (present is None or bool(present.all())):
             # Complete cutouts, every object has one: the mask stays a broadcast view.
             present_all = torch.ones((), dtype=torch.bool).expand(b, n)

@@ -72,6 +72,7 @@ class MultimodalTokenizer:
         image_norm: str = "object",
         lightcurve_phase: bool = True,
         spectrum_norm: str = "survey",
+        image_colours: bool = False,
     ) -> MultimodalTokenizer:
         """Tokenizers with the dataset's recorded normalisation, or one measured now."""
         info = data.info
@@ -93,6 +94,7 @@ class MultimodalTokenizer:
                     pixel_scale,
                     normalisation=image_norm,
                     image_size=int(info.image.shape[-1]),
+                    colours=image_colours,
                 )
             elif m == "spectrum":
                 meta = info.modalities.get("spectrum")

@@ -239,6 +239,7 @@ def measured_tokenizer(cfg: RunConfig, data: MultimodalSet) -> MultimodalTokeniz
         image_norm=mc.image_norm,
         lightcurve_phase=mc.lightcurve_phase,
         spectrum_norm=mc.spectrum_norm,
+        image_colours=mc.image_colours,
     )
 
 

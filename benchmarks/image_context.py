@@ -1,0 +1,127 @@
+"""Image embeddings with and without the image's context kept (``model.keep_context``) and
+with the object's colours as context (``model.image_colours``): docs/benchmarks.md,
+"Colours as context".
+
+    .venv/bin/python benchmarks/image_context.py [--data runs/reference/data] [--steps 1500]
+
+Image-only ``tiny`` models (mixed objective, the reference recipe's ``photo``
+augmentations, ``--steps`` steps of 32) are trained on the reference survey's galaxies,
+one per variant, unless their run folders exist:
+
+* ``plain`` — the brightness as context, nothing kept;
+* ``keep`` — ``model.keep_context=['image']`` (the brightness read back from the embedding);
+* ``colours+keep`` — ``model.image_colours=true`` as well (brightness and colours kept).
+
+Their embeddings (the default pooling at the middle block) and the hand-crafted photutils
+features are probed by the bench's own harness (``few_shot_curve``: linear probes, 5 label
+draws per budget) for early/late type (macro-F1) and g − r, r magnitude and redshift (R²).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from astroloom.config import load_config
+from astroloom.data.normalise import robust_noise_scale
+from astroloom.data.shards import load_image_set
+from astroloom.evaluate.embed import embed_images
+from astroloom.evaluate.fewshot import few_shot_curve
+from astroloom.evaluate.handcrafted import handcrafted_features
+from astroloom.model.checkpoint import load_checkpoint
+from astroloom.model.multimodal import EMBED_POOL
+from astroloom.train.loop import train
+
+BUDGETS = (30, 100, 300)
+VARIANTS = {
+    "plain": [],
+    "keep": ["model.keep_context=['image']"],
+    "colours+keep": ["model.keep_context=['image']", "model.image_colours=true"],
+}
+
+
+def trained(data: Path, extra: list[str], steps: int, seed: int, out: Path) -> Path:
+    if not (out / "final" / "model.safetensors").exists():
+        cfg = load_config(
+            None,
+            [
+                "model.preset='tiny'",
+                "model.modalities=['image']",
+                "model.objective='mixed'",
+                "augment.preset='photo'",
+                f"data.path='{data}'",
+                f"out='{out}'",
+                f"train.seed={seed}",
+                f"train.steps={steps}",
+                "train.warmup_steps=100",
+                "train.lr=2e-3",
+                f"train.eval_every={steps // 3}",
+                f"train.checkpoint_every={steps}",
+                *extra,
+            ],
+        )
+        train(cfg)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("runs/reference/data"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/image-context"))
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("runs/image-context.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    images = load_image_set(args.data)
+    features = {}
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            parser.error(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+        run = trained(
+            args.data, VARIANTS[name], args.steps, args.seed, args.runs / f"{name}-seed{args.seed}"
+        )
+        model, _, tokenizer = load_checkpoint(run)
+        features[name] = embed_images(
+            model, tokenizer, images.images, model.default_layer(), EMBED_POOL, progress=False
+        )
+    cached = args.runs / "handcrafted.npy"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        hand = handcrafted_features(images.images, robust_noise_scale(images.images), False)
+        np.save(cached, hand)
+    features["hand-crafted"] = np.load(cached)
+    labels = images.labels
+    kinds = np.array(
+        [k if k in ("early", "late") else None for k in labels["morph_type"]], dtype=object
+    )
+    targets = [
+        ("morph_type", kinds, "classification", "macro_f1"),
+        ("g_r", labels["g_r"].astype(float), "regression", "r2"),
+        ("mag_r", labels["mag_r"].astype(float), "regression", "r2"),
+        ("redshift", labels["redshift"].astype(float), "regression", "r2"),
+    ]
+    results: dict[str, dict] = {}
+    for target, y, task, metric in targets:
+        curve = few_shot_curve(features, y, target, task, list(BUDGETS), ("linear",), 5)
+        summary = curve.summary(metric)
+        results[target] = {
+            k: {n: list(summary[(k, "linear", n)]) for n in BUDGETS} for k in features
+        }
+        for k in features:
+            cells = " | ".join(
+                f"{summary[(k, 'linear', n)][0]:.3f} ± {summary[(k, 'linear', n)][1]:.3f}"
+                for n in BUDGETS
+            )
+            print(f"| {target} | {k} | {cells} |", flush=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
