@@ -95,6 +95,8 @@ def test_every_run_writes_impact_and_model_card(trained_run):
     assert all(0 < r["mfu"] < 1 for r in rows)
     card = (trained_run / "MODEL_CARD.md").read_text()
     assert "## Impact statement" in card and f"{impact['parameters']:,} parameters" in card
+    assert "unit-free (the object's brightness as context)" in card
+    assert "keep_context" not in card  # none kept in this run
 
 
 def test_the_peak_is_measured_again_and_only_rises(mock_dir, tmp_path, monkeypatch):

@@ -216,9 +216,15 @@ def model_card(
         f"Self-supervised transformer over {', '.join(modalities)} ({model['objective']} "
         "objective) trained with astroloom."
     )
+    context = "brightness and colours" if model.get("image_colours") else "brightness"
     described = {
         "image": f"{model['n_bands']}-band images as {model['patch_size']}×"
-        f"{model['patch_size']} patches placed by sky offset",
+        f"{model['patch_size']} patches placed by sky offset"
+        + (
+            f", unit-free (the object's {context} as context)"
+            if model.get("image_norm", "survey") == "object"
+            else ""
+        ),
         "spectrum": f"spectra as {model['spectrum_patch']}-pixel patches placed by wavelength"
         + (", unit-free" if model.get("spectrum_norm") == "object" else ""),
         "photometry": "catalogue fluxes, one token per band",
@@ -244,6 +250,14 @@ def model_card(
         "## Training",
         f"- {train['steps']} steps, batch {train['batch_size']}, lr {train['lr']} "
         f"(warmup {train['warmup_steps']}, cosine to {train['min_lr']})",
+        *(
+            [
+                f"- `model.keep_context = {list(model['keep_context'])}`: training-only heads "
+                "read each object's context values back from its embedding"
+            ]
+            if model.get("keep_context")
+            else []
+        ),
         f"- final training loss {losses.get('train')}, validation loss {losses.get('val')}",
         *[f"- validation loss, {m}: {v}" for m, v in losses.get("per_modality", {}).items()],
         "",
