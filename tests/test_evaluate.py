@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from astroloom.data.schema import DataError
-from astroloom.discover.anomaly import anomaly_scores
+from astroloom.discover.anomaly import anomaly_scores, either_scores
 from astroloom.discover.search import SimilarityIndex
 from astroloom.evaluate.fewshot import few_shot_curve
 from astroloom.evaluate.metrics import (
@@ -87,6 +88,28 @@ def test_similarity_search_finds_the_twin():
         SimilarityIndex(vectors, ids).query("nobody")
 
 
+def test_either_score_finds_what_one_score_misses():
+    """A tight cluster of twelve identical outliers is invisible to the 10-neighbour distance
+    (they are each other's neighbours) but not to a second score; scattered outliers the
+    other way round. The combination ranks both kinds first."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1000, 8))
+    x[:12] = 8.0  # twelve identical rare objects
+    x[12:24] += rng.normal(0, 6.0, size=(12, 8))  # twelve scattered ones
+    second = rng.normal(size=1000)
+    second[:12] += 10.0  # what the second score sees: the cluster only
+    rare = np.zeros(1000, bool)
+    rare[:24] = True
+    knn = anomaly_scores(x, "knn")
+    cluster = np.r_[0:12, 24:1000]
+    assert roc_auc_score(rare[cluster], knn[cluster]) < 0.1
+    both = either_scores(second, knn)
+    assert anomaly_metrics(both, rare)["roc_auc"] > 0.99
+    assert roc_auc_score(rare, both) > max(roc_auc_score(rare, knn), roc_auc_score(rare, second))
+    with pytest.raises(ValueError, match="at least one"):
+        either_scores()
+
+
 @pytest.mark.parametrize("method", ["iforest", "knn"])
 def test_anomaly_scores_rank_outliers_first(method):
     rng = np.random.default_rng(4)
@@ -146,11 +169,13 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert set(bench["anomalies"]) == {
         "foundation",
         "foundation surprise",
+        "foundation surprise or kNN",
         "pixel PCA",
         "random weights",
         "hand-crafted",
     }
     assert set(bench["anomalies"]["foundation surprise"]) == {"two-sided", "one-sided"}
+    assert set(bench["anomalies"]["foundation surprise or kNN"]) == {"max"}
     # The three waves are read alike: every feature set by every probe type.
     for curve in bench["curves"]:
         pairs = {
@@ -220,7 +245,6 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
     # The printed ROC-AUC is the rare labels' against the printed method's scores.
-    from sklearn.metrics import roc_auc_score
 
     emb = read_embeddings(path)
     expected = roc_auc_score(emb.labels["is_rare"] == 1, anomaly_scores(emb.vectors, "iforest"))

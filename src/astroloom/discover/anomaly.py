@@ -1,4 +1,5 @@
-"""Anomaly scores in embedding space: isolation forest and distance to the k-th neighbour."""
+"""Anomaly scores in embedding space (isolation forest, distance to the k nearest
+neighbours) and their combination with the model's own surprise."""
 
 from __future__ import annotations
 
@@ -22,3 +23,22 @@ def anomaly_scores(
         distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
         return distances[:, 1:].mean(axis=1)  # column 0 is the object itself
     raise ValueError(f"unknown anomaly method {method!r}; choose from {', '.join(ANOMALY_METHODS)}")
+
+
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """(x − median) / interquartile range: scores on different scales made comparable."""
+    lo, mid, hi = np.percentile(x, [25, 50, 75])
+    return (x - mid) / max(hi - lo, 1e-12)
+
+
+def either_scores(*scores: np.ndarray) -> np.ndarray:
+    """An object is unusual when any one of several scores says so: each put on one scale
+    (:func:`robust_z`), the largest kept. The model's surprise finds what it cannot predict
+    or predicts too well (trails, bright stars); the distance to the nearest neighbours in
+    embedding space finds objects unlike the others (rings, arcs) but misses a rare kind
+    that forms its own tight cluster (twenty identical stars are each other's neighbours).
+    On the reference survey the two together score ROC-AUC 0.944 against 0.894 and 0.817
+    alone (docs/benchmarks.md, "Colours as context")."""
+    if not scores:
+        raise ValueError("either_scores needs at least one score")
+    return np.max(np.stack([robust_z(np.asarray(s, float)) for s in scores]), axis=0)

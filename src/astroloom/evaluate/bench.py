@@ -20,7 +20,7 @@ from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
-from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores
+from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores, either_scores
 from astroloom.evaluate.embed import EMBED_POOL, embed_images, read_embeddings
 from astroloom.evaluate.fewshot import BUDGETS, METHODS, Curve, few_shot_curve
 from astroloom.evaluate.finetune import finetune_curve
@@ -312,6 +312,11 @@ def run_bench(
         surprise = image_surprise_scores(model, tokenizer.image, images.images)
         anomalies["foundation surprise"] = {
             m: anomaly_metrics(s, rare) for m, s in surprise.items()
+        }
+        # Either signal: what the model cannot predict, or what has no near neighbour.
+        knn = anomaly_scores(features["foundation"], "knn")
+        anomalies["foundation surprise or kNN"] = {
+            "max": anomaly_metrics(either_scores(surprise["two-sided"], knn), rare)
         }
     layers: dict[int, dict[str, float]] = {}
     if layer_sweep:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from astroloom.discover.anomaly import robust_z
 from astroloom.model.multimodal import MultimodalModel, Plan
 from astroloom.tokenize.tokens import ModalityTokens
 
@@ -129,12 +130,6 @@ def surprise_scores(surprise: dict[str, np.ndarray], top: int = TOP_TOKENS) -> n
     best = np.where(np.isfinite(best), best, np.nan)
     with np.errstate(all="ignore"):
         return np.nan_to_num(np.nanmean(best, axis=1), nan=0.0)
-
-
-def robust_z(x: np.ndarray) -> np.ndarray:
-    """(x − median) / interquartile range: scores on different scales made comparable."""
-    lo, mid, hi = np.percentile(x, [25, 50, 75])
-    return (x - mid) / max(hi - lo, 1e-12)
 
 
 def two_sided_scores(surprise: dict[str, np.ndarray], top: int = TOP_TOKENS) -> np.ndarray:
