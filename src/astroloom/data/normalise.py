@@ -43,3 +43,9 @@ def save_with_normalisation(
     info.normalisation = {"image": {"kind": "arcsinh", "scale": robust_noise_scale(images)}}
     info.save(directory)
     return info
+
+
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """(x − median) / interquartile range: scores on different scales made comparable."""
+    lo, mid, hi = np.percentile(x, [25, 50, 75])
+    return (x - mid) / max(hi - lo, 1e-12)

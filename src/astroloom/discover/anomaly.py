@@ -8,6 +8,8 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from astroloom.data.normalise import robust_z
+
 ANOMALY_METHODS = ("iforest", "knn")
 
 
@@ -23,12 +25,6 @@ def anomaly_scores(
         distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
         return distances[:, 1:].mean(axis=1)  # column 0 is the object itself
     raise ValueError(f"unknown anomaly method {method!r}; choose from {', '.join(ANOMALY_METHODS)}")
-
-
-def robust_z(x: np.ndarray) -> np.ndarray:
-    """(x − median) / interquartile range: scores on different scales made comparable."""
-    lo, mid, hi = np.percentile(x, [25, 50, 75])
-    return (x - mid) / max(hi - lo, 1e-12)
 
 
 def either_scores(*scores: np.ndarray) -> np.ndarray:

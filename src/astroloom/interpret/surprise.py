@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from astroloom.discover.anomaly import robust_z
+from astroloom.data.normalise import robust_z
 from astroloom.model.multimodal import MultimodalModel, Plan
 from astroloom.tokenize.tokens import ModalityTokens
 
