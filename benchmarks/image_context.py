@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from astroloom.config import load_config
-from astroloom.data.normalise import robust_noise_scale
-from astroloom.data.shards import load_image_set
-from astroloom.evaluate.embed import embed_images
-from astroloom.evaluate.fewshot import few_shot_curve
-from astroloom.evaluate.handcrafted import handcrafted_features
-from astroloom.model.checkpoint import load_checkpoint
-from astroloom.model.multimodal import EMBED_POOL
-from astroloom.train.loop import train
+sys.path.insert(0, str(Path(__file__).parent))
+from keep_context import probe_table, train_pilot  # noqa: E402
+
+from astroloom.data.normalise import robust_noise_scale  # noqa: E402
+from astroloom.data.shards import load_image_set  # noqa: E402
+from astroloom.evaluate.embed import embed_images  # noqa: E402
+from astroloom.evaluate.handcrafted import handcrafted_features  # noqa: E402
+from astroloom.model.checkpoint import load_checkpoint  # noqa: E402
+from astroloom.model.multimodal import EMBED_POOL  # noqa: E402
 
 BUDGETS = (30, 100, 300)
 VARIANTS = {
@@ -42,30 +43,6 @@ VARIANTS = {
     "keep": ["model.keep_context=['image']"],
     "colours+keep": ["model.keep_context=['image']", "model.image_colours=true"],
 }
-
-
-def trained(data: Path, extra: list[str], steps: int, seed: int, out: Path) -> Path:
-    if not (out / "final" / "model.safetensors").exists():
-        cfg = load_config(
-            None,
-            [
-                "model.preset='tiny'",
-                "model.modalities=['image']",
-                "model.objective='mixed'",
-                "augment.preset='photo'",
-                f"data.path='{data}'",
-                f"out='{out}'",
-                f"train.seed={seed}",
-                f"train.steps={steps}",
-                "train.warmup_steps=100",
-                "train.lr=2e-3",
-                f"train.eval_every={steps // 3}",
-                f"train.checkpoint_every={steps}",
-                *extra,
-            ],
-        )
-        train(cfg)
-    return out
 
 
 def main() -> None:
@@ -83,9 +60,9 @@ def main() -> None:
     for name in args.variants.split(","):
         if name not in VARIANTS:
             parser.error(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
-        run = trained(
-            args.data, VARIANTS[name], args.steps, args.seed, args.runs / f"{name}-seed{args.seed}"
-        )
+        overrides = ["model.modalities=['image']", "augment.preset='photo'", *VARIANTS[name]]
+        out = args.runs / f"{name}-seed{args.seed}"
+        run = train_pilot(args.data, out, args.steps, args.seed, overrides)
         model, _, tokenizer = load_checkpoint(run)
         features[name] = embed_images(
             model, tokenizer, images.images, model.default_layer(), EMBED_POOL, progress=False
@@ -106,19 +83,7 @@ def main() -> None:
         ("mag_r", labels["mag_r"].astype(float), "regression", "r2"),
         ("redshift", labels["redshift"].astype(float), "regression", "r2"),
     ]
-    results: dict[str, dict] = {}
-    for target, y, task, metric in targets:
-        curve = few_shot_curve(features, y, target, task, list(BUDGETS), ("linear",), 5)
-        summary = curve.summary(metric)
-        results[target] = {
-            k: {n: list(summary[(k, "linear", n)]) for n in BUDGETS} for k in features
-        }
-        for k in features:
-            cells = " | ".join(
-                f"{summary[(k, 'linear', n)][0]:.3f} ± {summary[(k, 'linear', n)][1]:.3f}"
-                for n in BUDGETS
-            )
-            print(f"| {target} | {k} | {cells} |", flush=True)
+    results = probe_table(features, targets, BUDGETS)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
 

@@ -31,15 +31,15 @@ from astroloom.train.loop import train
 BUDGETS = (10, 30, 100, 300)
 
 
-def trained(data: Path, keep: bool, steps: int, seed: int, out: Path) -> Path:
+def train_pilot(data: Path, out: Path, steps: int, seed: int, overrides: list[str]) -> Path:
+    """A ``tiny`` model (mixed objective, ``steps`` steps of 32, the pilots' schedule) with
+    ``overrides`` on top, trained into ``out`` unless its weights are there already."""
     if not (out / "final" / "model.safetensors").exists():
         cfg = load_config(
             None,
             [
                 "model.preset='tiny'",
-                "model.modalities=['lightcurve']",
                 "model.objective='mixed'",
-                f"model.keep_context={['lightcurve'] if keep else []}",
                 f"data.path='{data}'",
                 f"out='{out}'",
                 f"train.seed={seed}",
@@ -48,10 +48,32 @@ def trained(data: Path, keep: bool, steps: int, seed: int, out: Path) -> Path:
                 "train.lr=2e-3",
                 f"train.eval_every={steps // 3}",
                 f"train.checkpoint_every={steps}",
+                *overrides,
             ],
         )
         train(cfg)
     return out
+
+
+def probe_table(
+    features: dict[str, np.ndarray], targets: list[tuple], budgets: tuple[int, ...]
+) -> dict[str, dict]:
+    """The bench's linear probes (5 label draws) of every (name, labels, task, metric) target
+    on every feature set: one Markdown row per pair printed, the means and spreads returned."""
+    results: dict[str, dict] = {}
+    for target, y, task, metric in targets:
+        curve = few_shot_curve(features, y, target, task, list(budgets), ("linear",), 5)
+        summary = curve.summary(metric)
+        results[target] = {
+            k: {n: list(summary[(k, "linear", n)]) for n in budgets} for k in features
+        }
+        for k in features:
+            cells = " | ".join(
+                f"{summary[(k, 'linear', n)][0]:.3f} ± {summary[(k, 'linear', n)][1]:.3f}"
+                for n in budgets
+            )
+            print(f"| {target} | {k} | {cells} |", flush=True)
+    return results
 
 
 def main() -> None:
@@ -67,7 +89,10 @@ def main() -> None:
     features = {}
     for keep in (False, True):
         name = "keep_context" if keep else "plain"
-        run = trained(args.data, keep, args.steps, args.seed, args.runs / f"{name}-seed{args.seed}")
+        overrides = ["model.modalities=['lightcurve']"]
+        overrides += ["model.keep_context=['lightcurve']"] if keep else []
+        out = args.runs / f"{name}-seed{args.seed}"
+        run = train_pilot(args.data, out, args.steps, args.seed, overrides)
         f = Foundation.from_pretrained(run)
         features[name] = f.embed(f.tokens_from_set(stars, ["lightcurve"]), pool=EMBED_POOL)
     c = stars.curves
@@ -81,19 +106,7 @@ def main() -> None:
         ("log10_period", log_period, "regression", "r2"),
         ("var_class", stars.labels["var_class"], "classification", "macro_f1"),
     ]
-    results: dict[str, dict] = {}
-    for target, y, task, metric in targets:
-        curve = few_shot_curve(features, y, target, task, list(BUDGETS), ("linear",), 5)
-        summary = curve.summary(metric)
-        results[target] = {
-            k: {n: list(summary[(k, "linear", n)]) for n in BUDGETS} for k in features
-        }
-        for k in features:
-            cells = " | ".join(
-                f"{summary[(k, 'linear', n)][0]:.3f} ± {summary[(k, 'linear', n)][1]:.3f}"
-                for n in BUDGETS
-            )
-            print(f"| {target} | {k} | {cells} |", flush=True)
+    results = probe_table(features, targets, BUDGETS)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
 

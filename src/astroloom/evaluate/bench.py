@@ -303,10 +303,12 @@ def run_bench(
     anomalies: dict[str, dict[str, dict[str, float]]] = {}
     if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
         rare = labels["is_rare"] == 1
-        for name, x in features.items():
-            anomalies[name] = {
-                m: anomaly_metrics(anomaly_scores(x, m), rare) for m in ANOMALY_METHODS
-            }
+        scores = {
+            name: {m: anomaly_scores(x, m) for m in ANOMALY_METHODS}
+            for name, x in features.items()
+        }
+        for name, by in scores.items():
+            anomalies[name] = {m: anomaly_metrics(s, rare) for m, s in by.items()}
         # The model's own prediction errors (astroloom explain --method surprise) score
         # anomalies without any embedding: listed as the foundation's too.
         surprise = image_surprise_scores(model, tokenizer.image, images.images)
@@ -314,10 +316,8 @@ def run_bench(
             m: anomaly_metrics(s, rare) for m, s in surprise.items()
         }
         # Either signal: what the model cannot predict, or what has no near neighbour.
-        knn = anomaly_scores(features["foundation"], "knn")
-        anomalies["foundation surprise or kNN"] = {
-            "max": anomaly_metrics(either_scores(surprise["two-sided"], knn), rare)
-        }
+        either = either_scores(surprise["two-sided"], scores["foundation"]["knn"])
+        anomalies["foundation surprise or kNN"] = {"max": anomaly_metrics(either, rare)}
     layers: dict[int, dict[str, float]] = {}
     if layer_sweep:
         for depth in range(cfg.model.n_layer + 1):
