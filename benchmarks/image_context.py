@@ -10,7 +10,9 @@ one per variant, unless their run folders exist:
 
 * ``plain`` — the brightness as context, nothing kept;
 * ``keep`` — ``model.keep_context=['image']`` (the brightness read back from the embedding);
-* ``colours+keep`` — ``model.image_colours=true`` as well (brightness and colours kept).
+* ``colours+keep`` — ``model.image_colours=true`` as well (brightness and colours kept);
+* ``colours+keep-8`` — the same with only each batch's first 8 galaxies read back
+  (``model.keep_context_rows=8``, the demo's setting), not all 32.
 
 Their embeddings (the default pooling at the middle block) and the hand-crafted photutils
 features are probed by the bench's own harness (``few_shot_curve``: linear probes, 5 label
@@ -42,6 +44,12 @@ VARIANTS = {
     "plain": [],
     "keep": ["model.keep_context=['image']"],
     "colours+keep": ["model.keep_context=['image']", "model.image_colours=true"],
+    # Each batch's first 8 galaxies read back, not all 32 (the demo's setting).
+    "colours+keep-8": [
+        "model.keep_context=['image']",
+        "model.image_colours=true",
+        "model.keep_context_rows=8",
+    ],
 }
 
 

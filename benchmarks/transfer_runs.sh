@@ -26,6 +26,15 @@ for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do
     object-norm) extra=() ;;
     object-aug) extra=(--set "augment.preset='transfer'") ;;
     object-photo) extra=(--set "augment.preset='photo'") ;;
+    # The demo's configuration with the object's colours as context, kept in the embedding
+    # (docs/benchmarks.md, "Colours as context").
+    object-colours) extra=(--set "augment.preset='photo'" --set model.image_colours=true
+                           --set "model.keep_context=['lightcurve','image']"
+                           --set model.keep_context_rows=8) ;;
+    object-colours-nokeep) extra=(--set "augment.preset='photo'" --set model.image_colours=true) ;;
+    object-colours-allrows) extra=(--set "augment.preset='photo'" --set model.image_colours=true
+                           --set "model.keep_context=['lightcurve','image']"
+                           --set model.keep_context_rows=0) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
   $A train "${common[@]}" "${extra[@]}" --set "out='$RUNS/$variant'"

@@ -205,7 +205,11 @@ def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
         ModelConfig(modalities=ALL, keep_context=["photometry"]).validate()
     with pytest.raises(ConfigError, match="keep_context: 'lightcurve'"):
         ModelConfig(modalities=ALL, lightcurve_phase=False, keep_context=["lightcurve"]).validate()
-    plain, model = tiny_model("mixed"), tiny_model("mixed", keep_context=["lightcurve"])
+    with pytest.raises(ConfigError, match="keep_context_rows"):
+        ModelConfig(modalities=ALL, keep_context_rows=-1).validate()
+    # Every star read back (keep_context_rows = 0): the by-hand comparisons below see all.
+    plain = tiny_model("mixed")
+    model = tiny_model("mixed", keep_context=["lightcurve"], keep_context_rows=0)
     assert set(model.context_heads) == {"lightcurve"} and not len(plain.context_heads)
     # The error, by hand: the head on the mean state at the embedding layer.
     errors = model._context_errors(stars, 1.0)["lightcurve"]
@@ -217,6 +221,15 @@ def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
     torch.testing.assert_close(model._context_errors(batch, 1.0)["lightcurve"], errors)
     galaxies = {m: t.take(slice(0, 3)) for m, t in batch.items()}
     assert model._context_errors(galaxies, 1.0) == {}
+    # With a cap, only each kept modality's first objects of the batch are read back.
+    model.cfg.keep_context_rows = 2
+    two = {"lightcurve": stars["lightcurve"].take(slice(0, 2))}
+    first_two = torch.nn.functional.huber_loss(
+        model.context_heads["lightcurve"](model.embed(two, pool="mean")),
+        two["lightcurve"].context,
+    )
+    torch.testing.assert_close(model._context_errors(batch, 1.0)["lightcurve"], first_two)
+    model.cfg.keep_context_rows = 0
     # It enters the light curve's loss in training only (validation stays reconstruction).
     plan = model.draw_plan(stars, "masked", torch.Generator().manual_seed(0))
     model.train()

@@ -81,6 +81,11 @@ class ModelConfig:
     # training, a linear head reads them back from the modality's mean token state at the
     # embedding layer, its Huber error added to that modality's loss. Empty (off) by default.
     keep_context: list[str] = field(default_factory=list)
+    # At most this many objects per step (per kept modality) have their context read back:
+    # the read-out costs a second pass through half the blocks, which for an image read
+    # back from every galaxy adds ~25 % to a step; 8 of 32 cost ~5 % and keep most of the
+    # gain (docs/benchmarks.md, "Colours as context"). 0: every object.
+    keep_context_rows: int = 0
 
     @property
     def n_patches(self) -> int:
@@ -142,6 +147,11 @@ class ModelConfig:
                     f"model.keep_context: {m!r} gives this model no context values to keep; "
                     f"choose from {readable}"
                 )
+        if self.keep_context_rows < 0:
+            raise ConfigError(
+                "model.keep_context_rows must be ≥ 0 (0: every object), "
+                f"got {self.keep_context_rows}"
+            )
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")

@@ -130,6 +130,12 @@ def run_demo(
             # Rotations, flips and 8-bit photograph renditions: the demo model is the one
             # users point at their own pictures (docs/benchmarks.md, "Transfer").
             "augment.preset='photo'",
+            # The object's colours as context, kept linearly readable in the embedding with
+            # the light curve's period: early/late type on the photographs 0.991 ROC-AUC
+            # (0.988 without, hand-crafted 0.988; docs/benchmarks.md, "Colours as context").
+            "model.image_colours=true",
+            "model.keep_context=['lightcurve','image']",
+            "model.keep_context_rows=8",
             f"data.path='{data_dir}'",
             f"out='{out / 'run'}'",
             f"train.steps={steps}",

@@ -608,7 +608,12 @@ class MultimodalModel(nn.Module):
         keep = [m for m in self.context_heads if m in batch and batch[m].context is not None]
         if not keep:
             return {}
-        rows = torch.stack([batch[m].present.any(1) for m in keep]).any(0).nonzero()[:, 0].cpu()
+        # Batches are shuffled, so each modality's first objects are a random draw; taking
+        # them (not a fresh random one) keeps resumed runs on the same trajectory.
+        cap = self.cfg.keep_context_rows or None
+        rows = torch.cat(
+            [batch[m].present.any(1).nonzero()[:cap, 0].cpu() for m in keep]
+        ).unique()
         if not len(rows):
             return {}
         if len(rows) < next(iter(batch.values())).batch_size:
