@@ -7,6 +7,7 @@
 # simulation.
 #
 #   bash benchmarks/transfer_runs.sh            # RUNS=runs/ds by default
+#   RUNS=runs/ds-seed1 SEED=1 VARIANTS="object-photo object-colours" bash benchmarks/transfer_runs.sh
 set -euo pipefail
 A=.venv/bin/astroloom
 RUNS=${RUNS:-runs/ds}
@@ -18,6 +19,7 @@ common=(
   --set "model.objective='mixed'" --set model.spectrum_patch=64
   --set "data.path='$DATA'" --set train.steps="${STEPS:-1500}" --set train.warmup_steps=75
   --set train.lr=2e-3 --set train.eval_every=150 --set train.checkpoint_every=375
+  --set train.seed="${SEED:-0}"
 )
 for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do
   [ -f "$RUNS/$variant/final/model.safetensors" ] && continue
