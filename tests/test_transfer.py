@@ -74,6 +74,38 @@ def test_colours_are_context_values_whatever_the_unit(mock_dir):
         ImageTokenizer(8, [1.0] * 3, normalisation="survey", colours=True)
 
 
+def test_a_photograph_ingested_from_png_keeps_its_colours(mock_dir, tmp_path):
+    """The path a user's colour pictures take (PNG → `data ingest images` → tokenizer): an
+    8-bit asinh composite of each galaxy, saved as a PNG with red = reddest band, still gives
+    colours that follow the galaxy's g − r (the flux unit and brightness being unknown)."""
+    from PIL import Image
+
+    from astroloom.data.augment import lupton_photo
+    from astroloom.data.readers import ingest, read_image_folder
+
+    images = load_image_set(mock_dir)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    n = 120
+    for i in range(n):
+        x = images.images[i]
+        stretch = float(np.nanmax(np.nanmean(x, axis=0))) * 0.3
+        pixels = np.round(lupton_photo(x, 8.0, stretch, jpeg_quality=None) * 255).astype(np.uint8)
+        Image.fromarray(np.moveaxis(pixels[::-1], 0, -1)).save(folder / f"{images.ids[i]}.png")
+    pictures = read_image_folder(folder, bands=["g", "r", "z"])
+    ingest(pictures, tmp_path / "ds", "pngs", progress=False)
+    back = load_image_set(tmp_path / "ds")
+    assert back.info.image.known_zero_point() is None
+    tok = ImageTokenizer(8, [1.0] * 3, normalisation="object", image_size=64, colours=True)
+    context = tok.tokens(torch.from_numpy(back.images), zero_point=None).context.numpy()
+    assert np.isnan(context[:, 0]).all()  # brightness: unknown for a picture
+    g_r = dict(zip(images.ids[:n], images.labels["g_r"][:n].astype(float), strict=True))
+    truth = np.array([g_r[i] for i in back.ids])
+    ok = np.isfinite(context[:, 1])
+    assert ok.mean() > 0.9
+    assert np.corrcoef(context[ok, 1], truth[ok])[0, 1] > 0.6
+
+
 def test_a_model_with_colours_reads_them(mock_dir):
     from astroloom.config import ConfigError, ModelConfig, model_differences
     from astroloom.model.multimodal import build_model
