@@ -83,8 +83,8 @@ class ModelConfig:
     keep_context: list[str] = field(default_factory=list)
     # At most this many objects per step (per kept modality) have their context read back:
     # the read-out costs a second pass through half the blocks, which for an image read
-    # back from every galaxy adds ~25 % to a step; 8 of 32 cost ~5 % and keep most of the
-    # gain (docs/benchmarks.md, "Colours as context"). 0: every object.
+    # back from every galaxy adds ~25 % to a step; 8 of 32 cost 5–12 % and keep most of
+    # the gain (docs/benchmarks.md, "Colours as context"). 0: every object.
     keep_context_rows: int = 0
 
     @property
