@@ -4,7 +4,8 @@ The same mock galaxies are rendered three ways (astroloom.data.sim.renditions): 
 training survey, by a second instrument (0.40″/px, broader PSF, twice the noise, ADU with
 zero point 27 on a sky pedestal) and as 8-bit JPEG colour photographs (unit and pixel scale
 unknown, the galaxy filling 15–60 % of the frame). On each rendition the model's image
-embeddings (pooled as every embedding product is: mean and spread of the token states),
+embeddings (pooled as every embedding product is, and averaged over the cutout's four
+quarter turns unless --orientations says otherwise),
 the hand-crafted photutils features and pixel PCA (of the unit-free normalised pixels, 128
 components) are probed for early/late type (logistic, ROC-AUC), half-light
 radius and ellipticity (ridge, R²) with 5-fold cross-validation, the same folds for every
@@ -35,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.sim.renditions import RENDITIONS, simulate_renditions
-from astroloom.evaluate.embed import EMBED_POOL
+from astroloom.evaluate.embed import EMBED_ORIENTATIONS, EMBED_POOL
 from astroloom.evaluate.fewshot import _LOGISTIC_CV_QUIET
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.model.foundation import load_foundation
@@ -91,6 +92,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--orientations", type=int, default=EMBED_ORIENTATIONS, choices=(1, 4, 8),
+        help="turns of each cutout the embedding is averaged over (as astroloom embed)",
+    )
     args = parser.parse_args()
     if not (args.data / "photo" / "dataset.json").is_file():
         simulate_renditions(args.data, n=args.n, seed=args.seed)
@@ -103,7 +108,8 @@ def main() -> None:
         rows: dict[str, dict[str, float]] = {}
         for run in args.run:
             f = load_foundation(run)
-            x = f.embed(f.tokens_from_set(data, ["image"]), pool=EMBED_POOL)
+            tokens = f.tokens_from_set(data, ["image"])
+            x = f.embed(tokens, pool=EMBED_POOL, orientations=args.orientations)
             rows[f"foundation {run}"] = scores(x, labels)
         if not args.no_baselines:
             noise = robust_noise_scale(images)

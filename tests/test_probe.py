@@ -74,6 +74,34 @@ def test_embeddings_file_round_trip(embeddings, mock_dir):
     assert set(emb.labels) >= {"mag_r", "g_r", "half_light_radius"}
 
 
+def test_embeddings_do_not_depend_on_the_cutouts_orientation(embeddings, trained_run, mock_dir):
+    """`astroloom embed` averages each image's vector over its four quarter turns: a turned
+    galaxy gets the same vector, which it does not when embedded as it lies; with eight
+    orientations a mirrored one does too."""
+    from astroloom.data.shards import load_image_set
+    from astroloom.evaluate.embed import embed_images
+    from astroloom.model.checkpoint import load_checkpoint
+
+    model, _, tok = load_checkpoint(trained_run)
+    images = load_image_set(mock_dir).images[:16]
+    turned = np.ascontiguousarray(np.rot90(images, 1, axes=(-2, -1)))
+    mirrored = np.ascontiguousarray(images[..., ::-1])
+
+    def vectors(x, n):
+        return embed_images(model, tok, x, orientations=n, progress=False)
+
+    averaged = vectors(images, 4)
+    spread = np.abs(averaged).max()
+    np.testing.assert_allclose(vectors(turned, 4), averaged, atol=1e-5 * spread)
+    as_it_lies = np.abs(vectors(turned, 1) - vectors(images, 1)).max()
+    assert as_it_lies > 1e-2 * spread
+    np.testing.assert_allclose(vectors(mirrored, 8), vectors(images, 8), atol=1e-5 * spread)
+    emb = read_embeddings(embeddings)
+    assert emb.meta["orientations"] == 4
+    with pytest.raises(DataError, match="orientations must be 1, 4 or 8"):
+        embed_dataset(trained_run, mock_dir, "never.parquet", orientations=3, progress=False)
+
+
 def test_probe_finds_physics_in_embeddings(embeddings):
     report = probe(embeddings, targets=["mag_r", "half_light_radius"], progress=False)
     assert report.methods == ["foundation", "pixel PCA", "random weights"]

@@ -69,3 +69,38 @@ def test_robust_noise_scale_ignores_galaxy_and_nans():
     images[:, :, 12:20, 12:20] += 100.0
     images[0, 0, 0, 0] = np.nan
     np.testing.assert_allclose(robust_noise_scale(images), [0.3, 0.3], rtol=0.1)
+
+
+@pytest.mark.parametrize("normalisation", ["object", "survey"])
+def test_turned_tokens_are_the_tokens_of_the_turned_pixels(normalisation):
+    """Embeddings averaged over a cutout's turns turn the tokens, not the pixels: for each
+    of the eight orientations (with a masked pixel, so the mask moves too) the result is
+    what tokenising the turned and mirrored pixels gives."""
+    from astroloom.tokenize.image import ORIENTATIONS, orient_tokens
+
+    tok = ImageTokenizer(
+        patch_size=8,
+        scale=[0.01, 0.02, 0.05],
+        normalisation=normalisation,
+        colours=normalisation == "object",
+    )
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:32, :32]
+    blob = np.exp(-((x - 11.0) ** 2) / 30 - (y - 19.0) ** 2 / 8)  # off centre, elongated
+    images = (rng.normal(0, 0.01, (2, 3, 32, 32)) + blob * [[[1]], [[2]], [[3]]]).astype("f4")
+    images[1, 0, 3, 7] = np.nan
+    base = tok.tokens(torch.from_numpy(images))
+    assert len(ORIENTATIONS) == 8
+    for turns, mirror in ORIENTATIONS:
+        turned = np.rot90(images, turns, axes=(-2, -1))
+        turned = np.ascontiguousarray(turned[..., ::-1] if mirror else turned)
+        want = tok.tokens(torch.from_numpy(turned))
+        got = orient_tokens(base, turns, mirror, patch_size=8, n_bands=3)
+        assert torch.equal(got.values, want.values), (turns, mirror)
+        assert torch.equal(got.valid.expand_as(got.values), want.valid.expand_as(want.values))
+        assert torch.equal(got.present, want.present)
+        assert torch.equal(got.position, want.position)
+        if want.context is not None:  # brightness and colours do not change under a turn
+            torch.testing.assert_close(got.context, want.context, equal_nan=True)
+    with pytest.raises(ValueError, match="square grid"):
+        orient_tokens(base, 1, False, patch_size=4, n_bands=3)

@@ -13,7 +13,7 @@ import typer
 from astroloom.config import ConfigError, load_config
 from astroloom.data.schema import DataError
 from astroloom.model.checkpoint import CheckpointError
-from astroloom.model.multimodal import EMBED_POOL
+from astroloom.model.multimodal import EMBED_ORIENTATIONS, EMBED_POOL
 from astroloom.paths import record_path
 
 # Where this process sits in a torchrun job: only rank 0 reports (one summary per job,
@@ -385,6 +385,13 @@ def embed(
         list[str] | None,
         typer.Option(help="Modality to embed from (repeatable; default all the model reads)."),
     ] = None,
+    orientations: Annotated[
+        int,
+        typer.Option(
+            help="Average each image's vector over 4 quarter turns, 8 (turns and mirrors) "
+            "or 1 (the cutout as it lies)."
+        ),
+    ] = EMBED_ORIENTATIONS,
 ) -> None:
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
@@ -398,6 +405,7 @@ def embed(
         batch_size=batch_size,
         random_weights=random_weights,
         modalities=modality or None,
+        orientations=orientations,
     )
     say(f"wrote {path}")
 
@@ -542,13 +550,27 @@ def bench(
             "steps (the supervised baseline; slow, so off by default)."
         ),
     ] = 0,
+    orientations: Annotated[
+        int,
+        typer.Option(help="Turns of each cutout its image embedding is averaged over: 1, 4 or 8."),
+    ] = EMBED_ORIENTATIONS,
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
     from astroloom.report.plots import plot_label_curves
 
     sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
-    result = run_bench(run, data, budgets=sizes, seeds=seeds, targets=target, cnn_steps=cnn_steps)
+    if orientations not in (1, 4, 8):
+        raise typer.BadParameter(f"orientations must be 1, 4 or 8, got {orientations}")
+    result = run_bench(
+        run,
+        data,
+        budgets=sizes,
+        seeds=seeds,
+        targets=target,
+        cnn_steps=cnn_steps,
+        orientations=orientations,
+    )
     out = out or output_home(run) / "bench"
     js, md = result.save(out)
     panels = [

@@ -21,7 +21,12 @@ from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores, either_scores
-from astroloom.evaluate.embed import EMBED_POOL, embed_images, read_embeddings
+from astroloom.evaluate.embed import (
+    EMBED_ORIENTATIONS,
+    EMBED_POOL,
+    embed_images,
+    read_embeddings,
+)
 from astroloom.evaluate.fewshot import BUDGETS, METHODS, Curve, few_shot_curve
 from astroloom.evaluate.finetune import finetune_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
@@ -216,8 +221,11 @@ def run_bench(
     layer_sweep: bool = True,
     progress: bool = True,
     cnn_steps: int = 0,
+    orientations: int = EMBED_ORIENTATIONS,
 ) -> BenchResult:
     """Every target × feature set × probe × label budget, anomalies and a layer sweep.
+    Image embeddings (the foundation's and the random network's) are averaged over
+    ``orientations`` turns of each cutout, as ``astroloom embed`` makes them.
     ``cnn_steps`` > 0 adds the second wave: a ResNet trained from scratch on the pixels for
     each regression target, budget and seed (the same splits), for that many steps."""
     model, cfg, tokenizer = load_checkpoint(run)
@@ -239,11 +247,19 @@ def run_bench(
         return BenchResult(curves=curves, anomalies={}, meta=meta)
     images = load_image_set(data)
     features = {
-        "foundation": embed_images(model, tokenizer, images.images, layer, progress=progress)
+        "foundation": embed_images(
+            model, tokenizer, images.images, layer, progress=progress, orientations=orientations
+        )
     }
     features.update(
         baseline_feature_sets(
-            cfg, tokenizer, images.images, features["foundation"].shape[1], layer, progress
+            cfg,
+            tokenizer,
+            images.images,
+            features["foundation"].shape[1],
+            layer,
+            progress,
+            orientations=orientations,
         )
     )
     # The first wave: photometry and morphology measured by photutils, not learned.
@@ -324,7 +340,14 @@ def run_bench(
             x = (
                 features["foundation"]
                 if depth == layer
-                else embed_images(model, tokenizer, images.images, depth, progress=False)
+                else embed_images(
+                    model,
+                    tokenizer,
+                    images.images,
+                    depth,
+                    progress=False,
+                    orientations=orientations,
+                )
             )
             layers[depth] = {}
             for target in wanted:
@@ -334,6 +357,7 @@ def run_bench(
         "run": str(run),
         "data": str(data),
         "layer": layer,
+        "orientations": orientations,
         "n_objects": len(images),
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],

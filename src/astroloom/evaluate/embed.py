@@ -18,7 +18,12 @@ from astroloom.data.multiset import keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.model.checkpoint import find_checkpoint, load_checkpoint
 from astroloom.model.foundation import Foundation
-from astroloom.model.multimodal import EMBED_POOL, MultimodalModel, build_model
+from astroloom.model.multimodal import (
+    EMBED_ORIENTATIONS,
+    EMBED_POOL,
+    MultimodalModel,
+    build_model,
+)
 from astroloom.paths import record_path, resolve_recorded
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 
@@ -35,8 +40,10 @@ def embed_images(
     batch_size: int = 256,
     progress: bool = True,
     desc: str = "embed",
+    orientations: int = EMBED_ORIENTATIONS,
 ) -> np.ndarray:
-    """``(N, C, H, W)`` fluxes → ``(N, dim)`` float32 vectors, from the image alone."""
+    """``(N, C, H, W)`` fluxes → ``(N, dim)`` float32 vectors, from the image alone,
+    averaged over ``orientations`` turns of each cutout (1: as it lies)."""
     model.eval()
     device = next(model.parameters()).device
     image_tokenizer = tokenizer.image
@@ -45,7 +52,7 @@ def embed_images(
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(images[start : start + batch_size])
             inputs = {"image": image_tokenizer.tokens(chunk).to(device)}
-            out.append(model.embed(inputs, layer=layer, pool=pool).float().cpu().numpy())
+            out.append(model.embed(inputs, layer, pool, orientations).float().cpu().numpy())
             bar.update(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, model.embedding_dim(pool)), np.float32)
 
@@ -129,6 +136,7 @@ def embed_dataset(
     random_weights: bool = False,
     progress: bool = True,
     modalities: list[str] | None = None,
+    orientations: int = EMBED_ORIENTATIONS,
 ) -> Path:
     """Embed every object of ``data`` with the checkpoint in ``run``; write Parquet at ``out``.
 
@@ -146,6 +154,8 @@ def embed_dataset(
     from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
     out = Path(out)
+    if orientations not in (1, 4, 8):
+        raise DataError(f"orientations must be 1, 4 or 8, got {orientations!r}")
     model, cfg, tokenizer = load_checkpoint(run)
     if random_weights:
         torch.manual_seed(cfg.train.seed + 1)
@@ -175,6 +185,7 @@ def embed_dataset(
         "random_weights": random_weights,
         "layer": layer,
         "pool": pool,
+        "orientations": orientations,
         "modalities": use,
         "data": str(Path(data).resolve()),
         "dataset": file_signature(Path(data) / "dataset.json"),
@@ -198,7 +209,9 @@ def embed_dataset(
         rows = read_rows(pq.ParquetFile(path).read_row_group(group), path, info, use)
         rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
         vectors = (
-            foundation.embed(foundation.tokens_from_set(rows, use), layer, pool, batch_size)
+            foundation.embed(
+                foundation.tokens_from_set(rows, use), layer, pool, batch_size, orientations
+            )
             if len(rows)
             else np.zeros((0, model.embedding_dim(pool)), np.float32)
         )
@@ -213,6 +226,7 @@ def embed_dataset(
             "data": record_path(data, out.parent),
             "layer": layer,
             "pool": pool,
+            "orientations": orientations if "image" in use else 1,
             "weights": "random" if random_weights else "trained",
             "modalities": use,
             "n_embd": cfg.model.n_embd,

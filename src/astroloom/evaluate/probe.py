@@ -22,7 +22,13 @@ from sklearn.preprocessing import StandardScaler
 
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
-from astroloom.evaluate.embed import EMBED_POOL, Embeddings, embed_images, read_embeddings
+from astroloom.evaluate.embed import (
+    EMBED_ORIENTATIONS,
+    EMBED_POOL,
+    Embeddings,
+    embed_images,
+    read_embeddings,
+)
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.multimodal import build_model
 
@@ -213,9 +219,11 @@ def baseline_feature_sets(
     layer: int | None,
     progress: bool = True,
     pool: str = EMBED_POOL,
+    orientations: int = EMBED_ORIENTATIONS,
 ) -> dict[str, np.ndarray]:
     """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
-    the same transformer, untrained (seeded), embedded at ``layer``."""
+    the same transformer, untrained (seeded), embedded at ``layer`` as the foundation was
+    (``pool``, ``orientations``)."""
     torch.manual_seed(cfg.train.seed + 1)
     random_model = build_model(cfg.model).eval()
     stretch = tokenizer.image.stretch
@@ -229,6 +237,7 @@ def baseline_feature_sets(
             pool,
             progress=progress,
             desc="embed (random weights)",
+            orientations=orientations,
         ),
     }
 
@@ -255,6 +264,8 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
         emb.meta.get("layer"),
         progress,
         emb.meta.get("pool", "mean"),
+        # Files written before orientation averaging embedded each cutout as it lay.
+        emb.meta.get("orientations", 1),
     )
 
 

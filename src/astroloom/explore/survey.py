@@ -121,6 +121,7 @@ class ExplorerSurvey:
         self.info = self.rows.info
         self.layer = self.emb.meta.get("layer")
         self.pool = self.emb.meta.get("pool", "meanstd")
+        self.orientations = self.emb.meta.get("orientations", 1)
         self.image_scale = self.info.normalisation.get("image", {}).get("scale")
         self._reference: SurpriseReference | None = None
 
@@ -264,7 +265,11 @@ class ExplorerSurvey:
             tokens = tok.tokens(
                 torch.from_numpy(c.image[None]), pixel_scale=c.pixel_scale, zero_point=c.zero_point
             )
-            out.append(self.foundation.embed({"image": tokens}, self.layer, self.pool))
+            out.append(
+                self.foundation.embed(
+                    {"image": tokens}, self.layer, self.pool, orientations=self.orientations
+                )
+            )
         return np.concatenate(out)
 
     def rank(self, positive: list[str], negative: list[str], k: int = 24) -> list[dict]:

@@ -107,9 +107,11 @@ class Explainer:
         pool: str = EXPLAIN_POOL,
         embeddings: np.ndarray | None = None,
         fill: str | None = None,
+        orientations: int = 1,
     ) -> None:
-        """``embeddings``: the objects' embeddings at this layer and pooling, in the data's
-        order, when they were computed already (``astroloom embed``); else computed here.
+        """``embeddings``: the objects' embeddings at this layer, pooling and number of
+        ``orientations`` averaged (as ``astroloom embed`` records them), in the data's
+        order, when they were computed already; else computed here.
         ``fill``: ``"inpaint"`` or ``"empty"`` (module docstring); default the model's own
         fill when it was pretrained to fill in hidden tokens, else empty."""
         have = [m for m in foundation.modalities if m in data.present and data.present[m].any()]
@@ -145,6 +147,9 @@ class Explainer:
         self.use = have
         self.layer = self.model.default_layer() if layer is None else layer
         self.pool = pool
+        if orientations not in (1, 4, 8):
+            raise ExplainError(f"orientations must be 1, 4 or 8, got {orientations!r}")
+        self.orientations = orientations
         self.tokens = foundation.tokens_from_set(data, have)
         self._row = {str(i): k for k, i in enumerate(data.ids)}
         if embeddings is not None and len(embeddings) != len(data.ids):
@@ -179,12 +184,14 @@ class Explainer:
     def embeddings(self) -> np.ndarray:
         """Every object's embedding (computed once)."""
         if self._embeddings is None:
-            self._embeddings = self.foundation.embed(self.tokens, self.layer, self.pool)
+            self._embeddings = self.foundation.embed(
+                self.tokens, self.layer, self.pool, orientations=self.orientations
+            )
         return self._embeddings
 
     def embed(self, batch: dict[str, ModalityTokens]) -> torch.Tensor:
         """Differentiable embeddings of a token batch."""
-        return self.model.pooled_state(batch, self.layer, self.pool)
+        return self.model.pooled_state(batch, self.layer, self.pool, self.orientations)
 
     # ------------------------------------------------------------------ targets
     def probe(

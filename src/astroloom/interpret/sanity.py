@@ -67,6 +67,7 @@ def sanity_checks(
             explainer.layer,
             explainer.pool,
             fill=explainer.fill,
+            orientations=explainer.orientations,
         )
         return _maps(again, object_ids, method, label)
 

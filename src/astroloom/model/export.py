@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from astroloom.model.checkpoint import CheckpointError, load_checkpoint
-from astroloom.model.multimodal import EMBED_POOL, MultimodalModel
+from astroloom.model.multimodal import EMBED_ORIENTATIONS, EMBED_POOL, MultimodalModel
 from astroloom.tokenize.image import ImageTokenizer
 
 
@@ -32,24 +32,29 @@ class ImageEmbedder(nn.Module):
         layer: int | None = None,
         pool: str = EMBED_POOL,
         zero_point: float | None = None,
+        orientations: int = EMBED_ORIENTATIONS,
     ) -> None:
         super().__init__()
         self.model, self.tokenizer = model.eval(), tokenizer
         self.layer = model.default_layer() if layer is None else layer
-        self.pool, self.zero_point = pool, zero_point
+        self.pool, self.zero_point, self.orientations = pool, zero_point, orientations
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokenizer.tokens(images, zero_point=self.zero_point)
-        return self.model.pooled_state({"image": tokens}, self.layer, self.pool)
+        return self.model.pooled_state({"image": tokens}, self.layer, self.pool, self.orientations)
 
 
 def image_embedder(
-    run: str | Path, layer: int | None = None, pool: str = EMBED_POOL, zero_point=None
+    run: str | Path,
+    layer: int | None = None,
+    pool: str = EMBED_POOL,
+    zero_point=None,
+    orientations: int = EMBED_ORIENTATIONS,
 ) -> ImageEmbedder:
     model, _, tokenizer = load_checkpoint(run)
     if "image" not in model.modalities:
         raise CheckpointError(f"{run} was trained on {model.modalities}: it has no image path")
-    return ImageEmbedder(model, tokenizer["image"], layer, pool, zero_point)
+    return ImageEmbedder(model, tokenizer["image"], layer, pool, zero_point, orientations)
 
 
 def export_onnx(

@@ -204,13 +204,15 @@ class Foundation:
         layer: int | None = None,
         pool: str = "mean",
         batch_size: int = 256,
+        orientations: int = 1,
     ) -> np.ndarray:
+        """One vector per object (:meth:`MultimodalModel.embed`), in batches."""
         n = next(iter(batch.values())).batch_size
         out = []
         for lo in range(0, n, batch_size):
             part = slice(lo, lo + batch_size)
             chunk = {m: t.take(part).to(self.device) for m, t in batch.items()}
-            out.append(self.model.embed(chunk, layer, pool).float().cpu().numpy())
+            out.append(self.model.embed(chunk, layer, pool, orientations).float().cpu().numpy())
         if not out:
             return np.zeros((0, self.model.embedding_dim(pool)), np.float32)
         return np.concatenate(out)

@@ -34,6 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from astroloom.config import MODALITIES, ModelConfig
 from astroloom.model.blocks import Block
+from astroloom.tokenize.image import ORIENTATIONS, orient_tokens
 from astroloom.tokenize.tokens import ModalityTokens
 
 # How an object's token states become one vector: their mean; their mean and their spread
@@ -52,6 +53,14 @@ POOLS = ("mean", "meanstd", "moments", "last")
 MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))  # (disc radius in patch pitches, order m)
 # The pooling of every embedding product (files, probes, bench, export, maps).
 EMBED_POOL = "moments"
+# Every embedding product also averages an image's vector over the cutout's four quarter
+# turns, so that a galaxy's position angle does not move it: on the reference-colours run,
+# the 10-neighbour anomaly score rose from ROC-AUC 0.817 to 0.949, morphology at 100 labels
+# from macro-F1 0.926 to 0.939, ellipticity at 100 labels from R² 0.421 to 0.477; the four
+# mirrored turns as well (8) added at most 0.008 for twice the time (docs/benchmarks.md,
+# "Orientations"). 1 embeds the cutout as it lies, as training and the simulator's
+# conditioning always do.
+EMBED_ORIENTATIONS = 4
 # Modalities whose token states enter the spread (and so the moments pooling) by their mean
 # only: the spread half of an object with nothing else is zero.
 MEAN_ONLY = frozenset({"lightcurve"})
@@ -653,15 +662,41 @@ class MultimodalModel(nn.Module):
 
     @torch.no_grad()
     def embed(
-        self, batch: dict[str, ModalityTokens], layer: int | None = None, pool: str = "mean"
+        self,
+        batch: dict[str, ModalityTokens],
+        layer: int | None = None,
+        pool: str = "mean",
+        orientations: int = 1,
     ) -> torch.Tensor:
-        """One vector per object: the state after block ``layer``, pooled over its tokens."""
-        return self.pooled_state(batch, layer, pool)
+        """One vector per object: the state after block ``layer``, pooled over its tokens;
+        with ``orientations`` 4 or 8, the mean of that vector over the image turned by
+        quarter turns (and mirrored)."""
+        return self.pooled_state(batch, layer, pool, orientations)
 
     def pooled_state(
-        self, batch: dict[str, ModalityTokens], layer: int | None = None, pool: str = "mean"
+        self,
+        batch: dict[str, ModalityTokens],
+        layer: int | None = None,
+        pool: str = "mean",
+        orientations: int = 1,
     ) -> torch.Tensor:
-        """:meth:`embed` with gradients (for fine-tuning)."""
+        """:meth:`embed` with gradients (for fine-tuning and attribution maps)."""
+        if orientations not in (1, 4, 8):
+            raise ValueError(f"orientations must be 1, 4 or 8, got {orientations!r}")
+        if orientations == 1 or "image" not in batch:
+            return self._pooled_once(batch, layer, pool)
+        total = None
+        for turns, mirror in ORIENTATIONS[:orientations]:
+            image = orient_tokens(
+                batch["image"], turns, mirror, self.cfg.patch_size, self.cfg.n_bands
+            )
+            pooled = self._pooled_once({**batch, "image": image}, layer, pool)
+            total = pooled if total is None else total + pooled
+        return total / orientations
+
+    def _pooled_once(
+        self, batch: dict[str, ModalityTokens], layer: int | None, pool: str
+    ) -> torch.Tensor:
         layer = self.default_layer() if layer is None else layer
         if not 0 <= layer <= self.cfg.n_layer:
             raise ValueError(f"layer must lie in 0…{self.cfg.n_layer}, got {layer}")

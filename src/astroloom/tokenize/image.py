@@ -29,6 +29,7 @@ so that a patch always covers the same patch of sky.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +64,73 @@ def spiral_order(n: int) -> tuple[int, ...]:
             turn += 1
         run += 1
     return tuple(order)
+
+
+# The eight orientations of a square cutout (the dihedral group of the square): quarter
+# turns, then the same mirrored. The first four are the turns alone.
+ORIENTATIONS: tuple[tuple[int, bool], ...] = tuple(
+    (turns, mirror) for mirror in (False, True) for turns in range(4)
+)
+
+
+@lru_cache(maxsize=64)
+def _orientation_index(
+    g: int, p: int, c: int, turns: int, mirror: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each value and each token of the turned cutout comes from, as flat indices
+    into the token block (values ``g²·p²·c``, tokens ``g²``): one gather, which exports."""
+    order = np.asarray(spiral_order(g))
+    inverse = np.argsort(order)
+
+    def turn(grid: np.ndarray, pixels: bool) -> np.ndarray:
+        grid = np.rot90(grid, turns, axes=(0, 1))  # slots in row-major order
+        if pixels:
+            grid = np.rot90(grid, turns, axes=(2, 3))
+        if mirror:
+            grid = grid[:, ::-1, :, ::-1] if pixels else grid[:, ::-1]
+        return grid
+
+    values = np.arange(g * g * p * p * c).reshape(g * g, p * p * c)[inverse]
+    values = turn(values.reshape(g, g, p, p, c), pixels=True).reshape(g * g, -1)[order]
+    slots = turn(np.arange(g * g)[inverse].reshape(g, g), pixels=False).reshape(-1)[order]
+    return torch.from_numpy(values.ravel().copy()), torch.from_numpy(slots.copy())
+
+
+def orient_tokens(
+    tokens: ModalityTokens, turns: int, mirror: bool, patch_size: int, n_bands: int
+) -> ModalityTokens:
+    """The tokens of the same cutouts turned by ``turns`` quarter turns (as ``np.rot90`` on
+    the pixel axes) and then mirrored left–right: what tokenising the turned pixels gives,
+    without the pixels. Each token keeps its slot's position; the patches and the pixels
+    inside them move. Brightness and colours (the context) do not change under a turn."""
+    # Python ints (constants in an exported graph); the batch axis stays free.
+    n, v = int(tokens.values.shape[1]), int(tokens.values.shape[2])
+    g = math.isqrt(n)
+    if g * g != n or v != patch_size * patch_size * n_bands:
+        raise ValueError(
+            f"{n} tokens of {v} values are not a square grid of {patch_size}-pixel, "
+            f"{n_bands}-band patches"
+        )
+    value_index, slot_index = _orientation_index(g, patch_size, n_bands, turns % 4, mirror)
+    device = tokens.values.device
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(1).index_select(1, value_index.to(device)).view(t.shape)
+
+    # Complete cutouts share one all-true mask (a broadcast view): nothing to move.
+    valid = tokens.valid if tokens.valid.stride(0) == 0 else move(tokens.valid)
+    present = tokens.present
+    if not (present.stride(0) == 0 or bool(present.all())):
+        present = present.index_select(1, slot_index.to(device))
+    return ModalityTokens(
+        move(tokens.values),
+        valid,
+        present,
+        tokens.position,
+        tokens.field,
+        tokens.dense,
+        tokens.context,
+    )
 
 
 def _asinh(x: torch.Tensor) -> torch.Tensor:
