@@ -76,7 +76,7 @@ def test_turned_tokens_are_the_tokens_of_the_turned_pixels(normalisation):
     """Embeddings averaged over a cutout's turns turn the tokens, not the pixels: for each
     of the eight orientations (with a masked pixel, so the mask moves too) the result is
     what tokenising the turned and mirrored pixels gives."""
-    from astroloom.tokenize.image import ORIENTATIONS, orient_tokens
+    from astroloom.tokenize.image import ORIENTATIONS, check_orientations, orient_tokens
 
     tok = ImageTokenizer(
         patch_size=8,
@@ -104,3 +104,6 @@ def test_turned_tokens_are_the_tokens_of_the_turned_pixels(normalisation):
             torch.testing.assert_close(got.context, want.context, equal_nan=True)
     with pytest.raises(ValueError, match="square grid"):
         orient_tokens(base, 1, False, patch_size=4, n_bands=3)
+    assert check_orientations(8) == 8
+    with pytest.raises(KeyError, match="1, 4 or 8, got 2"):  # the caller's own error class
+        check_orientations(2, KeyError)

@@ -15,6 +15,7 @@ from astroloom.data.schema import DataError
 from astroloom.model.checkpoint import CheckpointError
 from astroloom.model.multimodal import EMBED_ORIENTATIONS, EMBED_POOL
 from astroloom.paths import record_path
+from astroloom.tokenize.image import check_orientations
 
 # Where this process sits in a torchrun job: only rank 0 reports (one summary per job,
 # with the job's wall time); every rank still reports its own errors, naming itself.
@@ -560,8 +561,7 @@ def bench(
     from astroloom.report.plots import plot_label_curves
 
     sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
-    if orientations not in (1, 4, 8):
-        raise typer.BadParameter(f"orientations must be 1, 4 or 8, got {orientations}")
+    check_orientations(orientations, typer.BadParameter)
     result = run_bench(
         run,
         data,

@@ -25,6 +25,7 @@ from astroloom.model.multimodal import (
     build_model,
 )
 from astroloom.paths import record_path, resolve_recorded
+from astroloom.tokenize.image import check_orientations
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 
 META_KEY = b"astroloom"
@@ -154,8 +155,7 @@ def embed_dataset(
     from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
     out = Path(out)
-    if orientations not in (1, 4, 8):
-        raise DataError(f"orientations must be 1, 4 or 8, got {orientations!r}")
+    check_orientations(orientations, DataError)
     model, cfg, tokenizer = load_checkpoint(run)
     if random_weights:
         torch.manual_seed(cfg.train.seed + 1)

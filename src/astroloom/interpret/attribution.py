@@ -46,6 +46,7 @@ from astroloom.data.schema import DataError
 from astroloom.interpret.surprise import SurpriseReference, predict_into, token_errors
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import ModalityError, Plan
+from astroloom.tokenize.image import check_orientations
 from astroloom.tokenize.tokens import ModalityTokens
 
 METHODS = ("occlusion", "integrated-gradients", "attention", "surprise")
@@ -147,9 +148,7 @@ class Explainer:
         self.use = have
         self.layer = self.model.default_layer() if layer is None else layer
         self.pool = pool
-        if orientations not in (1, 4, 8):
-            raise ExplainError(f"orientations must be 1, 4 or 8, got {orientations!r}")
-        self.orientations = orientations
+        self.orientations = check_orientations(orientations, ExplainError)
         self.tokens = foundation.tokens_from_set(data, have)
         self._row = {str(i): k for k, i in enumerate(data.ids)}
         if embeddings is not None and len(embeddings) != len(data.ids):

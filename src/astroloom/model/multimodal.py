@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from astroloom.config import MODALITIES, ModelConfig
 from astroloom.model.blocks import Block
-from astroloom.tokenize.image import ORIENTATIONS, orient_tokens
+from astroloom.tokenize.image import ORIENTATIONS, check_orientations, orient_tokens
 from astroloom.tokenize.tokens import ModalityTokens
 
 # How an object's token states become one vector: their mean; their mean and their spread
@@ -681,8 +681,7 @@ class MultimodalModel(nn.Module):
         orientations: int = 1,
     ) -> torch.Tensor:
         """:meth:`embed` with gradients (for fine-tuning and attribution maps)."""
-        if orientations not in (1, 4, 8):
-            raise ValueError(f"orientations must be 1, 4 or 8, got {orientations!r}")
+        check_orientations(orientations)
         if orientations == 1 or "image" not in batch:
             return self._pooled_once(batch, layer, pool)
         total = None

@@ -71,6 +71,15 @@ def spiral_order(n: int) -> tuple[int, ...]:
 ORIENTATIONS: tuple[tuple[int, bool], ...] = tuple(
     (turns, mirror) for mirror in (False, True) for turns in range(4)
 )
+# How many of them an embedding may be averaged over: as it lies, the turns, or all eight.
+ORIENTATION_COUNTS = (1, 4, 8)
+
+
+def check_orientations(count: int, error: type[Exception] = ValueError) -> int:
+    """``count`` when it is one of :data:`ORIENTATION_COUNTS`, else ``error`` naming them."""
+    if count not in ORIENTATION_COUNTS:
+        raise error(f"orientations must be 1, 4 or 8, got {count!r}")
+    return count
 
 
 @lru_cache(maxsize=64)
