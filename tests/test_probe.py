@@ -102,6 +102,30 @@ def test_embeddings_do_not_depend_on_the_cutouts_orientation(embeddings, trained
         embed_dataset(trained_run, mock_dir, "never.parquet", orientations=3, progress=False)
 
 
+def test_the_bench_scores_the_embeddings_astroloom_embed_writes(embeddings, trained_run, mock_dir):
+    """The bench reads the data's pixel scale and zero point as `astroloom embed` does; told
+    nothing, the model would take every galaxy's brightness for unknown and embed it
+    otherwise (the bench once did, and under-scored the model)."""
+    from astroloom.data.shards import load_image_set
+    from astroloom.evaluate.bench import bench_features
+    from astroloom.evaluate.embed import embed_images
+    from astroloom.model.checkpoint import load_checkpoint
+
+    model, cfg, tok = load_checkpoint(trained_run)
+    images = load_image_set(mock_dir)
+    assert images.info.image.known_zero_point() is not None
+    features = bench_features(model, cfg, tok, images, model.default_layer(), progress=False)
+    assert set(features) == {"foundation", "pixel PCA", "random weights", "hand-crafted"}
+    assert all(len(x) == len(images.ids) for x in features.values())
+    emb = read_embeddings(embeddings)
+    row = {obj: k for k, obj in enumerate(images.ids)}
+    bench = features["foundation"][[row[obj] for obj in emb.ids]]
+    spread = np.abs(emb.vectors).max()
+    np.testing.assert_allclose(bench, emb.vectors, atol=1e-4 * spread)
+    told_nothing = embed_images(model, tok, images.images[:32], progress=False)
+    assert np.abs(told_nothing - features["foundation"][:32]).max() > 1e-2 * spread
+
+
 def test_probe_finds_physics_in_embeddings(embeddings):
     report = probe(embeddings, targets=["mag_r", "half_light_radius"], progress=False)
     assert report.methods == ["foundation", "pixel PCA", "random weights"]

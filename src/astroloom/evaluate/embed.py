@@ -42,9 +42,13 @@ def embed_images(
     progress: bool = True,
     desc: str = "embed",
     orientations: int = EMBED_ORIENTATIONS,
+    pixel_scale: float | None = None,
+    zero_point: float | None = None,
 ) -> np.ndarray:
     """``(N, C, H, W)`` fluxes → ``(N, dim)`` float32 vectors, from the image alone,
-    averaged over ``orientations`` turns of each cutout (1: as it lies)."""
+    averaged over ``orientations`` turns of each cutout (1: as it lies). ``pixel_scale``
+    and ``zero_point`` describe the data as ``astroloom embed`` reads them from its
+    ``dataset.json`` (None: unknown, and the model is told so)."""
     model.eval()
     device = next(model.parameters()).device
     image_tokenizer = tokenizer.image
@@ -52,7 +56,8 @@ def embed_images(
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(images[start : start + batch_size])
-            inputs = {"image": image_tokenizer.tokens(chunk).to(device)}
+            tokens = image_tokenizer.tokens(chunk, pixel_scale=pixel_scale, zero_point=zero_point)
+            inputs = {"image": tokens.to(device)}
             out.append(model.embed(inputs, layer, pool, orientations).float().cpu().numpy())
             bar.update(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, model.embedding_dim(pool)), np.float32)

@@ -31,6 +31,7 @@ from astroloom.evaluate.embed import (
 )
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.multimodal import build_model
+from astroloom.tokenize.multimodal import image_description
 
 ALPHAS = np.logspace(-3, 4, 15)
 
@@ -220,10 +221,12 @@ def baseline_feature_sets(
     progress: bool = True,
     pool: str = EMBED_POOL,
     orientations: int = EMBED_ORIENTATIONS,
+    pixel_scale: float | None = None,
+    zero_point: float | None = None,
 ) -> dict[str, np.ndarray]:
     """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
     the same transformer, untrained (seeded), embedded at ``layer`` as the foundation was
-    (``pool``, ``orientations``)."""
+    (``pool``, ``orientations``, the data's ``pixel_scale`` and ``zero_point``)."""
     torch.manual_seed(cfg.train.seed + 1)
     random_model = build_model(cfg.model).eval()
     stretch = tokenizer.image.stretch
@@ -238,6 +241,8 @@ def baseline_feature_sets(
             progress=progress,
             desc="embed (random weights)",
             orientations=orientations,
+            pixel_scale=pixel_scale,
+            zero_point=zero_point,
         ),
     }
 
@@ -256,6 +261,7 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
     if missing:
         raise DataError(f"{len(missing)} embedded ids are not in {data}, e.g. {missing[:3]}")
     pixels = images.images[[position[obj] for obj in emb.ids]]
+    pixel_scale, zero_point = image_description(images.info)
     return baseline_feature_sets(
         cfg,
         tokenizer,
@@ -266,6 +272,8 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
         emb.meta.get("pool", "mean"),
         # Files written before orientation averaging embedded each cutout as it lay.
         emb.meta.get("orientations", 1),
+        pixel_scale,
+        zero_point,
     )
 
 

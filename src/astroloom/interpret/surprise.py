@@ -156,15 +156,22 @@ def surprise_anomaly_scores(
 
 
 def image_surprise_scores(
-    model: MultimodalModel, image_tokenizer, images: np.ndarray, batch_size: int = 256
+    model: MultimodalModel,
+    image_tokenizer,
+    images: np.ndarray,
+    batch_size: int = 256,
+    pixel_scale: float | None = None,
+    zero_point: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Surprise anomaly scores of ``(N, C, H, W)`` cutouts from the image alone, tokenised
-    a batch at a time: ``two-sided`` (:func:`two_sided_scores`) and ``one-sided`` (the
-    most surprising tokens only, :func:`surprise_scores`)."""
+    a batch at a time (``pixel_scale``, ``zero_point``: the data's, None where unknown):
+    ``two-sided`` (:func:`two_sided_scores`) and ``one-sided`` (the most surprising tokens
+    only, :func:`surprise_scores`)."""
     parts = []
     for lo in range(0, len(images), batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size]))
-        parts.append(token_errors(model, {"image": image_tokenizer.tokens(chunk)})["image"])
+        tokens = image_tokenizer.tokens(chunk, pixel_scale=pixel_scale, zero_point=zero_point)
+        parts.append(token_errors(model, {"image": tokens})["image"])
     errors = {"image": np.concatenate(parts)}
     surprise = SurpriseReference.from_errors(errors).surprise(errors)
     return {"two-sided": two_sided_scores(surprise), "one-sided": surprise_scores(surprise)}
