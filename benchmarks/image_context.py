@@ -38,6 +38,7 @@ from astroloom.evaluate.embed import embed_images  # noqa: E402
 from astroloom.evaluate.handcrafted import handcrafted_features  # noqa: E402
 from astroloom.model.checkpoint import load_checkpoint  # noqa: E402
 from astroloom.model.multimodal import EMBED_POOL  # noqa: E402
+from astroloom.tokenize.multimodal import image_description  # noqa: E402
 
 BUDGETS = (30, 100, 300)
 VARIANTS = {
@@ -72,8 +73,18 @@ def main() -> None:
         out = args.runs / f"{name}-seed{args.seed}"
         run = train_pilot(args.data, out, args.steps, args.seed, overrides)
         model, _, tokenizer = load_checkpoint(run)
+        # The data's pixel scale and zero point, as `astroloom embed` and the bench read them
+        # (before 2026-12-03 this pilot left them out: every brightness read as unknown).
+        pixel_scale, zero_point = image_description(images.info)
         features[name] = embed_images(
-            model, tokenizer, images.images, model.default_layer(), EMBED_POOL, progress=False
+            model,
+            tokenizer,
+            images.images,
+            model.default_layer(),
+            EMBED_POOL,
+            progress=False,
+            pixel_scale=pixel_scale,
+            zero_point=zero_point,
         )
     cached = args.runs / "handcrafted.npy"
     if not cached.exists():

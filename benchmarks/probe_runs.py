@@ -6,10 +6,10 @@ import sys
 import numpy as np
 
 from astroloom.data.multiset import keep, load_multimodal_set
-from astroloom.evaluate.embed import embed_images
 from astroloom.evaluate.probe import ridge_probe
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
+from astroloom.model.multimodal import EMBED_ORIENTATIONS
 
 TARGETS = ["redshift", "log_stellar_mass", "g_r", "half_light_radius", "ellipticity", "mag_r"]
 
@@ -30,13 +30,12 @@ def main() -> None:
     print("|---" * (len(TARGETS) + 2) + "|")
     for run in runs:
         model, _, tok = load_checkpoint(run)
-        rows = {
-            "image": scores(
-                embed_images(model, tok, data.arrays["image"], progress=False), data.labels
-            )
-        }
+        f = Foundation(model, tok)
+        # Tokenised from the set, so that its pixel scale and zero point are read as
+        # `astroloom embed` reads them.
+        image = f.embed(f.tokens_from_set(data, ["image"]), orientations=EMBED_ORIENTATIONS)
+        rows = {"image": scores(image, data.labels)}
         if len(model.modalities) > 1:
-            f = Foundation(model, tok)
             rows["all modalities"] = scores(f.embed(f.tokens_from_set(data)), data.labels)
         for kind, r in rows.items():
             print(f"| {run} | {kind} | " + " | ".join(f"{r[t]:.3f}" for t in TARGETS) + " |")
