@@ -227,8 +227,8 @@ def bench_features(
     PCA, the same network with random weights, and hand-crafted photutils features."""
     # The data's pixel scale and zero point, read as `astroloom embed` reads them: without
     # them the model is told the brightness is unknown (reference-colours run, 100 labels:
-    # early/late macro-F1 0.931 without, 0.943 with; docs/benchmarks.md, "The bench's
-    # brightness").
+    # early/late macro-F1 0.931 without, 0.943 with; docs/benchmarks.md, "Reference run",
+    # "A bench bug found on the way").
     pixel_scale, zero_point = image_description(images.info)
     described = {"pixel_scale": pixel_scale, "zero_point": zero_point}
     foundation = embed_images(
