@@ -213,6 +213,15 @@ class BenchResult:
         return save_tables(out, "bench", self.to_json(), self.markdown())
 
 
+def _described(images: ImageSet) -> dict[str, float | None]:
+    """The data's pixel scale and zero point, as `astroloom embed` reads them: without them
+    the model is told the brightness is unknown (reference-colours run, 100 labels:
+    early/late macro-F1 0.931 without, 0.943 with; docs/benchmarks.md, "Reference run",
+    "A bench bug found on the way")."""
+    pixel_scale, zero_point = image_description(images.info)
+    return {"pixel_scale": pixel_scale, "zero_point": zero_point}
+
+
 def bench_features(
     model,
     cfg,
@@ -225,12 +234,7 @@ def bench_features(
     """Every galaxy feature set the bench compares, row-aligned with ``images``: the
     foundation's embeddings (exactly those `astroloom embed` writes for the images), pixel
     PCA, the same network with random weights, and hand-crafted photutils features."""
-    # The data's pixel scale and zero point, read as `astroloom embed` reads them: without
-    # them the model is told the brightness is unknown (reference-colours run, 100 labels:
-    # early/late macro-F1 0.931 without, 0.943 with; docs/benchmarks.md, "Reference run",
-    # "A bench bug found on the way").
-    pixel_scale, zero_point = image_description(images.info)
-    described = {"pixel_scale": pixel_scale, "zero_point": zero_point}
+    described = _described(images)
     foundation = embed_images(
         model,
         tokenizer,
@@ -296,9 +300,7 @@ def run_bench(
         return BenchResult(curves=curves, anomalies={}, meta=meta)
     images = load_image_set(data)
     features = bench_features(model, cfg, tokenizer, images, layer, orientations, progress)
-    # The surprise and the layer sweep read the cutouts as the embeddings did.
-    pixel_scale, zero_point = image_description(images.info)
-    described = {"pixel_scale": pixel_scale, "zero_point": zero_point}
+    described = _described(images)  # the surprise and the layer sweep read them the same way
     labels = images.labels
     # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
     asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS]
