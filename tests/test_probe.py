@@ -158,6 +158,16 @@ def test_nan_labels_are_dropped_and_counted(embeddings, tmp_path):
     report = probe(path, targets=["mag_r"], baselines=False, progress=False)
     assert report.dropped["mag_r"] == 37
     assert report.scores["mag_r"]["foundation"].n == 400 - 37
+    # Asked for no label in particular, one without enough values is left out and listed;
+    # asked for by name, it is an error.
+    emb.labels["mag_r"][:] = np.nan
+    path = write_embeddings(tmp_path / "empty.parquet", emb)
+    report = probe(path, baselines=False, progress=False)
+    assert "mag_r" not in report.scores and report.scores
+    assert report.meta["skipped_labels"] == {"mag_r": 0}
+    assert "mag_r: left out, 0 finite values" in report.markdown()
+    with pytest.raises(DataError, match="'mag_r' has 0 finite values"):
+        probe(path, targets=["mag_r"], baselines=False, progress=False)
 
 
 def test_unknown_label_and_missing_provenance(embeddings, tmp_path):

@@ -190,6 +190,8 @@ class ProbeReport:
                     f"{by[m].roc_auc:.3f} / {by[m].macro_f1:.3f}" for m in self.methods
                 )
                 rows.append(f"| {label} | {cells} |")
+        for label, n in self.meta.get("skipped_labels", {}).items():
+            rows.append(f"- {label}: left out, {n} finite values are too few to probe")
         return "\n".join(rows) + "\n"
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
@@ -293,7 +295,13 @@ def probe(
     modality), matched to the objects by id."""
     emb = embeddings if isinstance(embeddings, Embeddings) else read_embeddings(embeddings)
     numeric = [k for k, v in emb.labels.items() if v.dtype != object]
-    targets = numeric if targets is None else targets
+    # Asked for nothing in particular: every numeric label that can be probed; the rest
+    # (a star's period among galaxies) is left out and listed, not an error.
+    skipped = {}
+    if targets is None:
+        finite = {k: int(np.isfinite(emb.labels[k]).sum()) for k in numeric}
+        skipped = {k: n for k, n in finite.items() if n < 2 * folds}
+        targets = [k for k in numeric if k not in skipped]
     unknown = [t for t in targets if t not in emb.labels]
     if unknown:
         raise DataError(
@@ -355,4 +363,6 @@ def probe(
         "seed": seed,
         "probe": "StandardScaler + RidgeCV; StandardScaler + LogisticRegressionCV for classes",
     }
+    if skipped:
+        meta["skipped_labels"] = skipped  # label → its finite values, too few to probe
     return ProbeReport(list(features), scores, dropped, meta, classes)
