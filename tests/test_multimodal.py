@@ -257,6 +257,54 @@ def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
     assert float(torch.corrcoef(torch.stack([read, log_period]))[0, 1]) > 0.95
 
 
+def test_invariance_pulls_two_views_of_a_galaxy_together(survey_batch):
+    """model.invariance: while training, each galaxy is also seen turned and with fresh
+    noise, and the two image-only embeddings are pulled together. The term is measured
+    against the batch's spread, is the same for the same batch (resumed runs), enters the
+    training loss only, and training with it makes the views agree more than without."""
+    with pytest.raises(ConfigError, match="invariance must be"):
+        ModelConfig(modalities=ALL, invariance=-1.0).validate()
+    with pytest.raises(ConfigError, match="needs the image modality"):
+        ModelConfig(modalities=["spectrum"], invariance=0.5).validate()
+    data, tok = survey_batch[1], survey_batch[2]
+    index = torch.from_numpy(np.flatnonzero(data.present["image"])[:64])
+    images = {"image": tok.batch(tok.prepare(data), index, None)["image"]}
+    plain = tiny_model("mixed")
+    model = tiny_model("mixed", invariance=0.5)
+    err = model._invariance_error(images["image"])
+    torch.testing.assert_close(model._invariance_error(images["image"]), err)
+    assert plain._invariance_error(images["image"]) is not None  # defined, used only if set
+    # A batch's stars have no image: the term skips them (the same error as galaxies alone).
+    mixed_batch = survey_batch[0]
+    galaxies = mixed_batch["image"].take(slice(0, 3))
+    torch.testing.assert_close(
+        model._invariance_error(mixed_batch["image"]), model._invariance_error(galaxies)
+    )
+    plan = model.draw_plan(images, "masked", torch.Generator().manual_seed(0))
+    model.train()
+    trained, _ = model.loss(images, plan)
+    model.eval()
+    evaluated, _ = model.loss(images, plan)
+    torch.testing.assert_close(trained - evaluated, 0.5 * err)
+
+    def views_apart_after_training(net: MultimodalModel) -> float:
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(40):
+            loss, _ = net.loss(images, net.draw_plan(images, "mixed", gen))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            return float(net._invariance_error(images["image"]))
+
+    apart_plain = views_apart_after_training(plain)
+    apart = views_apart_after_training(model)
+    assert apart < 0.5 * apart_plain, (apart, apart_plain)
+
+
 def test_init_across_keep_context_keeps_the_learned_weights(multimodal_run, survey_dir, tmp_path):
     """A run can continue another's pretraining with model.keep_context added: the base's
     weights load, the new read-out starts fresh; and training with it runs."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ class ModelConfig:
     # back from every galaxy adds ~25 % to a step; 8 of 32 cost 5–12 % and keep most of
     # the gain (docs/benchmarks.md, "Colours as context"). 0: every object.
     keep_context_rows: int = 0
+    # Weight of a view-invariance term (0: off): while training, each galaxy's image is
+    # also seen turned and with fresh noise, and the image-only embedding (mean and spread
+    # of the token states at the embedding layer) of the two views is pulled together,
+    # measured per dimension against the batch's spread so that collapse does not pay.
+    # An ablation of issue [transfer] (docs/benchmarks.md, "View invariance").
+    invariance: float = 0.0
 
     @property
     def n_patches(self) -> int:
@@ -152,6 +159,10 @@ class ModelConfig:
                 "model.keep_context_rows must be ≥ 0 (0: every object), "
                 f"got {self.keep_context_rows}"
             )
+        if self.invariance < 0 or not math.isfinite(self.invariance):
+            raise ConfigError(f"model.invariance must be ≥ 0, got {self.invariance}")
+        if self.invariance and "image" not in self.modalities:
+            raise ConfigError("model.invariance needs the image modality (it turns images)")
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")

@@ -24,6 +24,7 @@ beside them, so that micro-batches and ranks combine into the exact batch mean.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -592,6 +593,11 @@ class MultimodalModel(nn.Module):
             for m, err in self._context_errors(batch, delta).items():
                 if m in out:
                     out[m] = (out[m][0] + err * out[m][1], out[m][1])
+        if self.training and self.cfg.invariance and "image" in out:
+            err = self._invariance_error(batch["image"])
+            if err is not None:
+                weighted = self.cfg.invariance * err * out["image"][1]
+                out["image"] = (out["image"][0] + weighted, out["image"][1])
         # Give every parameter a gradient each step, zero where this step did not use it
         # (the mask token in an autoregressive step, a modality absent from the batch): the
         # optimizer then treats all parameters alike whatever the step held, which keeps
@@ -645,6 +651,32 @@ class MultimodalModel(nn.Module):
             )
             out[m] = (err * known).sum() / known.sum().clamp_min(1.0)
         return out
+
+    def _invariance_error(self, image: ModalityTokens) -> torch.Tensor | None:
+        """How far apart the image-only embeddings of two views of each galaxy lie: the
+        cutout as given, and turned (one of the seven other orientations) with as much
+        noise again as the object normalisation's softening. Per embedding dimension, the
+        mean squared difference over the batch divided by the dimension's variance over the
+        batch (≈ 2 (1 − correlation)), averaged over dimensions: shrinking every dimension
+        to a constant does not lower it. None with fewer than two images."""
+        rows = image.present.any(1).nonzero()[:, 0].cpu()
+        if len(rows) < 2:
+            return None
+        if len(rows) < image.batch_size:
+            image = image.take(rows)
+        # The view is drawn from the batch's own values, not the global generator, so that
+        # a resumed run sees the same views as an uninterrupted one.
+        seed = int(image.values.detach().abs().sum().double().item() * 1e3) % (2**31)
+        g = torch.Generator().manual_seed(seed)
+        turns, mirror = ORIENTATIONS[int(torch.randint(1, len(ORIENTATIONS), (1,), generator=g))]
+        turned = orient_tokens(image, turns, mirror, self.cfg.patch_size, self.cfg.n_bands)
+        noise = torch.randn(turned.values.shape, generator=g).to(turned.values)
+        # Token values are asinh(flux / softening): add the noise in flux, where it lives.
+        values = torch.asinh(torch.sinh(turned.values) + noise * turned.valid.to(noise))
+        views = [image, dataclasses.replace(turned, values=values)]
+        z1, z2 = (self._pooled_once({"image": v}, None, "moments").float() for v in views)
+        scale = 0.5 * (z1.var(0) + z2.var(0)) + 1e-4
+        return (((z1 - z2) ** 2).mean(0) / scale).mean()
 
     def loss(
         self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0

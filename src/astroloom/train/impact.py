@@ -258,6 +258,14 @@ def model_card(
             if model.get("keep_context")
             else []
         ),
+        *(
+            [
+                f"- `model.invariance = {model['invariance']}`: two views of each galaxy "
+                "(turned, fresh noise) pulled together in embedding space while training"
+            ]
+            if model.get("invariance")
+            else []
+        ),
         f"- final training loss {losses.get('train')}, validation loss {losses.get('val')}",
         *[f"- validation loss, {m}: {v}" for m, v in losses.get("per_modality", {}).items()],
         "",
