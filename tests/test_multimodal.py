@@ -134,6 +134,19 @@ def tiny_model(objective="autoregressive", **extra) -> MultimodalModel:
     return MultimodalModel(cfg).eval()
 
 
+def train_steps(model: MultimodalModel, batch: dict, steps: int, lr: float) -> None:
+    """``steps`` Adam steps of the mixed objective on one batch; the model left in eval mode."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, _ = model.loss(batch, model.draw_plan(batch, "mixed", gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 @pytest.fixture(scope="module")
 def survey_batch(survey_dir):
     data = load_multimodal_set(survey_dir, ALL)
@@ -242,15 +255,7 @@ def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
     index = torch.from_numpy(np.flatnonzero(data.present["lightcurve"]))
     curves = {"lightcurve": tok.batch(tok.prepare(data), index, None)["lightcurve"]}
     first = float(model._context_errors(curves, 1.0)["lightcurve"].detach())
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        loss, _ = model.loss(curves, model.draw_plan(curves, "mixed", gen))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    train_steps(model, curves, 60, 5e-3)
     assert float(model._context_errors(curves, 1.0)["lightcurve"]) < 0.1 * first
     log_period = curves["lightcurve"].context[:, 0]
     read = model.context_heads["lightcurve"](model.embed(curves, pool="mean"))[:, 0]
@@ -288,15 +293,7 @@ def test_invariance_pulls_two_views_of_a_galaxy_together(survey_batch):
     torch.testing.assert_close(trained - evaluated, 0.5 * err)
 
     def views_apart_after_training(net: MultimodalModel) -> float:
-        net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(40):
-            loss, _ = net.loss(images, net.draw_plan(images, "mixed", gen))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
+        train_steps(net, images, 40, 3e-3)
         with torch.no_grad():
             return float(net._invariance_error(images["image"]))
 
