@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import MULTIMODAL, tiny_config
 from scipy.stats import spearmanr
 
@@ -300,6 +301,60 @@ def test_invariance_pulls_two_views_of_a_galaxy_together(survey_batch):
     apart_plain = views_apart_after_training(plain)
     apart = views_apart_after_training(model)
     assert apart < 0.5 * apart_plain, (apart, apart_plain)
+
+
+def test_alignment_lets_an_image_find_its_own_spectrum(survey_batch):
+    """model.align: image-only and spectrum-only embeddings matched by InfoNCE while
+    training. The term is the same for the same batch, enters the training loss only, skips
+    objects without both modalities, and after training an image picks its own galaxy's
+    spectrum out of galaxies the model never trained on far more often than by chance."""
+    with pytest.raises(ConfigError, match="align must be"):
+        ModelConfig(modalities=ALL, align=float("nan")).validate()
+    with pytest.raises(ConfigError, match="needs the image and spectrum"):
+        ModelConfig(modalities=["image", "photometry"], align=1.0).validate()
+    data, tok = survey_batch[1], survey_batch[2]
+    both = np.flatnonzero(data.present["image"] & data.present["spectrum"])
+    prepared = tok.prepare(data)
+
+    def pairs(index: np.ndarray) -> dict:
+        batch = tok.batch(prepared, torch.from_numpy(index), None)
+        return {m: batch[m] for m in ("image", "spectrum")}
+
+    seen, unseen = pairs(both[:128]), pairs(both[128:192])
+    model = tiny_model("mixed", align=1.0)
+    err = model._alignment_error(seen)
+    torch.testing.assert_close(model._alignment_error(seen), err)
+    mixed_batch = survey_batch[0]  # three galaxies, then stars with neither modality
+    galaxies = {m: t.take(slice(0, 3)) for m, t in mixed_batch.items()}
+    torch.testing.assert_close(
+        model._alignment_error(mixed_batch), model._alignment_error(galaxies)
+    )
+    assert model._alignment_error({"image": seen["image"]}) is None
+    plan = model.draw_plan(seen, "masked", torch.Generator().manual_seed(0))
+    model.train()
+    trained, _ = model.loss(seen, plan)
+    model.eval()
+    evaluated, _ = model.loss(seen, plan)
+    # The loss averages the modalities' means; the term rides on the image's.
+    torch.testing.assert_close(trained - evaluated, err / 2)
+
+    def top5(net: MultimodalModel, batch: dict) -> float:
+        with torch.no_grad():
+            zi = net.align_heads["image"](
+                net._pooled_once({"image": batch["image"]}, None, "moments")
+            )
+            zs = net.align_heads["spectrum"](
+                net._pooled_once({"spectrum": batch["spectrum"]}, None, "meanstd")
+            )
+            sim = F.normalize(zi, dim=1) @ F.normalize(zs, dim=1).T
+        rank = (sim > sim.diag()[:, None]).sum(1)
+        return float((rank < 5).float().mean())
+
+    before = top5(model, unseen)
+    train_steps(model, seen, 30, 3e-3)
+    after = top5(model, unseen)
+    chance = 5 / 64
+    assert after > 2.5 * chance and after > before + 0.1, (before, after)
 
 
 def test_init_across_keep_context_keeps_the_learned_weights(multimodal_run, survey_dir, tmp_path):

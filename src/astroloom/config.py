@@ -93,6 +93,12 @@ class ModelConfig:
     # measured per dimension against the batch's spread so that collapse does not pay.
     # An ablation of issue [transfer] (docs/benchmarks.md, "View invariance").
     invariance: float = 0.0
+    # Weight of a cross-modal alignment term (0: off; AstroCLIP's idea, Parker et al.
+    # 2024): while training, the image-only and spectrum-only embeddings of each galaxy
+    # that has both are projected and matched against the batch's other galaxies
+    # (symmetric InfoNCE), so that the image embedding carries what the spectrum says.
+    # An ablation of issue [transfer] (docs/benchmarks.md, "Image–spectrum alignment").
+    align: float = 0.0
 
     @property
     def n_patches(self) -> int:
@@ -163,6 +169,10 @@ class ModelConfig:
             raise ConfigError(f"model.invariance must be ≥ 0, got {self.invariance}")
         if self.invariance and "image" not in self.modalities:
             raise ConfigError("model.invariance needs the image modality (it turns images)")
+        if self.align < 0 or not math.isfinite(self.align):
+            raise ConfigError(f"model.align must be ≥ 0, got {self.align}")
+        if self.align and not {"image", "spectrum"} <= set(self.modalities):
+            raise ConfigError("model.align needs the image and spectrum modalities")
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")

@@ -51,7 +51,10 @@ POOLS = ("mean", "meanstd", "moments", "last")
 # its axis, a lopsided or off-centre one between opposite sides; the moments' sizes measure
 # that whatever the position angle, which a mean or a spread cannot (reference run, 300
 # labels: ellipticity R² 0.29 → 0.52; docs/benchmarks.md, "Pooling").
-MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))  # (disc radius in patch pitches, order m)
+MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))
+# model.align: the shared space's width and the InfoNCE temperature (AstroCLIP's scale).
+ALIGN_DIM = 64
+ALIGN_TEMPERATURE = 0.1  # (disc radius in patch pitches, order m)
 # The pooling of every embedding product (files, probes, bench, export, maps).
 EMBED_POOL = "moments"
 # Every embedding product also averages an image's vector over the cutout's four quarter
@@ -274,6 +277,15 @@ class MultimodalModel(nn.Module):
         # Training-only read-outs of each object's context values (model.keep_context).
         self.context_heads = nn.ModuleDict(
             {m: nn.Linear(d, self.specs[m].n_context) for m in cfg.keep_context}
+        )
+        # Training-only projections of the image and spectrum embeddings (model.align).
+        self.align_heads = nn.ModuleDict(
+            {
+                "image": nn.Linear(self.embedding_dim("moments"), ALIGN_DIM),
+                "spectrum": nn.Linear(self.embedding_dim("meanstd"), ALIGN_DIM),
+            }
+            if cfg.align
+            else {}
         )
         self.activation_checkpointing = False
         self.apply(self._init_weights)
@@ -598,6 +610,11 @@ class MultimodalModel(nn.Module):
             if err is not None:
                 weighted = self.cfg.invariance * err * out["image"][1]
                 out["image"] = (out["image"][0] + weighted, out["image"][1])
+        if self.training and self.cfg.align and "image" in out:
+            err = self._alignment_error(batch)
+            if err is not None:
+                weighted = self.cfg.align * err * out["image"][1]
+                out["image"] = (out["image"][0] + weighted, out["image"][1])
         # Give every parameter a gradient each step, zero where this step did not use it
         # (the mask token in an autoregressive step, a modality absent from the batch): the
         # optimizer then treats all parameters alike whatever the step held, which keeps
@@ -677,6 +694,29 @@ class MultimodalModel(nn.Module):
         z1, z2 = (self._pooled_once({"image": v}, None, "moments").float() for v in views)
         scale = 0.5 * (z1.var(0) + z2.var(0)) + 1e-4
         return (((z1 - z2) ** 2).mean(0) / scale).mean()
+
+    def _alignment_error(self, batch: dict[str, ModalityTokens]) -> torch.Tensor | None:
+        """Symmetric InfoNCE between the image-only and the spectrum-only embeddings of the
+        galaxies that have both (CLIP, Radford et al. 2021; AstroCLIP, Parker et al. 2024):
+        each image must pick its own galaxy's spectrum out of the batch's, and each spectrum
+        its image. The image side is the embedding the probes read (moments pooling at the
+        embedding layer), so what the spectrum tells apart — the SED's type, the redshift —
+        is pulled into it. None with fewer than two such galaxies."""
+        if "image" not in batch or "spectrum" not in batch:
+            return None
+        both = batch["image"].present.any(1) & batch["spectrum"].present.any(1)
+        rows = both.nonzero()[:, 0].cpu()
+        if len(rows) < 2:
+            return None
+        image, spectrum = batch["image"].take(rows), batch["spectrum"].take(rows)
+        zi = self.align_heads["image"](self._pooled_once({"image": image}, None, "moments"))
+        zs = self.align_heads["spectrum"](
+            self._pooled_once({"spectrum": spectrum}, None, "meanstd")
+        )
+        zi, zs = F.normalize(zi.float(), dim=1), F.normalize(zs.float(), dim=1)
+        logits = zi @ zs.T / ALIGN_TEMPERATURE
+        target = torch.arange(len(rows), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
     def loss(
         self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0

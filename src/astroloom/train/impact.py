@@ -266,6 +266,14 @@ def model_card(
             if model.get("invariance")
             else []
         ),
+        *(
+            [
+                f"- `model.align = {model['align']}`: each galaxy's image-only and "
+                "spectrum-only embeddings matched against the batch's others while training"
+            ]
+            if model.get("align")
+            else []
+        ),
         f"- final training loss {losses.get('train')}, validation loss {losses.get('val')}",
         *[f"- validation loss, {m}: {v}" for m, v in losses.get("per_modality", {}).items()],
         "",
