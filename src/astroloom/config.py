@@ -97,7 +97,8 @@ class ModelConfig:
     # 2024): while training, the image-only and spectrum-only embeddings of each galaxy
     # that has both are projected and matched against the batch's other galaxies
     # (symmetric InfoNCE), so that the image embedding carries what the spectrum says.
-    # An ablation of issue [transfer] (docs/benchmarks.md, "Image–spectrum alignment").
+    # An ablation of issue [transfer] (docs/benchmarks.md, "Masking ratio, objective and
+    # image–spectrum alignment").
     align: float = 0.0
 
     @property

@@ -51,10 +51,10 @@ POOLS = ("mean", "meanstd", "moments", "last")
 # its axis, a lopsided or off-centre one between opposite sides; the moments' sizes measure
 # that whatever the position angle, which a mean or a spread cannot (reference run, 300
 # labels: ellipticity R² 0.29 → 0.52; docs/benchmarks.md, "Pooling").
-MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))
+MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))  # (disc radius in patch pitches, order m)
 # model.align: the shared space's width and the InfoNCE temperature (AstroCLIP's scale).
 ALIGN_DIM = 64
-ALIGN_TEMPERATURE = 0.1  # (disc radius in patch pitches, order m)
+ALIGN_TEMPERATURE = 0.1
 # The pooling of every embedding product (files, probes, bench, export, maps).
 EMBED_POOL = "moments"
 # Every embedding product also averages an image's vector over the cutout's four quarter
