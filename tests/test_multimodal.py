@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import MULTIMODAL, tiny_config
 from scipy.stats import spearmanr
 
@@ -340,13 +339,8 @@ def test_alignment_lets_an_image_find_its_own_spectrum(survey_batch):
 
     def top5(net: MultimodalModel, batch: dict) -> float:
         with torch.no_grad():
-            zi = net.align_heads["image"](
-                net._pooled_once({"image": batch["image"]}, None, "moments")
-            )
-            zs = net.align_heads["spectrum"](
-                net._pooled_once({"spectrum": batch["spectrum"]}, None, "meanstd")
-            )
-            sim = F.normalize(zi, dim=1) @ F.normalize(zs, dim=1).T
+            zi, zs = net.aligned(batch["image"], batch["spectrum"])
+            sim = zi @ zs.T
         rank = (sim > sim.diag()[:, None]).sum(1)
         return float((rank < 5).float().mean())
 

@@ -605,16 +605,15 @@ class MultimodalModel(nn.Module):
             for m, err in self._context_errors(batch, delta).items():
                 if m in out:
                     out[m] = (out[m][0] + err * out[m][1], out[m][1])
-        if self.training and self.cfg.invariance and "image" in out:
-            err = self._invariance_error(batch["image"])
+        # The image's extra training terms ride on its mean error, weighted by the config.
+        extras = (
+            (self.cfg.invariance, lambda: self._invariance_error(batch["image"])),
+            (self.cfg.align, lambda: self._alignment_error(batch)),
+        )
+        for weight, term in extras:
+            err = term() if self.training and weight and "image" in out else None
             if err is not None:
-                weighted = self.cfg.invariance * err * out["image"][1]
-                out["image"] = (out["image"][0] + weighted, out["image"][1])
-        if self.training and self.cfg.align and "image" in out:
-            err = self._alignment_error(batch)
-            if err is not None:
-                weighted = self.cfg.align * err * out["image"][1]
-                out["image"] = (out["image"][0] + weighted, out["image"][1])
+                out["image"] = (out["image"][0] + weight * err * out["image"][1], out["image"][1])
         # Give every parameter a gradient each step, zero where this step did not use it
         # (the mask token in an autoregressive step, a modality absent from the batch): the
         # optimizer then treats all parameters alike whatever the step held, which keeps
@@ -708,15 +707,21 @@ class MultimodalModel(nn.Module):
         rows = both.nonzero()[:, 0].cpu()
         if len(rows) < 2:
             return None
-        image, spectrum = batch["image"].take(rows), batch["spectrum"].take(rows)
+        zi, zs = self.aligned(batch["image"].take(rows), batch["spectrum"].take(rows))
+        logits = zi @ zs.T / ALIGN_TEMPERATURE
+        target = torch.arange(len(rows), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+    def aligned(
+        self, image: ModalityTokens, spectrum: ModalityTokens
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit vectors of the images and of the spectra in the shared space of
+        ``model.align`` (cosine similarity = their dot product)."""
         zi = self.align_heads["image"](self._pooled_once({"image": image}, None, "moments"))
         zs = self.align_heads["spectrum"](
             self._pooled_once({"spectrum": spectrum}, None, "meanstd")
         )
-        zi, zs = F.normalize(zi.float(), dim=1), F.normalize(zs.float(), dim=1)
-        logits = zi @ zs.T / ALIGN_TEMPERATURE
-        target = torch.arange(len(rows), device=logits.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        return F.normalize(zi.float(), dim=1), F.normalize(zs.float(), dim=1)
 
     def loss(
         self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0

@@ -206,6 +206,15 @@ def run_impact(
     )
 
 
+# Training-only terms a model card names when a run set them.
+TRAINING_TERMS = {
+    "invariance": "two views of each galaxy (turned, fresh noise) pulled together in "
+    "embedding space",
+    "align": "each galaxy's image-only and spectrum-only embeddings matched against the "
+    "batch's others",
+}
+
+
 def model_card(
     impact: Impact, cfg: dict[str, Any], data: dict[str, Any], losses: dict[str, Any]
 ) -> str:
@@ -259,20 +268,9 @@ def model_card(
             else []
         ),
         *(
-            [
-                f"- `model.invariance = {model['invariance']}`: two views of each galaxy "
-                "(turned, fresh noise) pulled together in embedding space while training"
-            ]
-            if model.get("invariance")
-            else []
-        ),
-        *(
-            [
-                f"- `model.align = {model['align']}`: each galaxy's image-only and "
-                "spectrum-only embeddings matched against the batch's others while training"
-            ]
-            if model.get("align")
-            else []
+            f"- `model.{key} = {model[key]}`: {what} while training"
+            for key, what in TRAINING_TERMS.items()
+            if model.get(key)
         ),
         f"- final training loss {losses.get('train')}, validation loss {losses.get('val')}",
         *[f"- validation loss, {m}: {v}" for m, v in losses.get("per_modality", {}).items()],
