@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from astroloom.data.normalise import robust_z
 from astroloom.data.schema import DataError
-from astroloom.discover.anomaly import anomaly_scores, either_scores
+from astroloom.discover.anomaly import anomaly_scores, either_scores, tail_scaled
 from astroloom.discover.search import SimilarityIndex
 from astroloom.evaluate.fewshot import few_shot_curve
 from astroloom.evaluate.metrics import (
@@ -108,6 +109,30 @@ def test_either_score_finds_what_one_score_misses():
     assert roc_auc_score(rare, both) > max(roc_auc_score(rare, knn), roc_auc_score(rare, second))
     with pytest.raises(ValueError, match="at least one"):
         either_scores()
+
+
+def test_either_score_scales_each_score_by_its_tail():
+    """One score has a long tail among ordinary objects (Cauchy, as the model's surprise
+    has), the other a short one (Gaussian, as the neighbour distance). Rare objects seen only
+    by the short-tailed score, 4σ out, must not drown under the long tail's ordinary
+    objects: scaled by the interquartile range they do, scaled by where each score's top
+    percent begins they do not."""
+    rng = np.random.default_rng(11)
+    n, n_rare = 5000, 50
+    long_tail = rng.standard_t(1.0, size=n)
+    short_tail = rng.normal(size=n)
+    short_tail[:n_rare] += 4.0
+    rare = np.zeros(n, bool)
+    rare[:n_rare] = True
+    iqr_scaled = np.maximum(robust_z(long_tail), robust_z(short_tail))
+    both = either_scores(long_tail, short_tail)
+    assert roc_auc_score(rare, both) > 0.97
+    assert roc_auc_score(rare, both) > roc_auc_score(rare, iqr_scaled) + 0.05
+    scaled = tail_scaled(short_tail)
+    assert np.median(scaled) == pytest.approx(0.0, abs=1e-9)
+    assert np.mean(scaled >= 1.0) == pytest.approx(0.01, abs=0.001)
+    with pytest.raises(ValueError, match="quantile"):
+        tail_scaled(short_tail, 1.5)
 
 
 @pytest.mark.parametrize("method", ["iforest", "knn"])
