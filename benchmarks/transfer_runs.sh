@@ -33,6 +33,11 @@ for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do
     object-colours) extra=(--set "augment.preset='photo'" --set model.image_colours=true
                            --set "model.keep_context=['lightcurve','image']"
                            --set model.keep_context_rows=8) ;;
+    # ... and with the image-only embedding aligned to the spectrum's (model.align;
+    # docs/benchmarks.md, "Masking ratio, objective and image–spectrum alignment").
+    object-colours-align) extra=(--set "augment.preset='photo'" --set model.image_colours=true
+                           --set "model.keep_context=['lightcurve','image']"
+                           --set model.keep_context_rows=8 --set model.align=0.1) ;;
     object-colours-nokeep) extra=(--set "augment.preset='photo'" --set model.image_colours=true) ;;
     object-colours-allrows) extra=(--set "augment.preset='photo'" --set model.image_colours=true
                            --set "model.keep_context=['lightcurve','image']"
