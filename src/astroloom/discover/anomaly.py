@@ -32,7 +32,7 @@ def tail_scaled(score: np.ndarray, quantile: float = 0.99) -> np.ndarray:
     if not 0.5 < quantile < 1:
         raise ValueError(f"quantile must lie between 0.5 and 1, not {quantile}")
     score = np.asarray(score, float)
-    mid, edge = np.percentile(score, [50, 100 * quantile])
+    mid, edge = np.nanpercentile(score, [50, 100 * quantile])  # an unscored object stays NaN
     return (score - mid) / max(edge - mid, 1e-12)
 
 
@@ -50,7 +50,7 @@ def either_scores(*scores: np.ndarray, quantile: float = 0.99) -> np.ndarray:
     surprising ordinary galaxies outrank the rings and mergers that only the distance sees.
     On the reference survey the pair scores ROC-AUC 0.971 scaled by the tail against 0.965
     by the interquartile range; on a second survey (seed 21) 0.963 against 0.954
-    (docs/benchmarks.md, "Anomalies: either score")."""
+    (docs/benchmarks.md, "Anomalies: either score scaled by its tail")."""
     if not scores:
         raise ValueError("either_scores needs at least one score")
     return np.max(np.stack([tail_scaled(s, quantile) for s in scores]), axis=0)
