@@ -131,6 +131,10 @@ def test_either_score_scales_each_score_by_its_tail():
     scaled = tail_scaled(short_tail)
     assert np.median(scaled) == pytest.approx(0.0, abs=1e-9)
     assert np.mean(scaled >= 1.0) == pytest.approx(0.01, abs=0.001)
+    gap = short_tail.copy()
+    gap[7] = np.nan  # an object without this score keeps no score, the others theirs
+    assert np.isnan(tail_scaled(gap)[7]) and np.isfinite(np.delete(tail_scaled(gap), 7)).all()
+    assert either_scores(gap, long_tail)[7] == pytest.approx(tail_scaled(long_tail)[7])
     with pytest.raises(ValueError, match="quantile"):
         tail_scaled(short_tail, 1.5)
 

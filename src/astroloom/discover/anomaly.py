@@ -53,4 +53,5 @@ def either_scores(*scores: np.ndarray, quantile: float = 0.99) -> np.ndarray:
     (docs/benchmarks.md, "Anomalies: either score scaled by its tail")."""
     if not scores:
         raise ValueError("either_scores needs at least one score")
-    return np.max(np.stack([tail_scaled(s, quantile) for s in scores]), axis=0)
+    # fmax: an object one score could not rate keeps the others' verdict.
+    return np.fmax.reduce(np.stack([tail_scaled(s, quantile) for s in scores]), axis=0)
