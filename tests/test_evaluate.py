@@ -256,6 +256,18 @@ def test_bench_trains_the_supervised_cnn_on_the_same_splits(survey_run):
     assert "| supervised CNN | resnet |" in result.markdown()
 
 
+def test_bench_of_a_class_target_alone_skips_the_regression_layer_sweep(survey_run):
+    from astroloom.evaluate.bench import run_bench
+
+    run, data = survey_run
+    result = run_bench(run, data, budgets=(None,), seeds=1, targets=["morph_type"], progress=False)
+    assert [c.target for c in result.curves] == ["morph_type"]
+    # The sweep probes regression targets: none asked, so no blocks embedded, no empty table.
+    assert result.layers == {}
+    assert "## Layer sweep" not in result.markdown()
+    assert "| morph_type |" in result.markdown()
+
+
 def test_search_and_anomaly_commands(survey_run, tmp_path):
     from typer.testing import CliRunner
 

@@ -369,7 +369,9 @@ def run_bench(
         either = either_scores(surprise["two-sided"], scores["foundation"]["knn"])
         anomalies["foundation surprise or kNN"] = {"max": anomaly_metrics(either, rare)}
     layers: dict[int, dict[str, float]] = {}
-    if layer_sweep:
+    # The sweep probes the regression targets: with none asked (--target morph_type) it
+    # would embed every block for an empty table.
+    if layer_sweep and wanted:
         for depth in range(cfg.model.n_layer + 1):
             x = (
                 features["foundation"]
