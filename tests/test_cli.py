@@ -38,6 +38,23 @@ def test_every_command_has_help():
         assert "Usage" in result.output
 
 
+def test_help_sentences_are_not_broken_where_the_docstring_wraps():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = [(name, c) for name, c in group.commands.items()]
+    commands += [
+        (f"{name} {sub}", c2)
+        for name, c in group.commands.items()
+        for sub, c2 in getattr(c, "commands", {}).items()
+    ]
+    assert len(commands) > 20
+    for name, command in commands:
+        for paragraph in (command.help or "").split("\n\n"):
+            assert "\n" not in paragraph, (name, paragraph)
+    assert group.commands["probe"].help.startswith("Cross-validated probes of labels from")
+
+
 def test_journey_through_the_cli(tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
     r = runner.invoke(

@@ -113,8 +113,10 @@ def data_simulate(
     shard_size: Annotated[int, typer.Option(help="Objects per Parquet shard.")] = 1000,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
 ) -> None:
-    """Simulate the mock survey: galaxies with images, spectra and photometry, rare objects,
-    and OGLE-III variable stars with light curves (or, with --kind galaxies, images only)."""
+    """Simulate the mock survey: galaxies, rare objects and variable stars.
+
+    Galaxies with images, spectra and photometry, rare objects, and OGLE-III variable
+    stars with light curves (or, with --kind galaxies, images only)."""
     if kind == "survey":
         from astroloom.data.sim.survey import simulate_survey
 
@@ -284,8 +286,9 @@ def data_show(
 
 @data_app.command("info")
 def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]) -> None:
-    """Print a dataset's schema, size and label statistics (read one row group at a time:
-    label columns only, never the pixels)."""
+    """Print a dataset's schema, size and label statistics.
+
+    Read one row group at a time: label columns only, never the pixels."""
     from astroloom.data.multiset import summarise_dataset
     from astroloom.data.schema import DatasetInfo
 
@@ -499,8 +502,10 @@ def probe(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Label subsets per budget for the curve.")] = 5,
 ) -> None:
-    """Cross-validated ridge probes of labels from embeddings, beside baselines; with
-    --budget, few-shot curves of every probe type."""
+    """Cross-validated probes of labels from embeddings, beside baselines.
+
+    Ridge for numbers, logistic for classes; with --budget, few-shot curves of every
+    probe type."""
     from astroloom.evaluate.probe import probe as run_probe
 
     if budget:
@@ -751,8 +756,9 @@ def explain(
         ),
     ] = None,
 ) -> None:
-    """Why the model says what it says about one object: an attribution, attention or
-    surprise map, as a PNG and a FITS file of the raw maps."""
+    """Why the model says what it says about one object: a map as PNG and FITS.
+
+    An attribution, attention or surprise map, as a PNG and a FITS file of the raw maps."""
     from astroloom.interpret.explain import explain_object
 
     result = explain_object(
@@ -801,8 +807,10 @@ def explore(
         typer.Option(help="A diffusion decoder (generate train): object pages can draw galaxies."),
     ] = None,
 ) -> None:
-    """A local web explorer of a survey: the UMAP map, object pages with neighbours,
-    search by uploaded example, anomalies, generation, and a JSON API under them."""
+    """A local web explorer of a survey, with a JSON API under it.
+
+    The UMAP map, object pages with neighbours, search by uploaded example, anomalies
+    and generation."""
     import uvicorn
 
     from astroloom.evaluate.embed import embed_dataset
@@ -1086,6 +1094,21 @@ def generate_evaluate(
     )
     save_tables(denoiser, "generate_eval", result, markdown(result))
     say(markdown(result))
+
+
+def _reflowed(doc: str) -> str:
+    """A docstring's paragraphs each on one line: the terminal wraps them. Typer's rich
+    help keeps a docstring's single line breaks, which breaks sentences mid-line."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+for _typer_app in (app, data_app, scaling_app, generate_app):
+    for _info in _typer_app.registered_commands:
+        if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+            _info.help = _reflowed(_info.callback.__doc__)
 
 
 def main() -> None:
