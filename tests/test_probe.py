@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from astroloom.data.schema import DataError
 from astroloom.evaluate.embed import Embeddings, embed_dataset, read_embeddings, write_embeddings
@@ -179,6 +180,23 @@ def test_unknown_label_and_missing_provenance(embeddings, tmp_path):
         probe(bare, targets=["mag_r"], progress=False)
     with pytest.raises(DataError, match="not found"):
         read_embeddings(tmp_path / "none.parquet")
+
+
+def test_embedding_device_is_checked_before_any_work(trained_run, mock_dir, tmp_path):
+    out = tmp_path / "emb.parquet"
+    with pytest.raises(DataError, match="unknown device 'gpu'"):
+        embed_dataset(trained_run, mock_dir, out, progress=False, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DataError, match="no CUDA device"):
+            embed_dataset(trained_run, mock_dir, out, progress=False, device="cuda")
+    assert not out.exists() and not out.with_name(out.name + ".parts").exists()
+    # "auto" on a machine without a GPU is the CPU, and gives the CPU's numbers exactly.
+    auto = read_embeddings(embed_dataset(trained_run, mock_dir, out, progress=False))
+    cpu = read_embeddings(
+        embed_dataset(trained_run, mock_dir, tmp_path / "cpu.parquet", progress=False, device="cpu")
+    )
+    if not torch.cuda.is_available():
+        np.testing.assert_array_equal(auto.vectors, cpu.vectors)
 
 
 def test_interrupted_embedding_resumes_without_redoing_parts(

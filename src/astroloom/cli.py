@@ -396,6 +396,9 @@ def embed(
             "or 1 (the cutout as it lies)."
         ),
     ] = EMBED_ORIENTATIONS,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; fp32 on either.")
+    ] = "auto",
 ) -> None:
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
@@ -410,6 +413,7 @@ def embed(
         random_weights=random_weights,
         modalities=modality or None,
         orientations=orientations,
+        device=device,
     )
     say(f"wrote {path}")
 

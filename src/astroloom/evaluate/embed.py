@@ -143,6 +143,7 @@ def embed_dataset(
     progress: bool = True,
     modalities: list[str] | None = None,
     orientations: int = EMBED_ORIENTATIONS,
+    device: str = "auto",
 ) -> Path:
     """Embed every object of ``data`` with the checkpoint in ``run``; write Parquet at ``out``.
 
@@ -156,15 +157,25 @@ def embed_dataset(
 
     Each object is embedded from every modality it has among ``modalities`` (default: all
     the model was trained on); objects with none of them are left out.
+
+    ``device``: auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda
+    or cuda:N. The arithmetic stays in fp32 on a GPU too, so that a survey's embeddings do
+    not depend on the hardware that made them (bf16 is for training).
     """
-    from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
+    from astroloom.train.loop import Ranks, pick_device  # evaluate composes train
 
     out = Path(out)
     check_orientations(orientations, DataError)
+    ranks = Ranks.from_env()
+    try:
+        where = pick_device(device, ranks.local_rank)
+    except (RuntimeError, ValueError) as err:
+        raise DataError(str(err)) from None
     model, cfg, tokenizer = load_checkpoint(run)
     if random_weights:
         torch.manual_seed(cfg.train.seed + 1)
         model = build_model(cfg.model).eval()
+    model = model.to(where)
     layer = model.default_layer() if layer is None else layer
     use = list(modalities or model.modalities)
     unknown = [m for m in use if m not in model.modalities]
@@ -178,7 +189,6 @@ def embed_dataset(
         if not path.is_file():
             raise DataError(f"shard {path} listed in dataset.json does not exist")
         units += [(path, g) for g in range(pq.ParquetFile(path).metadata.num_row_groups)]
-    ranks = Ranks.from_env()
     if ranks.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
     parts = out.with_name(out.name + ".parts")

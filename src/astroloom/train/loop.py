@@ -86,12 +86,20 @@ class Ranks:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """auto (CUDA when present), cpu, cuda (this rank's GPU under torchrun) or cuda:N."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and name != "cuda" and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}: auto, cpu, cuda or cuda:N")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device asks for CUDA but no CUDA device is available")
+            raise RuntimeError(f"device {name!r} asked for, but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {name!r} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device
