@@ -83,6 +83,17 @@ def test_estimate_states_its_assumptions():
     )
     assert modelled.energy_kwh == pytest.approx(0.020) and "estimated" in modelled.energy_method
     assert modelled.energy_measured_kwh == 0.09 and "cpu_load" in modelled.energy_measured_how
+    # On a GPU read through NVML the reading is the headline, though the CPU is modelled:
+    # board power × wall time assumes a busy GPU all along (an H200 reads 700 W of it).
+    reading = Measurement(0.0027, "cpu_load (CPU), NVML (GPU), codecarbon's RAM model", False, True)
+    args = dict(parameters=10, tokens_seen=100, flops=6e3, wall_time_s=48.0, n_devices=1)
+    args.update(threads=16, grid_intensity=0.4, power_w=700.0)
+    on_gpu = run_impact(measured=reading, device=torch.device("cuda", 0), **args)
+    assert on_gpu.energy_kwh == 0.0027 and "GPU by NVML" in on_gpu.energy_method
+    assert on_gpu.energy_estimated_kwh == pytest.approx(700 * 48 / 3600 / 1000)
+    # The same reading on a CPU run (a GPU sat idle beside it) does not headline it.
+    on_cpu = run_impact(measured=reading, device=torch.device("cpu"), **args)
+    assert "estimated" in on_cpu.energy_method
 
 
 def test_every_run_writes_impact_and_model_card(trained_run):

@@ -241,9 +241,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     grad_accum_steps: int = 1
     activation_checkpointing: bool = False  # trade compute for memory in deep models
-    compile: bool = (
-        False  # torch.compile the model (measured +10 % tokens/s on CPU, ~30 s to compile)
-    )
+    # torch.compile the model: +10 % tokens/s on CPU after ~30 s of compiling; on an H200 it
+    # had not reached step 10 after 140 s (eager: 150 steps in 23 s), since each new
+    # sequence length recompiles (docs/benchmarks.md, "On a GPU").
+    compile: bool = False
     parallel: str = "ddp"  # under torchrun: ddp (replicate) or fsdp (shard the weights)
     seed: int = 0
     device: str = "auto"

@@ -72,12 +72,14 @@ class Measurement:
     kwh: float
     how: str  # e.g. "RAPL counters (CPU), NVML (GPU)" or "codecarbon's TDP model (CPU)"
     counters: bool  # True when every component was read from hardware counters
+    gpu_counters: bool = False  # the GPU(s) read through NVML, whatever the CPU's mode
 
 
-def describe_codecarbon(tracker) -> tuple[str, bool]:
+def describe_codecarbon(tracker) -> tuple[str, bool, bool]:
     """How codecarbon measured each component: hardware counters, or its own model of
-    power from the processor's TDP (which is an estimate, not a measurement)."""
-    parts, counters = [], True
+    power from the processor's TDP (which is an estimate, not a measurement). Returns
+    (description, every component read from counters, a GPU read through NVML)."""
+    parts, counters, gpu = [], True, False
     order = {"CPU": 0, "GPU": 1, "RAM": 2}
     hardware = sorted(
         getattr(tracker, "_hardware", []), key=lambda h: order.get(type(h).__name__, 3)
@@ -87,6 +89,7 @@ def describe_codecarbon(tracker) -> tuple[str, bool]:
         mode = str(getattr(hw, "_mode", "") or getattr(hw, "mode", ""))
         if kind == "GPU":
             parts.append("NVML (GPU)")
+            gpu = True
         elif kind == "CPU":
             if "rapl" in mode.lower() or "powergadget" in mode.lower().replace("_", ""):
                 parts.append(f"{mode} counters (CPU)")
@@ -95,7 +98,7 @@ def describe_codecarbon(tracker) -> tuple[str, bool]:
                 counters = False
         elif kind == "RAM":
             parts.append("codecarbon's RAM model")
-    return ", ".join(parts) or "unknown", counters
+    return ", ".join(parts) or "unknown", counters, gpu
 
 
 class EnergyMeter:
@@ -129,8 +132,8 @@ class EnergyMeter:
         try:
             self.tracker.stop()
             kwh = float(self.tracker.final_emissions_data.energy_consumed)
-            how, counters = describe_codecarbon(self.tracker)
-            return wall, Measurement(kwh, how, counters) if kwh > 0 else None
+            how, counters, gpu = describe_codecarbon(self.tracker)
+            return wall, Measurement(kwh, how, counters, gpu) if kwh > 0 else None
         except Exception:  # noqa: BLE001
             return wall, None
 
@@ -174,7 +177,9 @@ def run_impact(
     hardware counters; where codecarbon could only model the power (no counters readable,
     as in most containers), the estimate from the stated device power is the headline and
     codecarbon's figure stays beside it, since a model of a whole chip's TDP overstates a
-    share of its cores."""
+    share of its cores. A GPU run whose GPUs NVML read is headlined by the reading too: the
+    GPU draws most of the power, and board power × wall time overstated it 3.4× on an H200
+    running the tiny model (docs/benchmarks.md, "On a GPU")."""
     if isinstance(measured, (int, float)):
         measured = Measurement(float(measured), "codecarbon", True)
     if power_w > 0:
@@ -185,6 +190,9 @@ def run_impact(
     assumptions = [f"estimate: {why}"]
     if measured is not None and measured.counters:
         kwh, method = measured.kwh, "measured with codecarbon"
+    elif measured is not None and measured.gpu_counters and device.type == "cuda":
+        kwh = measured.kwh
+        method = "measured with codecarbon: GPU by NVML, CPU and RAM by its power model"
     else:
         kwh, method = estimated, "estimated: device power × wall time"
     assumptions.append(f"grid intensity {grid_intensity} kg CO2e/kWh (train.grid_intensity)")
