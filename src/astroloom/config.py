@@ -241,9 +241,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     grad_accum_steps: int = 1
     activation_checkpointing: bool = False  # trade compute for memory in deep models
-    # torch.compile the model: +10 % tokens/s on CPU after ~30 s of compiling; on an H200 it
-    # had not reached step 10 after 140 s (eager: 150 steps in 23 s), since each new
-    # sequence length recompiles (docs/benchmarks.md, "On a GPU").
+    # torch.compile the model: +10 % tokens/s for the image-only tiny model on CPU after ~30 s
+    # of compiling; the multimodal demo recipe compiles for ~2 minutes (CPU and H200 alike)
+    # and then runs no faster, since the sequence length changes from batch to batch
+    # (docs/benchmarks.md, "On a GPU").
     compile: bool = False
     parallel: str = "ddp"  # under torchrun: ddp (replicate) or fsdp (shard the weights)
     seed: int = 0
