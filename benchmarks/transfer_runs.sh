@@ -38,6 +38,12 @@ for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do
     object-colours-align) extra=(--set "augment.preset='photo'" --set model.image_colours=true
                            --set "model.keep_context=['lightcurve','image']"
                            --set model.keep_context_rows=8 --set model.align=0.1) ;;
+    # ... and with framing changes: shifts of up to 4 pixels and zooms of up to 1.3×, half
+    # the time (docs/benchmarks.md, "Real photographs: the Hubble XDF").
+    object-colours-frame) extra=(--set "augment.preset='photo'" --set model.image_colours=true
+                           --set "model.keep_context=['lightcurve','image']"
+                           --set model.keep_context_rows=8 --set augment.shift=4.0
+                           --set augment.zoom=1.3 --set augment.p_geometry=0.5) ;;
     object-colours-nokeep) extra=(--set "augment.preset='photo'" --set model.image_colours=true) ;;
     object-colours-allrows) extra=(--set "augment.preset='photo'" --set model.image_colours=true
                            --set "model.keep_context=['lightcurve','image']"
