@@ -191,6 +191,37 @@ def test_png_folder_with_labels(tmp_path):
         ingest(read_image_folder(folder, labels), tmp_path / "y", "pngs", unit="furlong")
 
 
+def test_pictures_of_any_size_are_resampled_to_one(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    y, x = np.mgrid[:64, :64] - 31.5
+    # A galaxy-like picture: a red core in a bluer, flattened disc.
+    core, disc = np.exp(-(x**2 + y**2) / 18), np.exp(-(x**2 / 150 + y**2 / 60))
+    small = (
+        255
+        * np.stack([0.8 * core + 0.2 * disc, 0.5 * core + 0.4 * disc, 0.2 * core + 0.7 * disc], -1)
+    ).astype(np.uint8)
+    smooth = np.kron(small, np.ones((2, 2, 1), np.uint8))  # the same picture at 128 px
+    Image.fromarray(small).save(folder / "a.png")
+    Image.fromarray(smooth).save(folder / "b.png")
+    # As they are, two sizes cannot share one dataset: the shape is refused by name.
+    with pytest.raises(DataError, match="differs from the first object's"):
+        ingest(read_image_folder(folder), tmp_path / "as-is", "pngs", progress=False)
+    ingest(read_image_folder(folder, size=64), tmp_path / "out", "pngs", progress=False)
+    back = load_image_set(tmp_path / "out")
+    assert back.images.shape == (2, 3, 64, 64)
+    a, b = (back.images[list(back.ids).index(k)] for k in ("a", "b"))
+    # The 128-px copy comes back as the 64-px picture it was made from, to the resampling.
+    assert np.abs(a - b).max() < 0.03 and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+    Image.fromarray(small[:, :48]).save(folder / "c.png")
+    with pytest.raises(BadObject, match="48×64 is not square"):
+        ingest(read_image_folder(folder, size=64), tmp_path / "x", "pngs", progress=False)
+    with pytest.raises(DataError, match="between 8 and 1024"):
+        ingest(read_image_folder(folder, size=4), tmp_path / "y", "pngs", progress=False)
+
+
 def test_colour_channels_follow_the_bands_wavelengths():
     from astroloom.data.readers import channel_order
 

@@ -181,6 +181,13 @@ def data_ingest(
         str | None, typer.Option(help="Image shape C,H,W for flat Parquet images.")
     ] = None,
     stamp: Annotated[int, typer.Option(help="Cutout size for fits-image.")] = 64,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            help="images: resample every picture to SIZE × SIZE pixels (64: what the shipped "
+            "and demo models were trained on)."
+        ),
+    ] = None,
     skip_bad: Annotated[
         bool, typer.Option(help="Skip and log bad objects instead of stopping.")
     ] = False,
@@ -208,7 +215,8 @@ def data_ingest(
         records = readers.read_hdf5(source, max_bad=max_bad_fraction)
     elif fmt == "images":
         records = readers.read_image_folder(
-            source, catalog, id_column, max_bad_fraction, bands.split(",") if bands else None
+            source, catalog, id_column, max_bad_fraction, bands.split(",") if bands else None,
+            size=size,
         )
     elif fmt == "parquet":
         dims = tuple(int(x) for x in shape.split(",")) if shape else None

@@ -327,12 +327,18 @@ def read_image_folder(
     id_column: str = "id",
     max_bad: float = 0.5,
     bands: list[str] | None = None,
+    size: int | None = None,
 ) -> Iterator[Observation]:
     """PNG/JPEG pictures, each a 3-band image in [0, 1] whose bands are ordered as ``bands``
-    (:func:`channel_order`: blue channel → bluest band)."""
+    (:func:`channel_order`: blue channel → bluest band). With ``size`` each picture is
+    resampled (Lanczos) to ``size`` × ``size`` pixels, whatever its own: a picture's pixel
+    scale is unknown, so the model places its patches in pixels, and the same galaxy at
+    128 px and at 64 px embeds differently (docs/benchmarks.md, "Real photographs")."""
     from PIL import Image, UnidentifiedImageError
 
     channels = channel_order(bands)
+    if size is not None and not 8 <= size <= 1024:
+        raise DataError(f"--size must be between 8 and 1024 pixels, got {size}")
 
     rows: dict[str, Any] = {}
     names: list[str] = []
@@ -354,7 +360,15 @@ def read_image_folder(
         obj = path.stem
         try:
             with Image.open(path) as img:
-                array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+                picture = img.convert("RGB")
+                if size is not None and picture.size != (size, size):
+                    if picture.width != picture.height:
+                        raise BadObject(
+                            str(path), obj, f"{picture.width}×{picture.height} is not square; "
+                            f"--size resamples square pictures only"
+                        )
+                    picture = picture.resize((size, size), Image.LANCZOS)
+                array = np.asarray(picture, dtype=np.float32) / 255.0
         except (UnidentifiedImageError, OSError) as err:
             raise BadObject(str(path), obj, f"not a readable image ({err})") from err
         if labels_csv is not None and obj not in rows:
