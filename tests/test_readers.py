@@ -220,6 +220,18 @@ def test_pictures_of_any_size_are_resampled_to_one(tmp_path):
         ingest(read_image_folder(folder, size=64), tmp_path / "x", "pngs", progress=False)
     with pytest.raises(DataError, match="between 8 and 1024"):
         ingest(read_image_folder(folder, size=4), tmp_path / "y", "pngs", progress=False)
+    # From the command line; --size with a format that is not pictures is refused.
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+
+    (folder / "c.png").unlink()
+    args = ["data", "ingest", "images", str(folder), "--out", str(tmp_path / "cli"), "--size", "32"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert load_image_set(tmp_path / "cli").images.shape == (2, 3, 32, 32)
+    args = ["data", "ingest", "hdf5", str(folder), "--out", str(tmp_path / "h"), "--size", "32"]
+    wrong = CliRunner().invoke(app, args)
+    assert wrong.exit_code != 0 and "--size resamples pictures" in wrong.output
 
 
 def test_colour_channels_follow_the_bands_wavelengths():

@@ -205,6 +205,8 @@ def data_ingest(
     """Bring your own data in: check every object and write shards plus dataset.json."""
     from astroloom.data import readers
 
+    if size is not None and fmt != "images":
+        raise typer.BadParameter(f"--size resamples pictures (images), not {fmt}")
     if fmt == "fits-folder":
         if catalog is None:
             raise typer.BadParameter("fits-folder needs --catalog")
