@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from astroloom.data.multiset import keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.model.checkpoint import find_checkpoint, load_checkpoint
+from astroloom.model.device import pick_device
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import (
     EMBED_ORIENTATIONS,
@@ -162,14 +163,14 @@ def embed_dataset(
     or cuda:N. The arithmetic stays in fp32 on a GPU too, so that a survey's embeddings do
     not depend on the hardware that made them (bf16 is for training).
     """
-    from astroloom.train.loop import Ranks, pick_device  # evaluate composes train
+    from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
     out = Path(out)
     check_orientations(orientations, DataError)
     ranks = Ranks.from_env()
     try:
         where = pick_device(device, ranks.local_rank)
-    except (RuntimeError, ValueError) as err:
+    except ValueError as err:
         raise DataError(str(err)) from None
     model, cfg, tokenizer = load_checkpoint(run)
     if random_weights:

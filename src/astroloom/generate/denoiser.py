@@ -35,6 +35,7 @@ from astroloom.generate.conditioning import (
 )
 from astroloom.generate.schedule import CosineSchedule
 from astroloom.generate.unet import UNet, UNetConfig
+from astroloom.model.device import pick_device
 from astroloom.model.foundation import Foundation, load_foundation
 from astroloom.paths import record_path, resolve_recorded
 
@@ -114,15 +115,7 @@ class Denoiser:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto``: the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this machine has no CUDA device")
-    return device
+    return pick_device(name)
 
 
 def autocast_for(device: torch.device):

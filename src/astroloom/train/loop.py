@@ -36,6 +36,7 @@ from astroloom.model.checkpoint import (
     load_weights,
     save_checkpoint,
 )
+from astroloom.model.device import pick_device
 from astroloom.model.multimodal import build_model
 from astroloom.paths import record_path
 from astroloom.train.impact import EnergyMeter, model_card, run_impact
@@ -83,26 +84,6 @@ class Ranks:
         """This rank's contiguous slice of a global batch."""
         per_rank = len(batch) // self.world
         return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto (CUDA when present), cpu, cuda (this rank's GPU under torchrun) or cuda:N."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name != "cpu" and name != "cuda" and not name.startswith("cuda:"):
-        raise ValueError(f"unknown device {name!r}: auto, cpu, cuda or cuda:N")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} asked for, but no CUDA device is available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device {name!r} asked for, but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)"
-            )
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
