@@ -7,8 +7,10 @@ mock survey (simulated into ``--data`` when that folder is empty):
 
 1. speed of one object's map per method (64 image patches), median over objects;
 2. a label planted in four patches: share of the attribution mass that lands there;
-3. the redshift probe from spectra: how often the integrated-gradient peak lies within
-   20 Å of an emission line at the galaxy's redshift, beside the chance rate;
+3. the redshift probe from spectra (``--lines`` late-type galaxies, 60 by default; ``--fill``
+   one fill only): how often the integrated-gradient peak lies within 20 Å of an emission
+   line at the galaxy's redshift, beside the chance rate, for all of them and for those
+   with a line pixel above 5σ;
 4. surprise maps of painted satellite trails and lensed arcs: how often the most
    surprising patch lies on the painted light;
 5. the sanity checks (Adebayo et al. 2018): rank correlations after randomisation;
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import median_filter
 from sklearn.metrics import roc_auc_score
 
 from astroloom.data.multiset import keep, load_multimodal_set
@@ -79,16 +82,27 @@ def planted(f: Foundation, galaxies, n: int) -> dict:
     return out
 
 
-def spectral_lines(f: Foundation, data_dir: Path, n: int) -> dict:
+def line_significance(
+    flux: np.ndarray, ivar: np.ndarray, lines: np.ndarray, wave: np.ndarray
+) -> float:
+    """The strongest pixel within 20 Å of a line above the continuum (a 31-pixel running
+    median), in units of its noise: how visible the galaxy's lines are at all."""
+    cont = median_filter(np.nan_to_num(flux), size=31, mode="nearest")
+    snr = (flux - cont) * np.sqrt(np.clip(ivar, 0, None))
+    near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
+    return float(np.nanmax(np.where(near, snr, -np.inf)))
+
+
+def spectral_lines(f: Foundation, data_dir: Path, n: int, fills=FILLS) -> dict:
     data = load_multimodal_set(data_dir, ["spectrum"])
     data = keep(data, data.present["spectrum"])
     wave = f.tokenizer["spectrum"].wavelength
     late = np.flatnonzero(data.labels["morph_type"] == "late")[:n]
     out = {}
-    for fill in FILLS:
+    for fill in fills:
         ex = Explainer(f, data, use=["spectrum"], fill=fill)
         target = ex.probe("redshift")
-        hits, chance = [], []
+        hits, chance, strong = [], [], []
         for i in late:
             m = ex.integrated_gradients(str(data.ids[i]), target)
             attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
@@ -96,10 +110,20 @@ def spectral_lines(f: Foundation, data_dir: Path, n: int) -> dict:
             near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
             hits.append(bool(near[np.argmax(attr)]))
             chance.append(float(near.mean()))
+            flux = data.arrays["spectrum_flux"][i][: len(wave)]
+            ivar = data.arrays["spectrum_ivar"][i][: len(wave)]
+            strong.append(line_significance(flux, ivar, lines, wave) > 5)
+        hits, strong = np.array(hits), np.array(strong)
+        rate = float(hits.mean())
         out[f"fill {fill}"] = {
-            "hit_rate": float(np.mean(hits)),
+            "hit_rate": rate,
+            "standard_error": float(np.sqrt(rate * (1 - rate) / len(hits))),
             "chance": float(np.mean(chance)),
             "n": len(hits),
+            "with_a_line_above_5_sigma": {
+                "hit_rate": float(hits[strong].mean()) if strong.any() else None,
+                "n": int(strong.sum()),
+            },
         }
     return out
 
@@ -139,6 +163,12 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["planted", "lines", "sanity"], default=None, help="measure one part only"
     )
+    parser.add_argument(
+        "--lines", type=int, default=60, help="late-type galaxies whose spectrum maps are scored"
+    )
+    parser.add_argument(
+        "--fill", choices=FILLS, default=None, help="the spectrum maps' fill (default both)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     if not (args.data / "dataset.json").exists():
@@ -155,7 +185,8 @@ def main() -> None:
         result["planted"] = planted(f, galaxies, 32)
         print("planted source, share of |attribution| in its 4 patches:", result["planted"])
     if wanted("lines"):
-        result["spectral_lines"] = spectral_lines(f, args.data, 60)
+        fills = FILLS if args.fill is None else (args.fill,)
+        result["spectral_lines"] = spectral_lines(f, args.data, args.lines, fills)
         print("redshift IG peak within 20 Å of a line:", result["spectral_lines"])
     if wanted(None):
         result["painted"] = painted(f, galaxies, 100)

@@ -20,7 +20,7 @@ from astroloom.tokenize.image import ImageTokenizer
 from astroloom.tokenize.lightcurve import LightCurveTokenizer, pad_curves
 from astroloom.tokenize.multimodal import MultimodalTokenizer
 from astroloom.tokenize.scalars import ScalarTokenizer
-from astroloom.tokenize.spectrum import SpectrumTokenizer
+from astroloom.tokenize.spectrum import SpectrumTokenizer, stretch_tokens
 from astroloom.tokenize.tokens import ModalityTokens
 from astroloom.train.loop import train
 
@@ -50,6 +50,36 @@ def test_spectrum_tokens_round_trip_and_mask_bad_pixels():
         patch_size=8, scale=0.5, wavelength_start=3630, wavelength_step=2, n_pixels=200
     )
     assert other.positions()[0, 0].item() == pytest.approx(np.log10(3637), abs=1e-6)
+
+
+def test_a_stretched_spectrum_has_its_line_where_the_new_redshift_puts_it():
+    """stretch_tokens: an emission line at 6563 Å moves to 6563 × 10**s (to within a pixel),
+    pixels past the given range or whose source lies off the spectrum are masked, and no
+    stretch over the whole range gives the tokens back."""
+    tok = SpectrumTokenizer(
+        patch_size=16, scale=1.0, wavelength_start=3600, wavelength_step=4, n_pixels=1551
+    )
+    wave = tok.wavelength
+    flux = 1.0 + 10.0 * np.exp(-0.5 * ((wave - 6563.0) / 6.0) ** 2)
+    block = tok.tokens(torch.tensor(np.stack([flux, flux]), dtype=torch.float32))
+    stretch = torch.tensor([np.log10(1.05), -np.log10(1.05)])
+    out = stretch_tokens(
+        block, stretch, torch.tensor([3800.0, 3600.0]), torch.tensor([9000.0, 1e5])
+    )
+    values = out.values.reshape(2, -1)[:, : len(wave)].numpy()
+    valid = out.valid.reshape(2, -1)[:, : len(wave)].numpy()
+    assert abs(wave[np.argmax(values[0])] - 6563.0 * 1.05) <= 4.0
+    assert abs(wave[np.argmax(values[1])] - 6563.0 / 1.05) <= 4.0
+    assert (
+        not valid[0][(wave < 3800) | (wave > 9000)].any()
+        and valid[0][(wave > 3801) & (wave < 8999)].all()
+    )
+    # Shrunk by 1.05, the red end's pixels would need data past 9800 Å: masked.
+    assert not valid[1][wave > 9800 / 1.05 + 4].any() and valid[1][wave < 9800 / 1.05 - 4].all()
+    assert out.present.sum() < block.present.sum()
+    same = stretch_tokens(block, torch.zeros(2), torch.zeros(2), torch.full((2,), 1e5))
+    torch.testing.assert_close(same.values, block.values)
+    assert torch.equal(same.valid, block.valid)
 
 
 def test_catalogue_tokens_one_per_field_missing_absent():
@@ -349,6 +379,58 @@ def test_alignment_lets_an_image_find_its_own_spectrum(survey_batch):
     after = top5(model, unseen)
     chance = 5 / 64
     assert after > 2.5 * chance and after > before + 0.1, (before, after)
+
+
+def test_spectrum_shift_teaches_the_embedding_where_features_lie(survey_batch):
+    """model.spectrum_shift: two stretched views of each spectrum, the stretch between them
+    read linearly off their embeddings' difference. The term is the same for the same
+    batch, enters the training loss only (on the spectrum's mean), is None without
+    spectra, and after training it reads the stretch of spectra the model never trained on
+    far better than before (squared error in units of the largest stretch; guessing zero
+    scores 2/3)."""
+    with pytest.raises(ConfigError, match="spectrum_shift must be"):
+        ModelConfig(modalities=ALL, spectrum_shift=-1.0).validate()
+    with pytest.raises(ConfigError, match="needs the spectrum"):
+        ModelConfig(modalities=["image"], spectrum_shift=1.0).validate()
+    data, tok = survey_batch[1], survey_batch[2]
+    has = np.flatnonzero(data.present["spectrum"])
+    prepared = tok.prepare(data)
+
+    def spectra(index: np.ndarray) -> dict:
+        return {"spectrum": tok.batch(prepared, torch.from_numpy(index), None)["spectrum"]}
+
+    train_rows, seen = has[:256], spectra(has[:128])
+    unseen = [spectra(has[i : i + 16]) for i in range(256, 320, 16)]
+    model = tiny_model("mixed", spectrum_shift=1.0)
+    err = model._shift_error(seen["spectrum"])
+    torch.testing.assert_close(model._shift_error(seen["spectrum"]), err)
+    stars = survey_batch[0]["lightcurve"].take(slice(3, 6))
+    assert model._shift_error(dataclasses.replace(stars, present=stars.present & False)) is None
+    plan = model.draw_plan(seen, "masked", torch.Generator().manual_seed(0))
+    model.train()
+    trained, parts = model.loss(seen, plan)
+    model.eval()
+    evaluated, _ = model.loss(seen, plan)
+    torch.testing.assert_close(trained - evaluated, err)
+
+    def error(net: MultimodalModel) -> float:
+        with torch.no_grad():
+            return float(np.mean([net._shift_error(b["spectrum"]) for b in unseen]))
+
+    before = error(model)
+    # Batches drawn afresh each step, so that each brings new views.
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        rows = torch.randperm(len(train_rows), generator=gen)[:16]
+        loss = model._shift_error(spectra(train_rows[rows.numpy()])["spectrum"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    after = error(model)
+    assert after < 0.25 and after < 0.5 * before, (before, after)
 
 
 def test_init_across_keep_context_keeps_the_learned_weights(multimodal_run, survey_dir, tmp_path):

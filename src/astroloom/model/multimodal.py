@@ -36,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from astroloom.config import MODALITIES, ModelConfig
 from astroloom.model.blocks import Block
 from astroloom.tokenize.image import ORIENTATIONS, check_orientations, orient_tokens
+from astroloom.tokenize.spectrum import stretch_tokens
 from astroloom.tokenize.tokens import ModalityTokens
 
 # How an object's token states become one vector: their mean; their mean and their spread
@@ -55,6 +56,11 @@ MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))  # (disc radius in patch pitches, order
 # model.align: the shared space's width and the InfoNCE temperature (AstroCLIP's scale).
 ALIGN_DIM = 64
 ALIGN_TEMPERATURE = 0.1
+# model.spectrum_shift: the largest stretch of a view, as log10 of the factor on (1 + z)
+# (±4.7 %: a few spectrum tokens at 64 Å each), and how many spectra a step uses (two more
+# passes through half the blocks each).
+SHIFT_MAX = 0.02
+SHIFT_ROWS = 16
 # The pooling of every embedding product (files, probes, bench, export, maps).
 EMBED_POOL = "moments"
 # Every embedding product also averages an image's vector over the cutout's four quarter
@@ -286,6 +292,10 @@ class MultimodalModel(nn.Module):
             }
             if cfg.align
             else {}
+        )
+        # Training-only read-out of the stretch between two views (model.spectrum_shift).
+        self.shift_head = (
+            nn.Linear(self.embedding_dim("meanstd"), 1, bias=False) if cfg.spectrum_shift else None
         )
         self.activation_checkpointing = False
         self.apply(self._init_weights)
@@ -614,6 +624,11 @@ class MultimodalModel(nn.Module):
             err = term() if self.training and weight and "image" in out else None
             if err is not None:
                 out["image"] = (out["image"][0] + weight * err * out["image"][1], out["image"][1])
+        if self.training and self.cfg.spectrum_shift and "spectrum" in out:
+            err = self._shift_error(batch["spectrum"])
+            if err is not None:
+                total, count = out["spectrum"]
+                out["spectrum"] = (total + self.cfg.spectrum_shift * err * count, count)
         # Give every parameter a gradient each step, zero where this step did not use it
         # (the mask token in an autoregressive step, a modality absent from the batch): the
         # optimizer then treats all parameters alike whatever the step held, which keeps
@@ -693,6 +708,42 @@ class MultimodalModel(nn.Module):
         z1, z2 = (self._pooled_once({"image": v}, None, "moments").float() for v in views)
         scale = 0.5 * (z1.var(0) + z2.var(0)) + 1e-4
         return (((z1 - z2) ** 2).mean(0) / scale).mean()
+
+    def _shift_error(self, spectrum: ModalityTokens) -> torch.Tensor | None:
+        """Squared error of the stretch between two views of each spectrum, read linearly off
+        the difference of their spectrum-only embeddings (mean and spread of the token
+        states at the embedding layer), in units of the largest stretch. Both views are
+        stretched (so both are interpolated alike) by independent amounts within
+        ±``SHIFT_MAX`` and cut to one wavelength range that neither stretch reaches past,
+        narrowed by a further random 0–3 % at each end, so that where a view's data end
+        says nothing of its stretch. None without a spectrum in the batch."""
+        rows = spectrum.present.sum(1) >= 2
+        rows = rows.nonzero()[:SHIFT_ROWS, 0].cpu()
+        if not len(rows):
+            return None
+        spectrum = spectrum.take(rows)
+        b = len(rows)
+        # Drawn from the batch's own values, as the invariance term's views are: a resumed
+        # run sees the same views.
+        seed = int(spectrum.values.detach().abs().sum().double().item() * 1e3) % (2**31)
+        g = torch.Generator().manual_seed(seed)
+        shifts = (torch.rand(2, b, generator=g, dtype=torch.float64) * 2 - 1) * SHIFT_MAX
+        margin = torch.rand(2, b, generator=g, dtype=torch.float64) * 0.03
+        pos = spectrum.position[..., 0].double().cpu()
+        present = spectrum.present.cpu()
+        first = torch.where(present, pos, torch.full_like(pos, math.inf)).amin(1)
+        last = torch.where(present, pos, torch.full_like(pos, -math.inf)).amax(1)
+        low = torch.pow(10.0, first + SHIFT_MAX) * (1 + margin[0])
+        high = torch.pow(10.0, last - SHIFT_MAX) * (1 - margin[1])
+        device = spectrum.values.device
+        views = [
+            stretch_tokens(spectrum, s.to(device), low.to(device), high.to(device))
+            for s in shifts
+        ]
+        z1, z2 = (self._pooled_once({"spectrum": v}, None, "meanstd").float() for v in views)
+        pred = self.shift_head(z2 - z1)[:, 0]
+        target = ((shifts[1] - shifts[0]) / SHIFT_MAX).to(pred)
+        return ((pred - target) ** 2).mean()
 
     def _alignment_error(self, batch: dict[str, ModalityTokens]) -> torch.Tensor | None:
         """Symmetric InfoNCE between the image-only and the spectrum-only embeddings of the

@@ -21,6 +21,7 @@ Two normalisations, as for images:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -187,3 +188,38 @@ def spectrum_noise_scale(ivar: np.ndarray) -> float:
     if not good.any():
         raise ValueError("no spectrum pixel has a positive inverse variance")
     return float(np.median(1.0 / np.sqrt(ivar[good])))
+
+
+def stretch_tokens(
+    tokens: ModalityTokens, log_stretch: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+) -> ModalityTokens:
+    """The spectra of a token block as if each galaxy lay at ``(1 + z) × 10**log_stretch``
+    (``(B,)``), seen on the same grid and kept between ``low`` and ``high`` Å (``(B,)``).
+
+    Each pixel takes the value found at its wavelength ÷ the stretch, linearly interpolated
+    between the grid's pixels (token values, that is arcsinh-stretched flux); a pixel whose
+    source lies off the spectrum or next to a masked pixel is masked. The grid is read off
+    the tokens' positions and taken as linear in wavelength, as the model's own is.
+    """
+    values, valid = tokens.values, tokens.valid
+    b, n, p = values.shape
+    centre = torch.pow(10.0, tokens.position[..., 0].double())  # (B, N) Å
+    step = (centre[:, 1] - centre[:, 0]) / p  # Å per pixel
+    # From the first token's centre: a last, partly filled token's centre is off the grid.
+    offset = torch.arange(n * p, dtype=torch.float64, device=values.device) - (p - 1) / 2
+    wave = centre[:, :1] + offset * step[:, None]
+    source = wave / torch.pow(10.0, log_stretch.double())[:, None]
+    u = (source - wave[:, :1]) / step[:, None]
+    i0 = u.floor().long()
+    w = (u - i0).float()
+    inside = (i0 >= 0) & (i0 + 1 < n * p)
+    i0 = i0.clamp(0, n * p - 2)
+    flat_v, flat_ok = values.reshape(b, n * p), valid.reshape(b, n * p)
+    v = (1 - w) * flat_v.gather(1, i0) + w * flat_v.gather(1, i0 + 1)
+    ok = inside & flat_ok.gather(1, i0) & flat_ok.gather(1, i0 + 1)
+    ok &= (wave >= low.double()[:, None]) & (wave <= high.double()[:, None])
+    v = torch.where(ok, v, torch.zeros((), dtype=v.dtype, device=v.device))
+    ok = ok.reshape(b, n, p)
+    return dataclasses.replace(
+        tokens, values=v.reshape(b, n, p).to(values.dtype), valid=ok, present=ok.any(2)
+    )

@@ -220,6 +220,8 @@ TRAINING_TERMS = {
     "embedding space",
     "align": "each galaxy's image-only and spectrum-only embeddings matched against the "
     "batch's others",
+    "spectrum_shift": "the stretch between two redshifted views of each spectrum read "
+    "back from their embeddings",
 }
 
 
