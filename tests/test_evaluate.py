@@ -373,6 +373,33 @@ def test_few_shot_ridge_does_not_collapse_with_fewer_labels_than_dimensions():
         assert mean > floor, (floor, mean)
 
 
+def test_a_few_shot_probe_does_not_extrapolate_from_one_wild_feature():
+    """A feature that tracks the label in the training objects but lies far out for a few
+    test objects (a radius from a segmentation that merged two galaxies): the linear probe
+    and the MLP clip each feature to the training objects' range, so those objects get a
+    prediction within reach of the labels and the test R² stays near what the good objects
+    give; the unclipped ridge, scored the same way, collapses."""
+    from astroloom.evaluate.fewshot import make_probe, standardised
+
+    rng = np.random.default_rng(1)
+    n = 600
+    y = rng.normal(size=n)
+    x = np.stack([y + 0.3 * rng.normal(size=n), y + 0.3 * rng.normal(size=n)], axis=1)
+    wild = rng.choice(n, 6, replace=False)
+    x[wild, 1] += 60.0  # six objects, 60 standard deviations out in one feature
+    for method in ("linear", "mlp"):
+        curve = few_shot_curve({"f": x}, y, "y", budgets=(30,), methods=(method,), seeds=5)
+        mean, _ = curve.summary("r2")[("f", method, 30)]
+        assert mean > 0.6, (method, mean)
+    train = np.setdiff1d(np.arange(n), wild)[:30]
+    probe = make_probe("linear", "regression", 30, 0, 2).fit(x[train], y[train])
+    assert np.abs(probe.predict(x[wild])).max() < 2 * np.abs(y[train]).max()
+    from sklearn.linear_model import Ridge
+
+    plain = standardised(Ridge(alpha=1.0), clip=False).fit(x[train], y[train])
+    assert np.abs(plain.predict(x[wild])).max() > 10 * np.abs(y[train]).max()
+
+
 def test_bench_counts_wins_against_the_best_baseline():
     from astroloom.evaluate.bench import BenchResult
     from astroloom.evaluate.fewshot import Curve

@@ -17,8 +17,6 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from astroloom.data.schema import DataError
 from astroloom.data.shards import load_image_set
@@ -29,6 +27,7 @@ from astroloom.evaluate.embed import (
     embed_images,
     read_embeddings,
 )
+from astroloom.evaluate.fewshot import standardised
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.multimodal import build_model
 from astroloom.tokenize.multimodal import image_description
@@ -68,9 +67,7 @@ def ridge_probes(
         raise ValueError(f"{len(features)} feature rows but {len(targets)} targets")
     if len(targets) < 2 * folds:
         raise ValueError(f"{len(targets)} labelled objects are too few for {folds}-fold probing")
-    model = make_pipeline(
-        StandardScaler(), RidgeCV(alphas=ALPHAS, gcv_mode="svd", alpha_per_target=True)
-    )
+    model = standardised(RidgeCV(alphas=ALPHAS, gcv_mode="svd", alpha_per_target=True))
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(model, features, targets, cv=splitter).reshape(targets.shape)
     out = []
@@ -117,10 +114,7 @@ def logistic_probe(
             f"class {classes[counts.argmin()]!r} has {counts.min()} objects; {folds}-fold "
             "probing needs at least one per fold"
         )
-    model = make_pipeline(
-        StandardScaler(),
-        LogisticRegressionCV(Cs=10, cv=3, max_iter=3000, **_LOGISTIC_CV_QUIET),
-    )
+    model = standardised(LogisticRegressionCV(Cs=10, cv=3, max_iter=3000, **_LOGISTIC_CV_QUIET))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     proba = cross_val_predict(model, features, target, cv=splitter, method="predict_proba")
     pred = classes[proba.argmax(1)]
