@@ -177,6 +177,16 @@ def train_steps(model: MultimodalModel, batch: dict, steps: int, lr: float) -> N
     model.eval()
 
 
+def loss_added_in_training(model: MultimodalModel, batch: dict, plan: Plan) -> torch.Tensor:
+    """The loss in training mode less the loss in eval mode, for the same batch and plan:
+    what the training-only terms add. The model is left in eval mode."""
+    model.train()
+    trained, _ = model.loss(batch, plan)
+    model.eval()
+    evaluated, _ = model.loss(batch, plan)
+    return trained - evaluated
+
+
 @pytest.fixture(scope="module")
 def survey_batch(survey_dir):
     data = load_multimodal_set(survey_dir, ALL)
@@ -275,11 +285,7 @@ def test_keep_context_makes_the_embedding_carry_the_period(survey_batch):
     model.cfg.keep_context_rows = 0
     # It enters the light curve's loss in training only (validation stays reconstruction).
     plan = model.draw_plan(stars, "masked", torch.Generator().manual_seed(0))
-    model.train()
-    trained, _ = model.loss(stars, plan)
-    model.eval()
-    evaluated, _ = model.loss(stars, plan)
-    torch.testing.assert_close(trained - evaluated, errors)
+    torch.testing.assert_close(loss_added_in_training(model, stars, plan), errors)
     # Training on the survey's 48 stars: the read-out learns the context.
     data, tok = survey_batch[1], survey_batch[2]
     index = torch.from_numpy(np.flatnonzero(data.present["lightcurve"]))
@@ -316,11 +322,7 @@ def test_invariance_pulls_two_views_of_a_galaxy_together(survey_batch):
         model._invariance_error(mixed_batch["image"]), model._invariance_error(galaxies)
     )
     plan = model.draw_plan(images, "masked", torch.Generator().manual_seed(0))
-    model.train()
-    trained, _ = model.loss(images, plan)
-    model.eval()
-    evaluated, _ = model.loss(images, plan)
-    torch.testing.assert_close(trained - evaluated, 0.5 * err)
+    torch.testing.assert_close(loss_added_in_training(model, images, plan), 0.5 * err)
 
     def views_apart_after_training(net: MultimodalModel) -> float:
         train_steps(net, images, 40, 3e-3)
@@ -407,11 +409,7 @@ def test_spectrum_shift_teaches_the_embedding_where_features_lie(survey_batch):
     stars = survey_batch[0]["lightcurve"].take(slice(3, 6))
     assert model._shift_error(dataclasses.replace(stars, present=stars.present & False)) is None
     plan = model.draw_plan(seen, "masked", torch.Generator().manual_seed(0))
-    model.train()
-    trained, parts = model.loss(seen, plan)
-    model.eval()
-    evaluated, _ = model.loss(seen, plan)
-    torch.testing.assert_close(trained - evaluated, err)
+    torch.testing.assert_close(loss_added_in_training(model, seen, plan), err)
 
     def error(net: MultimodalModel) -> float:
         with torch.no_grad():
