@@ -139,7 +139,26 @@ def test_either_score_scales_each_score_by_its_tail():
         tail_scaled(short_tail, 1.5)
 
 
-@pytest.mark.parametrize("method", ["iforest", "knn"])
+def test_local_outlier_factor_finds_what_lies_just_outside_a_dense_crowd():
+    """Ten rare objects a little outside a dense crowd, nearer to it than the members of a
+    sparse crowd are to each other (a merger beside the ordinary galaxies of its colour):
+    the plain neighbour distance ranks the sparse crowd's members above them, the local
+    outlier factor, which divides by the neighbours' own distances, ranks them first."""
+    rng = np.random.default_rng(0)
+    way = rng.normal(size=(10, 8))
+    rare = 1.5 * way / np.linalg.norm(way, axis=1, keepdims=True)
+    dense = rng.normal(0, 0.2, size=(900, 8))
+    sparse = rng.normal(12.0, 2.0, size=(300, 8))
+    x = np.vstack([rare, dense, sparse])
+    is_rare = np.arange(len(x)) < 10
+    assert roc_auc_score(is_rare, anomaly_scores(x, "knn")) < 0.8
+    lof = anomaly_metrics(anomaly_scores(x, "lof"), is_rare)
+    assert lof["roc_auc"] > 0.99 and lof["precision_at_10"] >= 0.9
+    with pytest.raises(ValueError, match="unknown anomaly method"):
+        anomaly_scores(x, "lfo")
+
+
+@pytest.mark.parametrize("method", ["iforest", "knn", "lof"])
 def test_anomaly_scores_rank_outliers_first(method):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(1000, 10))
@@ -198,13 +217,13 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert set(bench["anomalies"]) == {
         "foundation",
         "foundation surprise",
-        "foundation surprise or kNN",
+        "foundation surprise or LOF",
         "pixel PCA",
         "random weights",
         "hand-crafted",
     }
     assert set(bench["anomalies"]["foundation surprise"]) == {"two-sided", "one-sided"}
-    assert set(bench["anomalies"]["foundation surprise or kNN"]) == {"max"}
+    assert set(bench["anomalies"]["foundation surprise or LOF"]) == {"max"}
     # The three waves are read alike: every feature set by every probe type.
     for curve in bench["curves"]:
         pairs = {
@@ -288,7 +307,7 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     # The printed ROC-AUC is the rare labels' against the printed method's scores.
 
     emb = read_embeddings(path)
-    expected = roc_auc_score(emb.labels["is_rare"] == 1, anomaly_scores(emb.vectors, "iforest"))
+    expected = roc_auc_score(emb.labels["is_rare"] == 1, anomaly_scores(emb.vectors, "lof"))
     assert metrics["n_positive"] == 20
     assert metrics["roc_auc"] == pytest.approx(expected, abs=1e-9)
     # And a planted outlier tops the ranking: an embedding pushed far from the rest.

@@ -709,7 +709,9 @@ def search(
 @app.command()
 def anomalies(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],
-    method: Annotated[str, typer.Option(help="iforest or knn.")] = "iforest",
+    method: Annotated[
+        str, typer.Option(help="lof (local outlier factor), knn or iforest.")
+    ] = "lof",
     top: Annotated[int, typer.Option(help="How many of the most unusual objects to list.")] = 20,
     label: Annotated[
         str, typer.Option(help="A 0/1 label to score against, if present.")

@@ -365,9 +365,10 @@ def run_bench(
         anomalies["foundation surprise"] = {
             m: anomaly_metrics(s, rare) for m, s in surprise.items()
         }
-        # Either signal: what the model cannot predict, or what has no near neighbour.
-        either = either_scores(surprise["two-sided"], scores["foundation"]["knn"])
-        anomalies["foundation surprise or kNN"] = {"max": anomaly_metrics(either, rare)}
+        # Either signal: what the model cannot predict, or what lies outside its
+        # neighbours' crowd (the local outlier factor; the plain k-NN distance before).
+        either = either_scores(surprise["two-sided"], scores["foundation"]["lof"])
+        anomalies["foundation surprise or LOF"] = {"max": anomaly_metrics(either, rare)}
     layers: dict[int, dict[str, float]] = {}
     # The sweep probes the regression targets: with none asked (--target morph_type) it
     # would embed every block for an empty table.

@@ -1,0 +1,76 @@
+"""Anomaly scores against the neighbourhood they look at: the k-NN distance and the local
+outlier factor at k = 10, 20 and 50, for the foundation's image embeddings (alone and
+paired with the model's surprise, as `astroloom bench` pairs them) and for the
+hand-crafted photutils features, per rare kind (docs/benchmarks.md, "Anomalies: the local
+outlier factor").
+
+    .venv/bin/python benchmarks/anomaly_neighbours.py RUN DATA [--out table.json]
+
+The features are the bench's own (`bench_features`: four turns, the data's brightness),
+so the k = 10 k-NN and k = 20 LOF rows equal `astroloom bench`'s anomaly table. Several
+minutes on a 10,000-galaxy survey (embedding, surprise, photutils).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from astroloom.data.shards import load_image_set
+from astroloom.discover.anomaly import anomaly_scores, either_scores
+from astroloom.evaluate.bench import _described, bench_features
+from astroloom.interpret.surprise import image_surprise_scores
+from astroloom.model.checkpoint import load_checkpoint
+
+KS = (10, 20, 50)
+
+
+def per_kind(score: np.ndarray, rare: np.ndarray, kind: np.ndarray) -> dict[str, float]:
+    """ROC-AUC of all rare objects, and of each rare kind alone, against the ordinary."""
+    out = {"all": float(roc_auc_score(rare, score))}
+    for k in sorted(set(kind[rare])):
+        keep = (kind == k) | ~rare
+        out[k] = float(roc_auc_score(rare[keep], score[keep]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    model, cfg, tokenizer = load_checkpoint(args.run)
+    images = load_image_set(args.data)
+    features = bench_features(model, cfg, tokenizer, images, model.default_layer())
+    surprise = image_surprise_scores(
+        model, tokenizer.image, images.images, **_described(images)
+    )["two-sided"]
+    labels = images.labels
+    rare = labels["is_rare"] == 1
+    kind = np.asarray(labels["morph_type"]).astype(str)
+    rows: dict[str, dict[str, float]] = {}
+    for k in KS:
+        for method in ("knn", "lof"):
+            ours = anomaly_scores(features["foundation"], method, k=k)
+            rows[f"foundation {method}, k = {k}"] = per_kind(ours, rare, kind)
+            rows[f"surprise or {method}, k = {k}"] = per_kind(
+                either_scores(surprise, ours), rare, kind
+            )
+            hand = anomaly_scores(features["hand-crafted"], method, k=k)
+            rows[f"hand-crafted {method}, k = {k}"] = per_kind(hand, rare, kind)
+    kinds = [k for k in next(iter(rows.values())) if k != "all"]
+    print("| score | all | " + " | ".join(kinds) + " |")
+    print("|---|---:|" + "---:|" * len(kinds))
+    for name, by in rows.items():
+        print(f"| {name} | {by['all']:.3f} | " + " | ".join(f"{by[k]:.3f}" for k in kinds) + " |")
+    if args.out:
+        args.out.write_text(json.dumps({"run": str(args.run), "data": str(args.data), **rows}))
+
+
+if __name__ == "__main__":
+    main()
