@@ -156,6 +156,8 @@ def test_local_outlier_factor_finds_what_lies_just_outside_a_dense_crowd():
     assert lof["roc_auc"] > 0.99 and lof["precision_at_10"] >= 0.9
     with pytest.raises(ValueError, match="unknown anomaly method"):
         anomaly_scores(x, "lfo")
+    with pytest.raises(ValueError, match="more than 20 objects, not 12"):
+        anomaly_scores(x[:12], "lof")
 
 
 @pytest.mark.parametrize("method", ["iforest", "knn", "lof"])

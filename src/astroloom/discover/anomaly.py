@@ -31,6 +31,11 @@ def anomaly_scores(
         return -forest.score_samples(x)
     if method in NEIGHBOURS:
         k = NEIGHBOURS[method] if k is None else k
+        if len(vectors) <= k:
+            raise ValueError(
+                f"the {method} score compares each object with its {k} nearest neighbours: "
+                f"it needs more than {k} objects, not {len(vectors)}"
+            )
         if method == "lof":
             return -LocalOutlierFactor(n_neighbors=k).fit(x).negative_outlier_factor_
         distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
