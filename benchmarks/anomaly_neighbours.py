@@ -22,9 +22,10 @@ from sklearn.metrics import roc_auc_score
 
 from astroloom.data.shards import load_image_set
 from astroloom.discover.anomaly import anomaly_scores, either_scores
-from astroloom.evaluate.bench import _described, bench_features
+from astroloom.evaluate.bench import bench_features
 from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.checkpoint import load_checkpoint
+from astroloom.tokenize.multimodal import image_description
 
 KS = (10, 20, 50)
 
@@ -47,8 +48,9 @@ def main() -> None:
     model, cfg, tokenizer = load_checkpoint(args.run)
     images = load_image_set(args.data)
     features = bench_features(model, cfg, tokenizer, images, model.default_layer())
+    pixel_scale, zero_point = image_description(images.info)
     surprise = image_surprise_scores(
-        model, tokenizer.image, images.images, **_described(images)
+        model, tokenizer.image, images.images, pixel_scale=pixel_scale, zero_point=zero_point
     )["two-sided"]
     labels = images.labels
     rare = labels["is_rare"] == 1
@@ -69,7 +71,8 @@ def main() -> None:
     for name, by in rows.items():
         print(f"| {name} | {by['all']:.3f} | " + " | ".join(f"{by[k]:.3f}" for k in kinds) + " |")
     if args.out:
-        args.out.write_text(json.dumps({"run": str(args.run), "data": str(args.data), **rows}))
+        where = {"run": str(args.run.resolve()), "data": str(args.data.resolve())}
+        args.out.write_text(json.dumps({**where, **rows}))
 
 
 if __name__ == "__main__":
