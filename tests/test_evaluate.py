@@ -447,6 +447,44 @@ def test_bench_counts_wins_against_the_best_baseline():
     assert "✗ foundation 0.900 vs 0.950 (hand-crafted)" in text
 
 
+def test_bench_pairs_each_draw_and_tells_a_tie_from_a_loss():
+    """Every feature set is probed on the same labelled objects per draw, so the draws' luck
+    is shared and cancels in the draw-by-draw difference: a steady 0.02 deficit is a clear
+    loss however much the draws scatter, a 0.001 one among noisy draws is a tie."""
+    from astroloom.evaluate.bench import BenchResult
+    from astroloom.evaluate.fewshot import Curve
+
+    rng = np.random.default_rng(3)
+    luck = rng.normal(0.5, 0.05, size=20)  # each draw's labels: good or bad for every set
+    jitter = rng.normal(0.0, 0.004, size=20)
+    jitter -= jitter.mean()
+    curves = []
+    for target, offset, noise in (("mass", -0.02, 0.0), ("size", -0.001, 1.0)):
+        rows = []
+        for seed in range(20):
+            values = {
+                "foundation": luck[seed] + offset + noise * jitter[seed],
+                "hand-crafted": luck[seed],
+                "random": luck[seed] - 0.3,
+            }
+            for feature, v in values.items():
+                rows.append(
+                    {"feature": feature, "method": "linear", "budget": 100, "seed": seed, "r2": v}
+                )
+        curves.append(Curve(target, "regression", rows))
+    versus = {r["target"]: r for r in BenchResult(curves, {}, {"run": "r"}).versus()}
+    mass, size = versus["mass"], versus["size"]
+    assert mass["baseline"] == "hand-crafted" and not mass["win"]
+    assert mass["difference"] == pytest.approx(-0.02) and mass["draws_won"] == 0
+    assert mass["difference_se"] < 1e-9 and mass["draws"] == 20
+    assert size["difference"] == pytest.approx(-0.001)
+    assert 0.0005 < size["difference_se"] < 0.002  # 0.004 / √20
+    assert 0 < size["draws_won"] < 20
+    text = BenchResult(curves, {}, {"run": "r"}).markdown()
+    assert "-0.0200 ± 0.0000 (0/20)" in text
+    assert "within two standard errors of level: size at 100." in text
+
+
 def test_every_label_spread_is_a_bootstrap_that_shrinks_with_the_test_set():
     """One draw has no spread over seeds; the bootstrap of its test set gives one, and it
     shrinks as 1/√n: ten times the test objects, about a third of the spread."""

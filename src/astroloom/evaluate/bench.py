@@ -57,6 +57,69 @@ MAIN_METRIC = {"regression": "r2", "classification": "macro_f1"}
 PROBES = ("linear", "knn", "mlp")  # for every feature set alike
 
 
+def paired_difference(
+    curve: Curve, metric: str, probe: str, budget: int, baseline: str
+) -> dict[str, float | int | None]:
+    """Foundation − ``baseline`` draw by draw: both are probed on the same labelled objects
+    of each seed, so the difference of each draw is free of the draw's luck, which the two
+    means share. Its mean, standard error and how many draws the foundation won (≥); the
+    standard error is None for a single draw."""
+    by_seed: dict[str, dict[int, float]] = {"foundation": {}, baseline: {}}
+    for row in curve.rows:
+        if row["method"] == probe and row["budget"] == budget and row["feature"] in by_seed:
+            if metric in row and np.isfinite(row[metric]):
+                by_seed[row["feature"]][row["seed"]] = row[metric]
+    seeds = sorted(set(by_seed["foundation"]) & set(by_seed[baseline]))
+    diff = np.array([by_seed["foundation"][s] - by_seed[baseline][s] for s in seeds])
+    if not len(diff):
+        return {"draws": 0, "difference": None, "difference_se": None, "draws_won": 0}
+    return {
+        "draws": len(diff),
+        "difference": float(diff.mean()),
+        "difference_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None,
+        "draws_won": int((diff >= 0).sum()),
+    }
+
+
+def _paired_markdown(rows: list[dict], budgets: list[int]) -> list[str]:
+    """The table of paired differences, and which lost cells are within two standard
+    errors of level: the few-draw cells whose ✗ the draws cannot tell from a tie."""
+    paired = [r for r in rows if r.get("difference_se") is not None]
+    if not paired:
+        return []
+    shown = [b for b in budgets if any(r["budget"] == b for r in paired)]
+    lines = [
+        "",
+        "Foundation − that baseline, draw by draw on the same labelled objects (mean ± "
+        "standard error over the draws; draws won):",
+        "",
+        "| target | " + " | ".join(str(b) for b in shown) + " |",
+        "|---|" + "---|" * len(shown),
+    ]
+    for target in dict.fromkeys(r["target"] for r in paired):
+        cells = []
+        for b in shown:
+            r = next((r for r in paired if r["target"] == target and r["budget"] == b), None)
+            cells.append(
+                "–"
+                if r is None
+                else f"{r['difference']:+.4f} ± {r['difference_se']:.4f} "
+                f"({r['draws_won']}/{r['draws']})"
+            )
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    level = [
+        f"{r['target']} at {r['budget']}"
+        for r in paired
+        if not r["win"] and r["difference"] >= -2 * r["difference_se"]
+    ]
+    if level:
+        lines += [
+            "",
+            f"Lost, but within two standard errors of level: {', '.join(level)}.",
+        ]
+    return lines + [""]
+
+
 @dataclass
 class BenchResult:
     curves: list[Curve]
@@ -103,6 +166,7 @@ class BenchResult:
                         "baseline": best,
                         "baseline_value": rivals[best],
                         "win": ours[0] >= rivals[best],
+                        **paired_difference(curve, metric, probe, budget, best),
                     }
                 )
         return out
@@ -138,6 +202,7 @@ class BenchResult:
         ]
         total = sum(r["win"] for r in rows)
         lines += ["", f"Wins per budget — {'; '.join(wins)}; in all {total}/{len(rows)}."]
+        lines += _paired_markdown(rows, budgets)
         if "foundation" in self.anomalies:
             best = {
                 f: max(m.get("roc_auc", np.nan) for m in by.values())
