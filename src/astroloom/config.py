@@ -109,6 +109,12 @@ class ModelConfig:
     # but the redshift map no nearer the lines and few-shot probes less steady
     # (docs/benchmarks.md, "A surrogate task that needs the lines' positions").
     spectrum_shift: float = 0.0
+    # Weight of a shape read-out (0: off): while training, a few rotation-invariant
+    # statistics of each cutout's own pixels — its ellipticity within two apertures, its
+    # light concentration and its mean radius — are read back linearly from the image-only
+    # embedding, so that shape lies along a few directions a few-label probe finds. No
+    # label is used. An ablation of issue [transfer] (docs/benchmarks.md, "Shape read-out").
+    keep_shape: float = 0.0
 
     @property
     def n_patches(self) -> int:
@@ -187,6 +193,10 @@ class ModelConfig:
             raise ConfigError(f"model.spectrum_shift must be ≥ 0, got {self.spectrum_shift}")
         if self.spectrum_shift and "spectrum" not in self.modalities:
             raise ConfigError("model.spectrum_shift needs the spectrum modality")
+        if self.keep_shape < 0 or not math.isfinite(self.keep_shape):
+            raise ConfigError(f"model.keep_shape must be ≥ 0, got {self.keep_shape}")
+        if self.keep_shape and "image" not in self.modalities:
+            raise ConfigError("model.keep_shape needs the image modality")
         for name in ("spectrum_patch", "lightcurve_tokens", "lightcurve_bands", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")

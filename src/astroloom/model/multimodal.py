@@ -61,6 +61,13 @@ ALIGN_TEMPERATURE = 0.1
 # passes through half the blocks each).
 SHIFT_MAX = 0.02
 SHIFT_ROWS = 16
+# model.keep_shape: the Gaussian apertures (σ in pixels) of the two ellipticities, the radii
+# (pixels) whose enclosed light the concentration compares, and the aperture of the mean
+# radius: the mock galaxies' half-light radii span 1–8 pixels.
+SHAPE_SIGMAS = (2.0, 5.0)
+SHAPE_CONCENTRATION = (3.0, 10.0)
+SHAPE_APERTURE = 16.0
+SHAPE_STATISTICS = len(SHAPE_SIGMAS) + 2
 # The pooling of every embedding product (files, probes, bench, export, maps).
 EMBED_POOL = "moments"
 # Every embedding product also averages an image's vector over the cutout's four quarter
@@ -248,6 +255,43 @@ class Sequence:
     identity: bool = False
 
 
+def shape_statistics(image: ModalityTokens, n_bands: int) -> torch.Tensor:
+    """``(B, SHAPE_STATISTICS)`` rotation-invariant statistics of each cutout's light (its
+    token values summed over bands, negative values clipped), about the cutout's centre:
+    the ellipticity |e| = |Q₁₁ − Q₂₂ + 2iQ₁₂| / (Q₁₁ + Q₂₂) of the second moments within
+    each Gaussian aperture of :data:`SHAPE_SIGMAS`, log₁₀ of the light within the inner
+    radius of :data:`SHAPE_CONCENTRATION` over that within the outer, and log₁₀ of the
+    light-weighted mean radius within :data:`SHAPE_APERTURE` (pixels)."""
+    b, n, v = image.values.shape
+    p = int(round((v // n_bands) ** 0.5))
+    valid = image.valid.expand(b, n, v).reshape(b, n, p * p, n_bands).any(-1)
+    light = image.values.float().reshape(b, n, p * p, n_bands).sum(-1).clamp_min(0.0)
+    light = light * valid * image.present[..., None]
+    pos = image.position.float().expand(b, n, 2)
+    # The patch pitch in position units, from the grid (as the moments pooling finds it);
+    # a pixel is a pitch over p.
+    ax = pos[0, :, 0].abs()
+    nearest = ax.min()
+    off_centre = torch.where(ax > 1e-6 * ax.max(), ax, torch.full_like(ax, math.inf)).min()
+    pitch = torch.where(nearest > 1e-6 * ax.max(), 2 * nearest, off_centre)
+    offset = torch.arange(p, dtype=torch.float32, device=light.device) + 0.5 - p / 2
+    dy, dx = torch.meshgrid(offset, offset, indexing="ij")  # a token's values run (y, x, band)
+    x = pos[..., :1] * (p / pitch) + dx.reshape(1, 1, -1)
+    y = pos[..., 1:] * (p / pitch) + dy.reshape(1, 1, -1)
+    r2 = x**2 + y**2
+    tiny = 1e-6
+    out = []
+    for sigma in SHAPE_SIGMAS:
+        w = light * torch.exp(-r2 / (2 * sigma**2))
+        q11, q22, q12 = ((w * q).sum((1, 2)) for q in (x * x, y * y, x * y))
+        out.append(((q11 - q22) ** 2 + 4 * q12**2).sqrt() / (q11 + q22 + tiny))
+    inner, outer = ((light * (r2 <= r**2)).sum((1, 2)) for r in SHAPE_CONCENTRATION)
+    out.append(torch.log10((inner + tiny) / (outer + tiny)))
+    w = light * (r2 <= SHAPE_APERTURE**2)
+    out.append(torch.log10((w * r2.sqrt()).sum((1, 2)) / (w.sum((1, 2)) + tiny) + tiny))
+    return torch.stack(out, dim=1)
+
+
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     """√x with zero where x is zero: sqrt(0) has an infinite slope, and a zero spread or
     moment (an absent modality, a single token) must keep gradients finite (attribution)."""
@@ -296,6 +340,10 @@ class MultimodalModel(nn.Module):
         # Training-only read-out of the stretch between two views (model.spectrum_shift).
         self.shift_head = (
             nn.Linear(self.embedding_dim("meanstd"), 1, bias=False) if cfg.spectrum_shift else None
+        )
+        # Training-only read-out of each cutout's shape statistics (model.keep_shape).
+        self.shape_head = (
+            nn.Linear(self.embedding_dim("moments"), SHAPE_STATISTICS) if cfg.keep_shape else None
         )
         self.activation_checkpointing = False
         self.apply(self._init_weights)
@@ -616,9 +664,11 @@ class MultimodalModel(nn.Module):
                 if m in out:
                     out[m] = (out[m][0] + err * out[m][1], out[m][1])
         # The image's extra training terms ride on its mean error, weighted by the config.
+        shared: dict = {}  # the terms that read the image-only embeddings share one pass
         extras = (
             (self.cfg.invariance, lambda: self._invariance_error(batch["image"])),
-            (self.cfg.align, lambda: self._alignment_error(batch)),
+            (self.cfg.align, lambda: self._alignment_error(batch, shared)),
+            (self.cfg.keep_shape, lambda: self._shape_error(batch["image"], shared)),
         )
         for weight, term in extras:
             err = term() if self.training and weight and "image" in out else None
@@ -745,7 +795,39 @@ class MultimodalModel(nn.Module):
         target = ((shifts[1] - shifts[0]) / SHIFT_MAX).to(pred)
         return ((pred - target) ** 2).mean()
 
-    def _alignment_error(self, batch: dict[str, ModalityTokens]) -> torch.Tensor | None:
+    def _image_only(
+        self, image: ModalityTokens, shared: dict | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The objects that have an image (indices into the batch, ascending) and their
+        image-only embeddings (moments pooling at the embedding layer, what the probes
+        read); kept in ``shared`` so that the training terms that read them share a pass."""
+        if shared is not None and "image" in shared:
+            return shared["image"]
+        rows = image.present.any(1).nonzero()[:, 0].cpu()
+        if len(rows) < image.batch_size:
+            image = image.take(rows)
+        z = self._pooled_once({"image": image}, None, "moments") if len(rows) else None
+        if shared is not None:
+            shared["image"] = (rows, z)
+        return rows, z
+
+    def _shape_error(
+        self, image: ModalityTokens, shared: dict | None = None
+    ) -> torch.Tensor | None:
+        """Mean squared error of the cutouts' shape statistics (:func:`shape_statistics`,
+        each standardised over the batch) read back linearly from their image-only
+        embeddings: about 1 − R² of the read-out. None with fewer than two images."""
+        rows, z = self._image_only(image, shared)
+        if len(rows) < 2 or image.position is None:
+            return None
+        with torch.no_grad():
+            target = shape_statistics(image.take(rows), self.cfg.n_bands)
+            target = (target - target.mean(0)) / target.std(0).clamp_min(1e-6)
+        return ((self.shape_head(z).float() - target) ** 2).mean()
+
+    def _alignment_error(
+        self, batch: dict[str, ModalityTokens], shared: dict | None = None
+    ) -> torch.Tensor | None:
         """Symmetric InfoNCE between the image-only and the spectrum-only embeddings of the
         galaxies that have both (CLIP, Radford et al. 2021; AstroCLIP, Parker et al. 2024):
         each image must pick its own galaxy's spectrum out of the batch's, and each spectrum
@@ -758,8 +840,13 @@ class MultimodalModel(nn.Module):
         rows = both.nonzero()[:, 0].cpu()
         if len(rows) < 2:
             return None
-        zi, zs = self.aligned(batch["image"].take(rows), batch["spectrum"].take(rows))
-        logits = zi @ zs.T / ALIGN_TEMPERATURE
+        image_rows, z = self._image_only(batch["image"], shared)
+        zi = self.align_heads["image"](z[torch.searchsorted(image_rows, rows)])
+        zi = F.normalize(zi.float(), dim=1)
+        zs = self.align_heads["spectrum"](
+            self._pooled_once({"spectrum": batch["spectrum"].take(rows)}, None, "meanstd")
+        )
+        logits = zi @ F.normalize(zs.float(), dim=1).T / ALIGN_TEMPERATURE
         target = torch.arange(len(rows), device=logits.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 

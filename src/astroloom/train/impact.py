@@ -222,6 +222,8 @@ TRAINING_TERMS = {
     "batch's others",
     "spectrum_shift": "the stretch between two redshifted views of each spectrum read "
     "back from their embeddings",
+    "keep_shape": "each cutout's ellipticity, concentration and radius, measured on its own "
+    "pixels, read back from its image embedding",
 }
 
 
