@@ -44,6 +44,11 @@ for variant in ${VARIANTS:-survey-norm object-norm object-aug}; do
                            --set "model.keep_context=['lightcurve','image']"
                            --set model.keep_context_rows=8 --set augment.shift=4.0
                            --set augment.zoom=1.3 --set augment.p_geometry=0.5) ;;
+    # ... and with each cutout's shape statistics read back from its embedding
+    # (model.keep_shape; docs/benchmarks.md, "Shape read-out").
+    object-colours-shape) extra=(--set "augment.preset='photo'" --set model.image_colours=true
+                           --set "model.keep_context=['lightcurve','image']"
+                           --set model.keep_context_rows=8 --set model.keep_shape=0.3) ;;
     object-colours-nokeep) extra=(--set "augment.preset='photo'" --set model.image_colours=true) ;;
     object-colours-allrows) extra=(--set "augment.preset='photo'" --set model.image_colours=true
                            --set "model.keep_context=['lightcurve','image']"
