@@ -187,6 +187,19 @@ def loss_added_in_training(model: MultimodalModel, batch: dict, plan: Plan) -> t
     return trained - evaluated
 
 
+def batches_of(survey_batch, modality: str):
+    """The survey's objects that have ``modality``, and a function from some of their
+    indices to a batch of those objects holding only ``modality`` (or ``keep``)."""
+    data, tok = survey_batch[1], survey_batch[2]
+    prepared = tok.prepare(data)
+
+    def batch(index: np.ndarray, keep: tuple[str, ...] = (modality,)) -> dict:
+        full = tok.batch(prepared, torch.from_numpy(index), None)
+        return {m: full[m] for m in keep}
+
+    return np.flatnonzero(data.present[modality]), batch
+
+
 @pytest.fixture(scope="module")
 def survey_batch(survey_dir):
     data = load_multimodal_set(survey_dir, ALL)
@@ -390,12 +403,7 @@ def test_spectrum_shift_teaches_the_embedding_where_features_lie(survey_batch):
         ModelConfig(modalities=ALL, spectrum_shift=-1.0).validate()
     with pytest.raises(ConfigError, match="needs the spectrum"):
         ModelConfig(modalities=["image"], spectrum_shift=1.0).validate()
-    data, tok = survey_batch[1], survey_batch[2]
-    has = np.flatnonzero(data.present["spectrum"])
-    prepared = tok.prepare(data)
-
-    def spectra(index: np.ndarray) -> dict:
-        return {"spectrum": tok.batch(prepared, torch.from_numpy(index), None)["spectrum"]}
+    has, spectra = batches_of(survey_batch, "spectrum")
 
     train_rows, seen = has[:256], spectra(has[:128])
     unseen = [spectra(has[i : i + 16]) for i in range(256, 320, 16)]
@@ -465,12 +473,7 @@ def test_shape_readout_puts_shape_along_a_few_directions(survey_batch):
         ModelConfig(modalities=ALL, keep_shape=-1.0).validate()
     with pytest.raises(ConfigError, match="needs the image"):
         ModelConfig(modalities=["spectrum"], keep_shape=1.0).validate()
-    data, tok = survey_batch[1], survey_batch[2]
-    has = np.flatnonzero(data.present["image"])
-    prepared = tok.prepare(data)
-
-    def images(index: np.ndarray) -> dict:
-        return {"image": tok.batch(prepared, torch.from_numpy(index), None)["image"]}
+    has, images = batches_of(survey_batch, "image")
 
     seen, unseen = images(has[:192]), images(has[192:320])
     model = tiny_model("mixed", keep_shape=1.0)
@@ -480,8 +483,7 @@ def test_shape_readout_puts_shape_along_a_few_directions(survey_batch):
     plan = model.draw_plan(seen, "masked", torch.Generator().manual_seed(0))
     torch.testing.assert_close(loss_added_in_training(model, seen, plan), err)
     # With the alignment on too, both terms read one image-only pass and add up.
-    both = tok.batch(prepared, torch.from_numpy(has[:64]), None)
-    both = {m: both[m] for m in ("image", "spectrum")}
+    both = images(has[:64], ("image", "spectrum"))
     twin = tiny_model("mixed", keep_shape=1.0, align=1.0)
     terms = twin._shape_error(both["image"]) + twin._alignment_error(both)
     plan = twin.draw_plan(both, "masked", torch.Generator().manual_seed(0))

@@ -9,7 +9,7 @@ dataset has, and scores anomaly detection against the rare-object labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +81,22 @@ def paired_difference(
     }
 
 
+def _cell_table(rows: list[dict], budgets: list[int], cell: Callable[[dict], str]) -> list[str]:
+    """A Markdown table of the ``versus`` rows: one line per target, one column per budget
+    ("all" for every label), ``cell`` of each row, "–" where a target has none."""
+    lines = [
+        "| target | " + " | ".join("all" if b < 0 else str(b) for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for target in dict.fromkeys(r["target"] for r in rows):
+        cells = []
+        for b in budgets:
+            r = next((r for r in rows if r["target"] == target and r["budget"] == b), None)
+            cells.append("–" if r is None else cell(r))
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _paired_markdown(rows: list[dict], budgets: list[int]) -> list[str]:
     """The table of paired differences, and which lost cells are within two standard
     errors of level: the few-draw cells whose ✗ the draws cannot tell from a tie."""
@@ -93,20 +109,13 @@ def _paired_markdown(rows: list[dict], budgets: list[int]) -> list[str]:
         "Foundation − that baseline, draw by draw on the same labelled objects (mean ± "
         "standard error over the draws; draws won):",
         "",
-        "| target | " + " | ".join(str(b) for b in shown) + " |",
-        "|---|" + "---|" * len(shown),
+        *_cell_table(
+            paired,
+            shown,
+            lambda r: f"{r['difference']:+.4f} ± {r['difference_se']:.4f} "
+            f"({r['draws_won']}/{r['draws']})",
+        ),
     ]
-    for target in dict.fromkeys(r["target"] for r in paired):
-        cells = []
-        for b in shown:
-            r = next((r for r in paired if r["target"] == target and r["budget"] == b), None)
-            cells.append(
-                "–"
-                if r is None
-                else f"{r['difference']:+.4f} ± {r['difference_se']:.4f} "
-                f"({r['draws_won']}/{r['draws']})"
-            )
-        lines.append(f"| {target} | " + " | ".join(cells) + " |")
     level = [
         f"{r['target']} at {r['budget']}"
         for r in paired
@@ -176,25 +185,17 @@ class BenchResult:
         if not rows:
             return []
         budgets = sorted({r["budget"] for r in rows}, key=lambda b: (b < 0, b))
-        head = [("all" if b < 0 else str(b)) for b in budgets]
         lines = [
             f"## Foundation vs best baseline ({probe} probes; ✓ = foundation ≥ the best of "
             "the other feature sets)",
             "",
-            "| target | " + " | ".join(head) + " |",
-            "|---|" + "---|" * len(budgets),
+            *_cell_table(
+                rows,
+                budgets,
+                lambda r: f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
+                f"{r['baseline_value']:.3f} ({r['baseline']})",
+            ),
         ]
-        for target in dict.fromkeys(r["target"] for r in rows):
-            cells = []
-            for b in budgets:
-                r = next((r for r in rows if r["target"] == target and r["budget"] == b), None)
-                cells.append(
-                    "–"
-                    if r is None
-                    else f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
-                    f"{r['baseline_value']:.3f} ({r['baseline']})"
-                )
-            lines.append(f"| {target} | " + " | ".join(cells) + " |")
         wins = [
             f"{'all' if b < 0 else b}: {sum(r['win'] for r in rows if r['budget'] == b)}/"
             f"{sum(r['budget'] == b for r in rows)}"
