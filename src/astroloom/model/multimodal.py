@@ -255,6 +255,17 @@ class Sequence:
     identity: bool = False
 
 
+def patch_pitch(x: torch.Tensor) -> torch.Tensor:
+    """The image patches' spacing, in the units of ``x``, the x positions of an image's
+    tokens: an even grid's nearest column lies half a pitch off centre, an odd grid's
+    central column on it. Plain tensor operations, no unique() or atan2(), so that
+    the pooling exports to ONNX."""
+    ax = x.abs()
+    nearest = ax.min()
+    off_centre = torch.where(ax > 1e-6 * ax.max(), ax, torch.full_like(ax, math.inf)).min()
+    return torch.where(nearest > 1e-6 * ax.max(), 2 * nearest, off_centre)
+
+
 def shape_statistics(image: ModalityTokens, n_bands: int) -> torch.Tensor:
     """``(B, SHAPE_STATISTICS)`` rotation-invariant statistics of each cutout's light (its
     token values summed over bands, negative values clipped), about the cutout's centre:
@@ -268,12 +279,7 @@ def shape_statistics(image: ModalityTokens, n_bands: int) -> torch.Tensor:
     light = image.values.float().reshape(b, n, p * p, n_bands).sum(-1).clamp_min(0.0)
     light = light * valid * image.present[..., None]
     pos = image.position.float().expand(b, n, 2)
-    # The patch pitch in position units, from the grid (as the moments pooling finds it);
-    # a pixel is a pitch over p.
-    ax = pos[0, :, 0].abs()
-    nearest = ax.min()
-    off_centre = torch.where(ax > 1e-6 * ax.max(), ax, torch.full_like(ax, math.inf)).min()
-    pitch = torch.where(nearest > 1e-6 * ax.max(), 2 * nearest, off_centre)
+    pitch = patch_pitch(pos[0, :, 0])  # a pixel is a pitch over p
     offset = torch.arange(p, dtype=torch.float32, device=light.device) + 0.5 - p / 2
     dy, dx = torch.meshgrid(offset, offset, indexing="ij")  # a token's values run (y, x, band)
     x = pos[..., :1] * (p / pitch) + dx.reshape(1, 1, -1)
@@ -842,11 +848,8 @@ class MultimodalModel(nn.Module):
             return None
         image_rows, z = self._image_only(batch["image"], shared)
         zi = self.align_heads["image"](z[torch.searchsorted(image_rows, rows)])
-        zi = F.normalize(zi.float(), dim=1)
-        zs = self.align_heads["spectrum"](
-            self._pooled_once({"spectrum": batch["spectrum"].take(rows)}, None, "meanstd")
-        )
-        logits = zi @ F.normalize(zs.float(), dim=1).T / ALIGN_TEMPERATURE
+        zs = self._aligned_spectra(batch["spectrum"].take(rows))
+        logits = F.normalize(zi.float(), dim=1) @ zs.T / ALIGN_TEMPERATURE
         target = torch.arange(len(rows), device=logits.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
@@ -856,10 +859,14 @@ class MultimodalModel(nn.Module):
         """Unit vectors of the images and of the spectra in the shared space of
         ``model.align`` (cosine similarity = their dot product)."""
         zi = self.align_heads["image"](self._pooled_once({"image": image}, None, "moments"))
+        return F.normalize(zi.float(), dim=1), self._aligned_spectra(spectrum)
+
+    def _aligned_spectra(self, spectrum: ModalityTokens) -> torch.Tensor:
+        """Unit vectors of the spectra in ``model.align``'s shared space."""
         zs = self.align_heads["spectrum"](
             self._pooled_once({"spectrum": spectrum}, None, "meanstd")
         )
-        return F.normalize(zi.float(), dim=1), F.normalize(zs.float(), dim=1)
+        return F.normalize(zs.float(), dim=1)
 
     def loss(
         self, batch: dict[str, ModalityTokens], plan: Plan, delta: float = 1.0
@@ -978,14 +985,7 @@ class MultimodalModel(nn.Module):
         if not seq.identity:  # a slot's position is that of the image token it holds
             source = torch.where(is_image, seq.source, 0)[..., None].expand(-1, -1, 2)
             slot_pos = slot_pos.expand(b, -1, -1).gather(1, source)
-        # The patch pitch, from the grid itself (an even grid's nearest column lies half a
-        # pitch off centre, an odd grid's central column on it). Plain tensor operations, no
-        # unique() or atan2(), so that the pooling exports to ONNX.
-        ax = image.position[0, :, 0].abs().to(h.dtype)
-        nearest = ax.min()
-        off_centre = torch.where(ax > 1e-6 * ax.max(), ax, torch.full_like(ax, math.inf)).min()
-        pitch = torch.where(nearest > 1e-6 * ax.max(), 2 * nearest, off_centre)
-        xy = slot_pos / pitch
+        xy = slot_pos / patch_pitch(image.position[0, :, 0].to(h.dtype))
         x, y = xy[..., 0], xy[..., 1]
         radius = (x**2 + y**2).sqrt()
         # cos mθ and sin mθ without the angle: (x + iy)^m / r^m; zero at the centre, where θ
