@@ -13,7 +13,8 @@ feature set; and, as in the held-out test on real photographs, with 175 galaxies
 (10 draws, mean ± std of the 5-fold ROC-AUC).
 
     .venv/bin/python benchmarks/domain_shift.py --data runs/renditions \\
-        --run runs/demo/run [--run OTHER …] [--n 2000] [--out runs/domain_shift.json]
+        --run runs/demo/run [--run OTHER …] [--n 2000] [--out runs/domain_shift.json] \\
+        [--no-baselines] [--device cuda]
 
 The renditions are simulated into --data the first time (2,000 galaxies: ~2 min on 2 cores).
 """
@@ -96,6 +97,7 @@ def main() -> None:
         "--orientations", type=int, default=EMBED_ORIENTATIONS, choices=(1, 4, 8),
         help="turns of each cutout the embedding is averaged over (as astroloom embed)",
     )
+    parser.add_argument("--device", default="cpu", help="where the models embed (cpu, cuda)")
     args = parser.parse_args()
     if not (args.data / "photo" / "dataset.json").is_file():
         simulate_renditions(args.data, n=args.n, seed=args.seed)
@@ -107,7 +109,7 @@ def main() -> None:
         labels = data.labels
         rows: dict[str, dict[str, float]] = {}
         for run in args.run:
-            f = load_foundation(run)
+            f = load_foundation(run, map_location=args.device)
             tokens = f.tokens_from_set(data, ["image"])
             x = f.embed(tokens, pool=EMBED_POOL, orientations=args.orientations)
             rows[f"foundation {run}"] = scores(x, labels)

@@ -246,6 +246,17 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     assert sorted(int(k) for k in layers) == [0, 1, 2]  # embeddings and both blocks
     assert all("redshift" in by for by in layers.values())
     assert "## Layer sweep" in (tmp_path / "bench.md").read_text()
+    # Where the time went, stage by stage (the layer sweep's embeddings in the foundation's;
+    # this model reads no light curves).
+    seconds = bench["meta"]["seconds"]
+    assert set(seconds) == {
+        "foundation embeddings",
+        "baseline features",
+        "galaxy probes",
+        "anomalies",
+        "layer sweep",
+    }
+    assert all(t >= 0 for t in seconds.values()) and seconds["galaxy probes"] > 0
     assert "| foundation | linear |" in (tmp_path / "bench.md").read_text()
     assert "## Foundation vs best baseline" in (tmp_path / "bench.md").read_text()
     # An unknown target is an error naming those bench knows, not other targets' results.

@@ -103,6 +103,27 @@ def test_embeddings_do_not_depend_on_the_cutouts_orientation(embeddings, trained
         embed_dataset(trained_run, mock_dir, "never.parquet", orientations=3, progress=False)
 
 
+def test_one_pass_embeds_every_layer_as_each_layer_alone(trained_run, mock_dir):
+    """The bench's layer sweep embeds every block from one pass through the blocks: each
+    layer's vectors are those embedding that layer alone gives, and the layers differ."""
+    from astroloom.data.shards import load_image_set
+    from astroloom.evaluate.embed import embed_images, embed_images_by_layer
+    from astroloom.model.checkpoint import load_checkpoint
+
+    model, cfg, tok = load_checkpoint(trained_run)
+    images = load_image_set(mock_dir).images[:24]
+    depths = list(range(cfg.model.n_layer + 1))
+    together = embed_images_by_layer(model, tok, images, [1, *depths], progress=False)
+    assert list(together) == depths[1:2] + depths[:1] + depths[2:]  # once each, as asked
+    for depth in depths:
+        alone = embed_images(model, tok, images, depth, progress=False)
+        spread = np.abs(alone).max()
+        np.testing.assert_allclose(together[depth], alone, atol=1e-5 * spread)
+    assert np.abs(together[0] - together[depths[-1]]).max() > 1e-2 * np.abs(together[0]).max()
+    with pytest.raises(ValueError, match="layer must lie in"):
+        embed_images_by_layer(model, tok, images, [cfg.model.n_layer + 1], progress=False)
+
+
 def test_the_bench_scores_the_embeddings_astroloom_embed_writes(embeddings, trained_run, mock_dir):
     """The bench reads the data's pixel scale and zero point as `astroloom embed` does; told
     nothing, the model would take every galaxy's brightness for unknown and embed it

@@ -9,7 +9,9 @@ dataset has, and scores anomaly detection against the rare-object labels.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from astroloom.evaluate.embed import (
     EMBED_ORIENTATIONS,
     EMBED_POOL,
     embed_images,
+    embed_images_by_layer,
     read_embeddings,
 )
 from astroloom.evaluate.fewshot import BUDGETS, METHODS, Curve, few_shot_curve
@@ -296,20 +299,23 @@ def bench_features(
     layer: int,
     orientations: int = EMBED_ORIENTATIONS,
     progress: bool = True,
+    foundation: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every galaxy feature set the bench compares, row-aligned with ``images``: the
-    foundation's embeddings (exactly those `astroloom embed` writes for the images), pixel
-    PCA, the same network with random weights, and hand-crafted photutils features."""
+    foundation's embeddings (exactly those `astroloom embed` writes for the images; given
+    as ``foundation`` when already made), pixel PCA, the same network with random weights,
+    and hand-crafted photutils features."""
     described = _described(images)
-    foundation = embed_images(
-        model,
-        tokenizer,
-        images.images,
-        layer,
-        progress=progress,
-        orientations=orientations,
-        **described,
-    )
+    if foundation is None:
+        foundation = embed_images(
+            model,
+            tokenizer,
+            images.images,
+            layer,
+            progress=progress,
+            orientations=orientations,
+            **described,
+        )
     features = {"foundation": foundation}
     features.update(
         baseline_feature_sets(
@@ -365,8 +371,33 @@ def run_bench(
         meta = {"run": str(run), "data": str(data), "layer": layer, "seeds": seeds}
         return BenchResult(curves=curves, anomalies={}, meta=meta)
     images = load_image_set(data)
-    features = bench_features(model, cfg, tokenizer, images, layer, orientations, progress)
     described = _described(images)  # the surprise and the layer sweep read them the same way
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str):  # where a bench's time goes, in bench.json's meta
+        began = time.perf_counter()
+        yield
+        seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - began, 1)
+
+    # Every block's embedding from one pass when the layer sweep wants them: the sweep then
+    # costs no more forward passes than the foundation's own embedding.
+    sweep = layer_sweep and (targets is None or bool(set(targets) & set(REGRESSION_TARGETS)))
+    depths = [layer, *range(cfg.model.n_layer + 1)] if sweep else [layer]
+    with stage("foundation embeddings"):
+        by_layer = embed_images_by_layer(
+            model,
+            tokenizer,
+            images.images,
+            depths,
+            progress=progress,
+            orientations=orientations,
+            **described,
+        )
+    with stage("baseline features"):
+        features = bench_features(
+            model, cfg, tokenizer, images, layer, orientations, progress, foundation=by_layer[layer]
+        )
     labels = images.labels
     # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
     asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS]
@@ -383,11 +414,12 @@ def run_bench(
     curves = []
     for target in wanted:
         # Every feature set, the baselines' as the foundation's, read by every probe.
-        curves.append(
-            few_shot_curve(
-                features, labels[target], target, "regression", budgets, PROBES, seeds=seeds
+        with stage("galaxy probes"):
+            curves.append(
+                few_shot_curve(
+                    features, labels[target], target, "regression", budgets, PROBES, seeds=seeds
+                )
             )
-        )
         if cnn_steps > 0:
             cnn = finetune_curve(
                 run,
@@ -407,56 +439,47 @@ def run_bench(
         kinds = np.array(
             [k if k in ("early", "late") else None for k in labels["morph_type"]], dtype=object
         )
-        curves.append(
-            few_shot_curve(
-                features, kinds, "morph_type", "classification", budgets, PROBES, seeds=seeds
+        with stage("galaxy probes"):
+            curves.append(
+                few_shot_curve(
+                    features, kinds, "morph_type", "classification", budgets, PROBES, seeds=seeds
+                )
             )
-        )
     if "lightcurve" in getattr(model, "modalities", []) and (
         targets is None or {"var_class", "period"} & set(targets)
     ):
-        curves += lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
+        with stage("light curves"):
+            curves += lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
     anomalies: dict[str, dict[str, dict[str, float]]] = {}
-    if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
-        rare = labels["is_rare"] == 1
-        scores = {
-            name: {m: anomaly_scores(x, m) for m in ANOMALY_METHODS}
-            for name, x in features.items()
-        }
-        for name, by in scores.items():
-            anomalies[name] = {m: anomaly_metrics(s, rare) for m, s in by.items()}
-        # The model's own prediction errors (astroloom explain --method surprise) score
-        # anomalies without any embedding: listed as the foundation's too.
-        surprise = image_surprise_scores(model, tokenizer.image, images.images, **described)
-        anomalies["foundation surprise"] = {
-            m: anomaly_metrics(s, rare) for m, s in surprise.items()
-        }
-        # Either signal: what the model cannot predict, or what lies outside its
-        # neighbours' crowd (the local outlier factor; the plain k-NN distance before).
-        either = either_scores(surprise["two-sided"], scores["foundation"]["lof"])
-        anomalies["foundation surprise or LOF"] = {"max": anomaly_metrics(either, rare)}
+    with stage("anomalies"):
+        if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
+            rare = labels["is_rare"] == 1
+            scores = {
+                name: {m: anomaly_scores(x, m) for m in ANOMALY_METHODS}
+                for name, x in features.items()
+            }
+            for name, by in scores.items():
+                anomalies[name] = {m: anomaly_metrics(s, rare) for m, s in by.items()}
+            # The model's own prediction errors (astroloom explain --method surprise) score
+            # anomalies without any embedding: listed as the foundation's too.
+            surprise = image_surprise_scores(model, tokenizer.image, images.images, **described)
+            anomalies["foundation surprise"] = {
+                m: anomaly_metrics(s, rare) for m, s in surprise.items()
+            }
+            # Either signal: what the model cannot predict, or what lies outside its
+            # neighbours' crowd (the local outlier factor; the plain k-NN distance before).
+            either = either_scores(surprise["two-sided"], scores["foundation"]["lof"])
+            anomalies["foundation surprise or LOF"] = {"max": anomaly_metrics(either, rare)}
     layers: dict[int, dict[str, float]] = {}
     # The sweep probes the regression targets: with none asked (--target morph_type) it
     # would embed every block for an empty table.
-    if layer_sweep and wanted:
-        for depth in range(cfg.model.n_layer + 1):
-            x = (
-                features["foundation"]
-                if depth == layer
-                else embed_images(
-                    model,
-                    tokenizer,
-                    images.images,
-                    depth,
-                    progress=False,
-                    orientations=orientations,
-                    **described,
-                )
-            )
+    with stage("layer sweep"):
+        for depth in range(cfg.model.n_layer + 1) if sweep and wanted else ():
             layers[depth] = {}
             for target in wanted:
                 keep = np.isfinite(labels[target])
-                layers[depth][target] = ridge_probe(x[keep], labels[target][keep], seed=0).r2
+                x, y = by_layer[depth][keep], labels[target][keep]
+                layers[depth][target] = ridge_probe(x, y, seed=0).r2
     meta = {
         "run": str(run),
         "data": str(data),
@@ -466,6 +489,7 @@ def run_bench(
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],
         "dropped_targets": dropped,
+        "seconds": seconds,
     }
     return BenchResult(curves=curves, anomalies=anomalies, meta=meta, layers=layers)
 

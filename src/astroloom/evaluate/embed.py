@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,18 +51,52 @@ def embed_images(
     averaged over ``orientations`` turns of each cutout (1: as it lies). ``pixel_scale``
     and ``zero_point`` describe the data as ``astroloom embed`` reads them from its
     ``dataset.json`` (None: unknown, and the model is told so)."""
+    return embed_images_by_layer(
+        model,
+        tokenizer,
+        images,
+        [model.default_layer() if layer is None else layer],
+        pool,
+        batch_size,
+        progress,
+        desc,
+        orientations,
+        pixel_scale,
+        zero_point,
+    ).popitem()[1]
+
+
+def embed_images_by_layer(
+    model: MultimodalModel,
+    tokenizer: MultimodalTokenizer,
+    images: np.ndarray,
+    layers: Sequence[int],
+    pool: str = EMBED_POOL,
+    batch_size: int = 256,
+    progress: bool = True,
+    desc: str = "embed",
+    orientations: int = EMBED_ORIENTATIONS,
+    pixel_scale: float | None = None,
+    zero_point: float | None = None,
+) -> dict[int, np.ndarray]:
+    """:func:`embed_images` after each block in ``layers`` (0: the patch embeddings), from
+    one pass through the blocks: ``{layer: (N, dim)}``."""
     model.eval()
     device = next(model.parameters()).device
     image_tokenizer = tokenizer.image
-    out = []
+    layers = list(dict.fromkeys(layers))
+    out: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(images[start : start + batch_size])
             tokens = image_tokenizer.tokens(chunk, pixel_scale=pixel_scale, zero_point=zero_point)
             inputs = {"image": tokens.to(device)}
-            out.append(model.embed(inputs, layer, pool, orientations).float().cpu().numpy())
+            pooled = model.embed_layers(inputs, layers, pool, orientations)
+            for layer, x in zip(layers, pooled, strict=True):
+                out[layer].append(x.float().cpu().numpy())
             bar.update(len(chunk))
-    return np.concatenate(out) if out else np.zeros((0, model.embedding_dim(pool)), np.float32)
+    empty = np.zeros((0, model.embedding_dim(pool)), np.float32)
+    return {layer: np.concatenate(x) if x else empty for layer, x in out.items()}
 
 
 @dataclass

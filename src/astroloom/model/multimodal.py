@@ -903,29 +903,60 @@ class MultimodalModel(nn.Module):
         orientations: int = 1,
     ) -> torch.Tensor:
         """:meth:`embed` with gradients (for fine-tuning and attribution maps)."""
+        return self.pooled_states(batch, [layer], pool, orientations)[0]
+
+    @torch.no_grad()
+    def embed_layers(
+        self,
+        batch: dict[str, ModalityTokens],
+        layers: list[int | None],
+        pool: str = "mean",
+        orientations: int = 1,
+    ) -> list[torch.Tensor]:
+        """:meth:`embed` after each block of ``layers`` from one pass through the blocks (a
+        layer sweep costs one embedding, not one per layer)."""
+        return self.pooled_states(batch, layers, pool, orientations)
+
+    def pooled_states(
+        self,
+        batch: dict[str, ModalityTokens],
+        layers: list[int | None],
+        pool: str = "mean",
+        orientations: int = 1,
+    ) -> list[torch.Tensor]:
         check_orientations(orientations)
         if orientations == 1 or "image" not in batch:
-            return self._pooled_once(batch, layer, pool)
-        total = None
+            return self._pooled_layers(batch, layers, pool)
+        total: list[torch.Tensor] = []
         for turns, mirror in ORIENTATIONS[:orientations]:
             image = orient_tokens(
                 batch["image"], turns, mirror, self.cfg.patch_size, self.cfg.n_bands
             )
-            pooled = self._pooled_once({**batch, "image": image}, layer, pool)
-            total = pooled if total is None else total + pooled
-        return total / orientations
+            pooled = self._pooled_layers({**batch, "image": image}, layers, pool)
+            total = pooled if not total else [t + p for t, p in zip(total, pooled, strict=True)]
+        return [t / orientations for t in total]
 
     def _pooled_once(
         self, batch: dict[str, ModalityTokens], layer: int | None, pool: str
     ) -> torch.Tensor:
-        layer = self.default_layer() if layer is None else layer
-        if not 0 <= layer <= self.cfg.n_layer:
-            raise ValueError(f"layer must lie in 0…{self.cfg.n_layer}, got {layer}")
-        plan = self.canonical_plan(batch, self.embedding_objective())
-        states, seq = self.hidden_states(batch, plan, upto=layer)
-        h = states[layer]
+        return self._pooled_layers(batch, [layer], pool)[0]
+
+    def _pooled_layers(
+        self, batch: dict[str, ModalityTokens], layers: list[int | None], pool: str
+    ) -> list[torch.Tensor]:
+        layers = [self.default_layer() if layer is None else layer for layer in layers]
+        for layer in layers:
+            if not 0 <= layer <= self.cfg.n_layer:
+                raise ValueError(f"layer must lie in 0…{self.cfg.n_layer}, got {layer}")
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        plan = self.canonical_plan(batch, self.embedding_objective())
+        states, seq = self.hidden_states(batch, plan, upto=max(layers))
+        return [self._pool(states[layer], seq, batch, pool) for layer in layers]
+
+    def _pool(
+        self, h: torch.Tensor, seq: Sequence, batch: dict[str, ModalityTokens], pool: str
+    ) -> torch.Tensor:
         if pool == "last":
             last = (seq.present.sum(1) - 1).clamp_min(0)
             return h[torch.arange(len(h)), last]
