@@ -137,6 +137,11 @@ def run_demo(
             "model.image_colours=true",
             "model.keep_context=['lightcurve','image']",
             "model.keep_context_rows=8",
+            # Each cutout's ellipticity, concentration and size read back linearly from its
+            # embedding while pretraining: early/late ROC-AUC on 175 mock photographs 0.975
+            # with two training seeds (0.971 / 0.968 without), size and ellipticity up on the
+            # survey and the second instrument (docs/benchmarks.md, "Shape read-out").
+            "model.keep_shape=0.3",
             f"data.path='{data_dir}'",
             f"out='{out / 'run'}'",
             f"train.steps={steps}",
