@@ -924,6 +924,8 @@ class MultimodalModel(nn.Module):
         pool: str = "mean",
         orientations: int = 1,
     ) -> list[torch.Tensor]:
+        """:meth:`pooled_state` after each block of ``layers``, from one pass through the
+        blocks per orientation (with gradients)."""
         check_orientations(orientations)
         if orientations == 1 or "image" not in batch:
             return self._pooled_layers(batch, layers, pool)
