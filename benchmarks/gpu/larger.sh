@@ -16,17 +16,7 @@ DEV=${DEV:-cuda}; OUT=${OUT:-/tmp/largerout}; T=${T:-/tmp/larger}; mkdir -p "$OU
 STEPS=${STEPS:-4000}; BATCH=${BATCH:-128}; LR=${LR:-1e-3}; N=${N:-10000}; STARS=${STARS:-2000}
 LIMIT=${LIMIT:-450}  # seconds of training at most: the newest checkpoint comes back then
 export PYTHONUNBUFFERED=1
-if [ "$DEV" != cpu ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site ${WHEELS:-gpu/whl}/*.whl && export PYTHONPATH=${SITE:-$PWD/gpu/site}:/tmp/site
-fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
-PY=${PY:-python3}
-AL="$PY -m astroloom.cli"
-log() { echo "== $(date +%T) $*"; }
-quiet() { tr '\r' '\n' | grep -v -E "it/s|step/s|obj/s|s/obj|part/s|batch/s|^\s*$" | tail -${1:-3}; }
-log env; nvidia-smi -L 2>/dev/null
-$PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+source "$(dirname "$0")/env.sh"
 log "simulate $N galaxies and $STARS stars, seed 3"; s=$(date +%s)
 $AL data simulate --out $T/data --n $N --stars $STARS --seed 3 2>&1 | quiet 2
 echo "simulate: $(( $(date +%s) - s )) s"

@@ -18,17 +18,7 @@ set -u
 DEV=${DEV:-cuda}; OUT=${OUT:-/tmp/seedsout}; T=${T:-/tmp/seeds}; mkdir -p "$OUT" "$T"
 SEEDS=${SEEDS:-"1"}; STEPS=${STEPS:-1500}; N=${N:-6000}; STARS=${STARS:-300}; NR=${NR:-2000}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-if [ "$DEV" != cpu ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site ${WHEELS:-gpu/whl}/*.whl && export PYTHONPATH=${SITE:-$PWD/gpu/site}:/tmp/site
-fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
-PY=${PY:-python3}
-AL="$PY -m astroloom.cli"
-log() { echo "== $(date +%T) $*"; }
-quiet() { tr '\r' '\n' | grep -v -E "it/s|step/s|obj/s|s/obj|part/s|batch/s|^\s*$" | tail -${1:-3}; }
-log env; nvidia-smi -L 2>/dev/null
-$PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+source "$(dirname "$0")/env.sh"
 log "simulate the survey ($N galaxies, $STARS stars) and the renditions ($NR galaxies)"
 s=$(date +%s)
 $AL data simulate --out $T/data --n $N --stars $STARS --seed 0 2>&1 | quiet 2 &

@@ -91,7 +91,8 @@ def embed_images_by_layer(
             chunk = torch.from_numpy(images[start : start + batch_size])
             tokens = image_tokenizer.tokens(chunk, pixel_scale=pixel_scale, zero_point=zero_point)
             inputs = {"image": tokens.to(device)}
-            pooled = model.embed_layers(inputs, layers, pool, orientations)
+            with torch.no_grad():  # one pass through the blocks serves every layer
+                pooled = model.pooled_states(inputs, layers, pool, orientations)
             for layer, x in zip(layers, pooled, strict=True):
                 out[layer].append(x.float().cpu().numpy())
             bar.update(len(chunk))

@@ -905,18 +905,6 @@ class MultimodalModel(nn.Module):
         """:meth:`embed` with gradients (for fine-tuning and attribution maps)."""
         return self.pooled_states(batch, [layer], pool, orientations)[0]
 
-    @torch.no_grad()
-    def embed_layers(
-        self,
-        batch: dict[str, ModalityTokens],
-        layers: list[int | None],
-        pool: str = "mean",
-        orientations: int = 1,
-    ) -> list[torch.Tensor]:
-        """:meth:`embed` after each block of ``layers`` from one pass through the blocks (a
-        layer sweep costs one embedding, not one per layer)."""
-        return self.pooled_states(batch, layers, pool, orientations)
-
     def pooled_states(
         self,
         batch: dict[str, ModalityTokens],
