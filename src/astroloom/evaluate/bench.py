@@ -380,10 +380,24 @@ def run_bench(
         yield
         seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - began, 1)
 
-    # Every block's embedding from one pass when the layer sweep wants them: the sweep then
-    # costs no more forward passes than the foundation's own embedding.
-    sweep = layer_sweep and (targets is None or bool(set(targets) & set(REGRESSION_TARGETS)))
-    depths = [layer, *range(cfg.model.n_layer + 1)] if sweep else [layer]
+    labels = images.labels
+    # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
+    asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS]
+    wanted = [
+        t
+        for t in asked
+        if t in labels and labels[t].dtype != object and np.isfinite(labels[t]).any()
+    ]
+    dropped = [
+        f"{t}: not a label of {data}" if t not in labels else f"{t}: no finite value"
+        for t in asked
+        if t not in wanted
+    ]
+    # The sweep probes the regression targets: with none to probe (--target morph_type) it
+    # is skipped. When it runs, every block's embedding comes from the one pass that makes
+    # the foundation's: no more forward passes than the foundation's own embedding.
+    sweep = layer_sweep and bool(wanted)
+    depths = list(range(cfg.model.n_layer + 1)) if sweep else [layer]
     with stage("foundation embeddings"):
         by_layer = embed_images_by_layer(
             model,
@@ -398,19 +412,6 @@ def run_bench(
         features = bench_features(
             model, cfg, tokenizer, images, layer, orientations, progress, foundation=by_layer[layer]
         )
-    labels = images.labels
-    # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
-    asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS]
-    wanted = [
-        t
-        for t in asked
-        if t in labels and labels[t].dtype != object and np.isfinite(labels[t]).any()
-    ]
-    dropped = [
-        f"{t}: not a label of {data}" if t not in labels else f"{t}: no finite value"
-        for t in asked
-        if t not in wanted
-    ]
     curves = []
     for target in wanted:
         # Every feature set, the baselines' as the foundation's, read by every probe.
@@ -471,10 +472,8 @@ def run_bench(
             either = either_scores(surprise["two-sided"], scores["foundation"]["lof"])
             anomalies["foundation surprise or LOF"] = {"max": anomaly_metrics(either, rare)}
     layers: dict[int, dict[str, float]] = {}
-    # The sweep probes the regression targets: with none asked (--target morph_type) it
-    # would embed every block for an empty table.
     with stage("layer sweep"):
-        for depth in range(cfg.model.n_layer + 1) if sweep and wanted else ():
+        for depth in depths if sweep else ():
             layers[depth] = {}
             for target in wanted:
                 keep = np.isfinite(labels[target])
