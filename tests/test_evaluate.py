@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -10,7 +11,8 @@ from astroloom.data.normalise import robust_z
 from astroloom.data.schema import DataError
 from astroloom.discover.anomaly import anomaly_scores, either_scores, tail_scaled
 from astroloom.discover.search import SimilarityIndex
-from astroloom.evaluate.fewshot import few_shot_curve
+from astroloom.evaluate.bench import MAIN_METRIC
+from astroloom.evaluate.fewshot import METHODS, few_shot_curve
 from astroloom.evaluate.metrics import (
     anomaly_metrics,
     classification_metrics,
@@ -75,6 +77,29 @@ def test_few_shot_classification_and_methods():
         assert summary[("emb", method, -1)][0] > 0.9
     with pytest.raises(ValueError, match="unknown probe method"):
         few_shot_curve({"emb": x}, kinds, "kind", "classification", methods=("svm",), seeds=1)
+
+
+def test_probes_in_worker_processes_give_the_rows_of_one_process():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 12))
+    y = x[:, 0] - 0.5 * x[:, 1] + 0.3 * rng.normal(size=400)
+    kinds = np.where(x[:, 2] + 0.5 * rng.normal(size=400) > 0, "early", "late").astype(object)
+    features = {"signal": x, "noise": rng.normal(size=(400, 12))}
+    for labels, task in ((y, "regression"), (kinds, "classification")):
+        runs = [
+            few_shot_curve(
+                features, labels, "t", task, (10, 100, None), METHODS, seeds=2, jobs=jobs
+            )
+            for jobs in (1, 2)
+        ]
+        one, two = (pd.DataFrame(c.rows) for c in runs)
+        assert len(one) == 2 * 3 * (2 + 2 + 1)  # features × probes × draws, none lost
+        pd.testing.assert_frame_equal(one, two, rtol=1e-9)
+        # The rows mean what they say: the signal beats the noise with every label.
+        best = one[one.budget == -1].groupby("feature")[MAIN_METRIC[task]].max()
+        assert best["signal"] > best["noise"] + 0.3
+    with pytest.raises(ValueError, match="jobs must be a count"):
+        few_shot_curve(features, y, "t", jobs=0)
 
 
 def test_similarity_search_finds_the_twin():
@@ -262,6 +287,9 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     # An unknown target is an error naming those bench knows, not other targets' results.
     wrong = CliRunner().invoke(app, ["bench", str(run), str(data), "--target", "redshfit"])
     assert wrong.exit_code != 0 and "unknown bench target(s) ['redshfit']" in str(wrong.exception)
+    # A count of processes that means nothing is refused before any work.
+    wrong = CliRunner().invoke(app, ["bench", str(run), str(data), "--jobs", "0"])
+    assert wrong.exit_code == 2 and "jobs must be a count of processes" in wrong.output
 
 
 def test_bench_trains_the_supervised_cnn_on_the_same_splits(survey_run):

@@ -27,6 +27,19 @@ RUN_HELP = (
     "run directory or checkpoint, or a model name: shipped (astroloom/mock-tiny) or on the "
     "Hugging Face Hub (owner/name[@revision]); also given as --model NAME_OR_PATH."
 )
+JOBS_HELP = "Probes fitted at a time, each in its own process; -1: one per core."
+
+
+def check_jobs(jobs: int) -> None:
+    """Refuse a --jobs that is neither a positive count nor -1, before any work."""
+    from astroloom.evaluate.fewshot import probe_jobs
+
+    try:
+        probe_jobs(jobs)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--jobs") from err
+
+
 LayerOption = Annotated[
     int | None, typer.Option(help="Block whose output to pool (default: middle).")
 ]
@@ -515,6 +528,7 @@ def probe(
         typer.Option(help="Probe types for the curve: linear, knn, mlp (default: all three)."),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Label subsets per budget for the curve.")] = 5,
+    jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = -1,
 ) -> None:
     """Cross-validated probes of labels from embeddings, beside baselines.
 
@@ -528,8 +542,9 @@ def probe(
         from astroloom.report.plots import plot_label_curves
 
         sizes = [None if b.strip() == "all" else int(b) for b in budget]
+        check_jobs(jobs)
         result = probe_curves(
-            embeddings, target, sizes, tuple(method or PROBES), seeds, baselines
+            embeddings, target, sizes, tuple(method or PROBES), seeds, baselines, jobs=jobs
         )
         home = out or embeddings.parent
         js, md = save_tables(home, "probe_curves", result.to_json(), result.markdown())
@@ -574,6 +589,7 @@ def bench(
         int,
         typer.Option(help="Turns of each cutout its image embedding is averaged over: 1, 4 or 8."),
     ] = EMBED_ORIENTATIONS,
+    jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = -1,
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
@@ -581,6 +597,7 @@ def bench(
 
     sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
     check_orientations(orientations, typer.BadParameter)
+    check_jobs(jobs)
     result = run_bench(
         run,
         data,
@@ -589,6 +606,7 @@ def bench(
         targets=target,
         cnn_steps=cnn_steps,
         orientations=orientations,
+        jobs=jobs,
     )
     out = out or output_home(run) / "bench"
     js, md = result.save(out)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astroloom.data.multiset import load_multimodal_set
+from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import ImageSet, load_image_set
@@ -38,7 +38,8 @@ from astroloom.evaluate.metrics import anomaly_metrics
 from astroloom.evaluate.probe import (
     baseline_feature_sets,
     baseline_features,
-    ridge_probe,
+    ridge_probes,
+    same_objects,
     save_tables,
 )
 from astroloom.interpret.surprise import image_surprise_scores
@@ -347,12 +348,15 @@ def run_bench(
     progress: bool = True,
     cnn_steps: int = 0,
     orientations: int = EMBED_ORIENTATIONS,
+    jobs: int = -1,
 ) -> BenchResult:
     """Every target × feature set × probe × label budget, anomalies and a layer sweep.
     Image embeddings (the foundation's and the random network's) are averaged over
     ``orientations`` turns of each cutout, as ``astroloom embed`` makes them.
     ``cnn_steps`` > 0 adds the second wave: a ResNet trained from scratch on the pixels for
-    each regression target, budget and seed (the same splits), for that many steps."""
+    each regression target, budget and seed (the same splits), for that many steps.
+    ``jobs`` probes are fitted at a time (-1: one per core; the scores do not depend on
+    it)."""
     model, cfg, tokenizer = load_checkpoint(run)
     layer = model.default_layer()
     galaxy_targets = set(REGRESSION_TARGETS) | {"morph_type", "is_rare"}
@@ -365,7 +369,7 @@ def run_bench(
                 f"unknown bench target(s) {unknown}; bench scores {sorted(known)}"
             )
     if targets is not None and not set(targets) & galaxy_targets:
-        curves = lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
+        curves = lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress, jobs)
         if not curves:
             raise DataError(f"{data} has no light curves to score {list(targets)} on")
         meta = {"run": str(run), "data": str(data), "layer": layer, "seeds": seeds}
@@ -418,7 +422,14 @@ def run_bench(
         with stage("galaxy probes"):
             curves.append(
                 few_shot_curve(
-                    features, labels[target], target, "regression", budgets, PROBES, seeds=seeds
+                    features,
+                    labels[target],
+                    target,
+                    "regression",
+                    budgets,
+                    PROBES,
+                    seeds=seeds,
+                    jobs=jobs,
                 )
             )
         if cnn_steps > 0:
@@ -443,14 +454,24 @@ def run_bench(
         with stage("galaxy probes"):
             curves.append(
                 few_shot_curve(
-                    features, kinds, "morph_type", "classification", budgets, PROBES, seeds=seeds
+                    features,
+                    kinds,
+                    "morph_type",
+                    "classification",
+                    budgets,
+                    PROBES,
+                    seeds=seeds,
+                    jobs=jobs,
                 )
             )
     if "lightcurve" in getattr(model, "modalities", []) and (
         targets is None or {"var_class", "period"} & set(targets)
     ):
-        with stage("light curves"):
-            curves += lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress)
+        with stage("light-curve features"):
+            stars = lightcurve_feature_sets(model, cfg, tokenizer, data, progress)
+        if stars is not None:
+            with stage("light-curve probes"):
+                curves += lightcurve_probe_curves(*stars, budgets, seeds, jobs)
     anomalies: dict[str, dict[str, dict[str, float]]] = {}
     with stage("anomalies"):
         if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
@@ -473,12 +494,16 @@ def run_bench(
             anomalies["foundation surprise or LOF"] = {"max": anomaly_metrics(either, rare)}
     layers: dict[int, dict[str, float]] = {}
     with stage("layer sweep"):
+        # Targets known for the same galaxies share each fold's decomposition
+        # (ridge_probes), with the scores of one probe per target.
+        groups = same_objects(labels, wanted)
         for depth in depths if sweep else ():
             layers[depth] = {}
-            for target in wanted:
-                keep = np.isfinite(labels[target])
-                x, y = by_layer[depth][keep], labels[target][keep]
-                layers[depth][target] = ridge_probe(x, y, seed=0).r2
+            for keep, group in groups:
+                y = np.stack([labels[t][keep].astype(float) for t in group], axis=1)
+                found = ridge_probes(by_layer[depth][keep], y, seed=0)
+                layers[depth].update({t: s.r2 for t, s in zip(group, found, strict=True)})
+            layers[depth] = {t: layers[depth][t] for t in wanted}  # in the order asked
     meta = {
         "run": str(run),
         "data": str(data),
@@ -501,10 +526,12 @@ def probe_curves(
     seeds: int = 5,
     baselines: bool = True,
     progress: bool = True,
+    jobs: int = -1,
 ) -> BenchResult:
     """``astroloom probe --budget``: label-efficiency curves of an embeddings file's labels
     (numbers: regression; classes: classification), every feature set (the embeddings and,
-    with ``baselines``, pixel PCA and random weights) read by every probe in ``methods``."""
+    with ``baselines``, pixel PCA and random weights) read by every probe in ``methods``,
+    ``jobs`` probes at a time (-1: one per core)."""
     unknown_methods = [m for m in methods if m not in METHODS]
     if unknown_methods:
         raise DataError(f"unknown probe(s) {unknown_methods}; choose from {list(METHODS)}")
@@ -522,7 +549,7 @@ def probe_curves(
     for target in targets:
         y = emb.labels[target]
         task = "classification" if y.dtype == object else "regression"
-        curves.append(few_shot_curve(features, y, target, task, budgets, methods, seeds))
+        curves.append(few_shot_curve(features, y, target, task, budgets, methods, seeds, jobs=jobs))
     meta = {
         **emb.meta,
         "embeddings": str(embeddings),
@@ -534,14 +561,15 @@ def probe_curves(
     return BenchResult(curves=curves, anomalies={}, meta=meta)
 
 
-def lightcurve_curves(
-    model, cfg, tokenizer, data, budgets, seeds: int, progress: bool
-) -> list[Curve]:
-    """Variable-star class and period from light-curve embeddings, against Lomb–Scargle
-    and summary statistics (the hand-crafted baseline) and the untrained model."""
+def lightcurve_feature_sets(
+    model, cfg, tokenizer, data, progress: bool
+) -> tuple[MultimodalSet, dict[str, np.ndarray]] | None:
+    """The variable stars of ``data`` and their feature sets: the light-curve embeddings,
+    the untrained model's, and Lomb–Scargle with summary statistics (the hand-crafted
+    baseline); None when the data has fewer than 20 light curves."""
     stars = load_multimodal_set(data, ["lightcurve"])
     if len(stars) < 20:
-        return []
+        return None
     foundation = Foundation(model, tokenizer)
     tokens = foundation.tokens_from_set(stars, ["lightcurve"])
     torch.manual_seed(cfg.train.seed + 1)
@@ -557,13 +585,38 @@ def lightcurve_curves(
             progress,
         ),
     }
+    return stars, features
+
+
+def lightcurve_probe_curves(
+    stars: MultimodalSet, features: dict[str, np.ndarray], budgets, seeds: int, jobs: int = 1
+) -> list[Curve]:
+    """Variable-star log period and class, every feature set read by every probe."""
     period = stars.labels["period"].astype(float)
     log_period = np.where(period > 0, np.log10(np.where(period > 0, period, 1.0)), np.nan)
     small = [b for b in budgets if b is None or b <= len(stars)]
     regression = few_shot_curve(
-        features, log_period, "log10_period", "regression", small, PROBES, seeds
+        features, log_period, "log10_period", "regression", small, PROBES, seeds, jobs=jobs
     )
     classes = few_shot_curve(
-        features, stars.labels["var_class"], "var_class", "classification", small, PROBES, seeds
+        features,
+        stars.labels["var_class"],
+        "var_class",
+        "classification",
+        small,
+        PROBES,
+        seeds,
+        jobs=jobs,
     )
     return [regression, classes]
+
+
+def lightcurve_curves(
+    model, cfg, tokenizer, data, budgets, seeds: int, progress: bool, jobs: int = 1
+) -> list[Curve]:
+    """Variable-star class and period from light-curve embeddings, against Lomb–Scargle
+    and summary statistics (the hand-crafted baseline) and the untrained model."""
+    found = lightcurve_feature_sets(model, cfg, tokenizer, data, progress)
+    if found is None:
+        return []
+    return lightcurve_probe_curves(*found, budgets, seeds, jobs)

@@ -7,10 +7,14 @@ objects and the *same* labelled subsets, so the curves differ only by the featur
 from __future__ import annotations
 
 import inspect
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import joblib
 import numpy as np
 from scipy.linalg import LinAlgWarning
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -224,6 +228,50 @@ def few_shot_splits(
             yield budget, s, size, pick, test
 
 
+def probe_jobs(jobs: int) -> int:
+    """``jobs`` as a count of worker processes: -1 is one per core; 0 and other negative
+    numbers are refused."""
+    if jobs == -1:
+        return os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be a count of processes or -1 (every core); got {jobs}")
+    return jobs
+
+
+def _probe_row(
+    task: str,
+    target: str,
+    method: str,
+    size: int,
+    seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    pick: np.ndarray,
+    test: np.ndarray,
+    bootstrap: int,
+) -> dict[str, float]:
+    """One probe of one draw: fitted on ``x[pick]``, scored on ``x[test]``."""
+    with warnings.catch_warnings():
+        # The weakest penalties tried on collinear features are ill-conditioned; the
+        # cross-validation rejects them, so their warnings are not news. The MLP's 400
+        # iterations are its fixed budget, converged or not.
+        warnings.simplefilter("ignore", LinAlgWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = make_probe(method, task, size, seed, x.shape[1]).fit(x[pick], y[pick])
+    return score(task, target, y[test], model, x[test], bootstrap, seed)
+
+
+def _shared(features: dict[str, np.ndarray], folder: Path) -> dict[str, np.ndarray]:
+    """Each feature set as a read-only memory map in ``folder``: joblib hands a map to its
+    workers by file name, where a plain array would be hashed and copied for every task."""
+    out = {}
+    for i, (name, x) in enumerate(features.items()):
+        path = folder / f"features-{i}.joblib"
+        joblib.dump(np.ascontiguousarray(x), path)
+        out[name] = joblib.load(path, mmap_mode="r")
+    return out
+
+
 def few_shot_curve(
     features: dict[str, np.ndarray],
     labels: np.ndarray,
@@ -235,6 +283,7 @@ def few_shot_curve(
     test_fraction: float = 0.3,
     seed: int = 0,
     bootstrap: int = 200,
+    jobs: int = 1,
 ) -> Curve:
     """Train each probe on ``budget`` labelled objects per seed; test on a fixed held-out set.
     The every-label budget (None) is one draw; its spread is that of ``bootstrap``
@@ -242,9 +291,17 @@ def few_shot_curve(
 
     Objects whose label is missing (NaN or None) are left out and counted in the notes; a
     budget larger than the labelled training pool is skipped with a note, never silently.
+
+    ``jobs`` > 1 fits that many probes at a time in worker processes (-1: one per core),
+    each worker's linear algebra on its share of the cores; the rows are the same as
+    with ``jobs = 1``, in the same order.
     """
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be regression or classification, got {task!r}")
+    jobs = probe_jobs(jobs)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:  # before any fit, in whichever process it would run
+        raise ValueError(f"unknown probe method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if task == "regression":
         known = np.isfinite(labels.astype(float))
     else:
@@ -254,34 +311,57 @@ def few_shot_curve(
         curve.notes.append(f"{int((~known).sum())} objects without a {target} label left out")
     index = np.flatnonzero(known)
     y_all = labels[index] if task == "classification" else labels[index].astype(float)
+    tasks = []
     for budget, s, size, pick, test in few_shot_splits(
         len(index), target, budgets, seeds, test_fraction, seed, curve.notes
     ):
-        y_train = y_all[pick]
-        if task == "classification" and len(set(y_train)) < 2:
+        if task == "classification" and len(set(y_all[pick])) < 2:
             curve.notes.append(f"budget {budget}, seed {s}: one class only; skipped")
             continue
-        for name, x in features.items():
-            x = x[index]
+        for name in features:
             for method in methods:
-                with warnings.catch_warnings():
-                    # The weakest penalties tried on collinear features are ill-conditioned;
-                    # the cross-validation rejects them, so their warnings are not news. The
-                    # MLP's 400 iterations are its fixed budget, converged or not.
-                    warnings.simplefilter("ignore", LinAlgWarning)
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    model = make_probe(method, task, size, s, x.shape[1]).fit(x[pick], y_train)
                 # One draw uses every label: its spread comes from resampling the test set.
-                row = score(
-                    task, target, y_all[test], model, x[test], bootstrap if budget is None else 0, s
-                )
-                curve.rows.append(
-                    {
-                        "feature": name,
-                        "method": method,
-                        "seed": s,
-                        "budget": size if budget is not None else -1,
-                        **row,
-                    }
-                )
+                tasks.append((name, method, budget, s, size, pick, test))
+
+    def rows_of(x_by_name: dict[str, np.ndarray], parallel) -> list[dict[str, float]]:
+        # The largest budgets first, so that no long fit is left to run alone at the end.
+        order = sorted(range(len(tasks)), key=lambda i: -tasks[i][4])
+        done = parallel(
+            joblib.delayed(_probe_row)(
+                task,
+                target,
+                method,
+                size,
+                s,
+                x_by_name[name],
+                y_all,
+                pick,
+                test,
+                bootstrap if budget is None else 0,
+            )
+            for name, method, budget, s, size, pick, test in (tasks[i] for i in order)
+        )
+        out: list[dict[str, float]] = [{}] * len(tasks)
+        for i, row in zip(order, done, strict=True):
+            out[i] = row
+        return out
+
+    if jobs == 1 or len(tasks) < 2:
+        x_by_name = {name: x[index] for name, x in features.items()}
+        found = rows_of(x_by_name, lambda calls: [f(*a, **k) for f, a, k in calls])
+    else:
+        with tempfile.TemporaryDirectory(prefix="astroloom-probes-") as folder:
+            x_by_name = _shared({name: x[index] for name, x in features.items()}, Path(folder))
+            found = rows_of(x_by_name, joblib.Parallel(n_jobs=min(jobs, len(tasks))))
+            del x_by_name  # the maps close before their folder goes
+    for (name, method, budget, s, size, _, _), row in zip(tasks, found, strict=True):
+        curve.rows.append(
+            {
+                "feature": name,
+                "method": method,
+                "seed": s,
+                "budget": size if budget is not None else -1,
+                **row,
+            }
+        )
     return curve

@@ -83,6 +83,18 @@ def ridge_probes(
     return out
 
 
+def same_objects(
+    labels: dict[str, np.ndarray], targets: list[str]
+) -> list[tuple[np.ndarray, list[str]]]:
+    """``targets`` grouped by the objects whose value is finite: (mask, targets) per
+    group, in the order asked; each group can be probed at once by :func:`ridge_probes`."""
+    groups: dict[bytes, tuple[np.ndarray, list[str]]] = {}
+    for target in targets:
+        keep = np.isfinite(np.asarray(labels[target], dtype=float))
+        groups.setdefault(np.packbits(keep).tobytes(), (keep, []))[1].append(target)
+    return list(groups.values())
+
+
 @dataclass
 class ClassScore:
     """Out-of-fold scores of a logistic probe of a categorical label."""
@@ -329,8 +341,6 @@ def probe(
             }
         except ValueError as err:
             raise DataError(f"label {label!r}: {err}") from err
-    # Labels measured for the same objects are probed together (ridge_probes).
-    groups: dict[bytes, tuple[np.ndarray, list[str]]] = {}
     found_scores: dict[str, dict[str, ProbeScore]] = {}
     for label in [t for t in targets if t in numeric]:
         y = emb.labels[label]
@@ -341,8 +351,8 @@ def probe(
                 f"label {label!r} has {int(keep.sum())} finite values among {len(y)} objects; "
                 f"{folds}-fold probing needs at least {2 * folds}"
             )
-        groups.setdefault(np.packbits(keep).tobytes(), (keep, []))[1].append(label)
-    for keep, labels in groups.values():
+    # Labels measured for the same objects are probed together (ridge_probes).
+    for keep, labels in same_objects(emb.labels, [t for t in targets if t in numeric]):
         y = np.stack([np.asarray(emb.labels[label], float)[keep] for label in labels], axis=1)
         by_feature = {
             name: ridge_probes(x[keep], y, folds=folds, seed=seed) for name, x in features.items()
