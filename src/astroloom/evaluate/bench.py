@@ -301,11 +301,12 @@ def bench_features(
     orientations: int = EMBED_ORIENTATIONS,
     progress: bool = True,
     foundation: np.ndarray | None = None,
+    jobs: int = 1,
 ) -> dict[str, np.ndarray]:
     """Every galaxy feature set the bench compares, row-aligned with ``images``: the
     foundation's embeddings (exactly those `astroloom embed` writes for the images; given
     as ``foundation`` when already made), pixel PCA, the same network with random weights,
-    and hand-crafted photutils features."""
+    and hand-crafted photutils features (measured ``jobs`` chunks at a time)."""
     described = _described(images)
     if foundation is None:
         foundation = embed_images(
@@ -333,7 +334,7 @@ def bench_features(
     # The first wave: photometry and morphology measured by photutils, not learned.
     # Measured on the bench data's own sky noise, not the model's training survey's.
     features["hand-crafted"] = handcrafted_features(
-        images.images, robust_noise_scale(images.images), progress
+        images.images, robust_noise_scale(images.images), progress, jobs
     )
     return features
 
@@ -414,7 +415,15 @@ def run_bench(
         )
     with stage("baseline features"):
         features = bench_features(
-            model, cfg, tokenizer, images, layer, orientations, progress, foundation=by_layer[layer]
+            model,
+            cfg,
+            tokenizer,
+            images,
+            layer,
+            orientations,
+            progress,
+            foundation=by_layer[layer],
+            jobs=jobs,
         )
     curves = []
     for target in wanted:

@@ -77,15 +77,36 @@ def measure(image: np.ndarray, noise: list[float]) -> np.ndarray:
     return out
 
 
+def _measure_all(images: np.ndarray, noise: list[float]) -> np.ndarray:
+    return np.stack([measure(im, noise) for im in images])
+
+
 def handcrafted_features(
-    images: np.ndarray, noise: list[float], progress: bool = True
+    images: np.ndarray, noise: list[float], progress: bool = True, jobs: int = 1
 ) -> np.ndarray:
-    """``(N, C, H, W)`` → ``(N, F)``; missing measurements filled with each feature's median."""
-    rows = np.stack(
-        [
-            measure(im, noise)
-            for im in tqdm(images, desc="hand-crafted features", unit="obj", disable=not progress)
-        ]
-    )
+    """``(N, C, H, W)`` → ``(N, F)``; missing measurements filled with each feature's median.
+    ``jobs`` > 1 measures that many chunks of cutouts at a time in worker processes (-1:
+    one per core), with the same result."""
+    from astroloom.evaluate.fewshot import probe_jobs
+
+    jobs = probe_jobs(jobs)
+    size = 250  # cutouts per task: a worker's start-up cost is paid once, not per cutout
+    chunks = [images[i : i + size] for i in range(0, len(images), size)]
+    if jobs == 1 or len(chunks) < 2:
+        parts = (_measure_all(c, noise) for c in chunks)
+    else:
+        import joblib
+
+        parts = joblib.Parallel(n_jobs=jobs, return_as="generator")(
+            joblib.delayed(_measure_all)(c, noise) for c in chunks
+        )
+    done = []
+    with tqdm(
+        total=len(images), desc="hand-crafted features", unit="obj", disable=not progress
+    ) as bar:
+        for part in parts:
+            done.append(part)
+            bar.update(len(part))
+    rows = np.concatenate(done)
     medians = np.nanmedian(np.where(np.isfinite(rows), rows, np.nan), axis=0)
     return np.where(np.isfinite(rows), rows, np.nan_to_num(medians))
