@@ -27,7 +27,7 @@ RUN_HELP = (
     "run directory or checkpoint, or a model name: shipped (astroloom/mock-tiny) or on the "
     "Hugging Face Hub (owner/name[@revision]); also given as --model NAME_OR_PATH."
 )
-JOBS_HELP = "Probes fitted at a time, each in its own process; -1: one per core."
+JOBS_HELP = "Worker processes for the probes (and bench's photutils features); -1: one per core."
 
 
 def check_jobs(jobs: int) -> None:

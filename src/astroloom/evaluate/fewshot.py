@@ -348,7 +348,7 @@ def few_shot_curve(
 
     if jobs == 1 or len(tasks) < 2:
         x_by_name = {name: x[index] for name, x in features.items()}
-        found = rows_of(x_by_name, lambda calls: [f(*a, **k) for f, a, k in calls])
+        found = rows_of(x_by_name, joblib.Parallel(n_jobs=1))  # in this process
     else:
         with tempfile.TemporaryDirectory(prefix="astroloom-probes-") as folder:
             x_by_name = _shared({name: x[index] for name, x in features.items()}, Path(folder))

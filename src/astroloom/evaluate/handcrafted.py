@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import warnings
 
+import joblib
 import numpy as np
 from tqdm.auto import tqdm
+
+from astroloom.evaluate.fewshot import probe_jobs
 
 FEATURES_PER_BAND = ["flux"]
 SHAPE_FEATURES = ["r20", "r50", "r80", "concentration", "ellipticity", "gini", "asymmetry"]
@@ -87,16 +90,12 @@ def handcrafted_features(
     """``(N, C, H, W)`` → ``(N, F)``; missing measurements filled with each feature's median.
     ``jobs`` > 1 measures that many chunks of cutouts at a time in worker processes (-1:
     one per core), with the same result."""
-    from astroloom.evaluate.fewshot import probe_jobs
-
     jobs = probe_jobs(jobs)
     size = 250  # cutouts per task: a worker's start-up cost is paid once, not per cutout
     chunks = [images[i : i + size] for i in range(0, len(images), size)]
     if jobs == 1 or len(chunks) < 2:
         parts = (_measure_all(c, noise) for c in chunks)
     else:
-        import joblib
-
         parts = joblib.Parallel(n_jobs=jobs, return_as="generator")(
             joblib.delayed(_measure_all)(c, noise) for c in chunks
         )
