@@ -13,9 +13,11 @@ from astroloom.config import ConfigError, ModelConfig, load_config
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.schema import Observation
 from astroloom.evaluate.embed import embed_dataset, read_embeddings
+from astroloom.evaluate.lightcurve_features import lightcurve_features
 from astroloom.evaluate.predict import predict_set, redshift_from_spectra
 from astroloom.model.foundation import Foundation, load_foundation
 from astroloom.model.multimodal import ModalityError, MultimodalModel, Plan, shape_statistics
+from astroloom.tokenize import lightcurve as lightcurve_tokens
 from astroloom.tokenize.image import ImageTokenizer
 from astroloom.tokenize.lightcurve import LightCurveTokenizer, pad_curves
 from astroloom.tokenize.multimodal import MultimodalTokenizer
@@ -145,6 +147,31 @@ def test_period_aware_lightcurve_tokens_fold_at_the_found_period():
     model = tiny_model()
     assert model.specs["lightcurve"].coords == 2 and model.specs["lightcurve"].phase
     assert model.embed({"lightcurve": tokens.take(slice(0, 1))}).shape == (1, 32)
+
+
+def test_hand_crafted_features_reuse_the_periods_the_tokenizer_found(monkeypatch):
+    # astroloom bench tokenizes the variable stars first, then computes Lomb–Scargle
+    # features: the main band's periodogram must be searched once, not twice.
+    rng = np.random.default_rng(4)
+    times, mags, bands, periods = [], [], [], rng.uniform(0.3, 3.0, 6)
+    for p in periods:
+        t = rng.uniform(0, 700, 120) + 2450000.3  # absolute JD: float32 cannot hold it
+        b = (rng.random(120) < 0.3).astype(int)  # band 0 best sampled
+        mags.append(17 + 0.5 * np.sin(2 * np.pi * t / p) + 0.1 * b + rng.normal(0, 0.02, 120))
+        times.append(t)
+        bands.append(b)
+    monkeypatch.setattr(lightcurve_tokens, "_PERIODS", {})
+    searched = []
+    real_search = lightcurve_tokens._search
+    monkeypatch.setattr(
+        lightcurve_tokens, "_search", lambda c: searched.append(len(c[0])) or real_search(c)
+    )
+    tokens = pad_curves(times, mags, bands).with_periods(workers=1)
+    assert len(searched) == 6
+    np.testing.assert_allclose(tokens.period.numpy(), periods, rtol=1e-3)
+    features = lightcurve_features(times, mags, bands, 2, progress=False)
+    assert len(searched) == 12  # only the second band's six curves were new
+    np.testing.assert_allclose(features[:, 0], np.log10(tokens.period.numpy()), rtol=1e-6)
 
 
 def test_image_positions_are_sky_offsets_that_carry_over_to_other_sizes():

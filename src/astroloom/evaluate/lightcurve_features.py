@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import skew
 from tqdm.auto import tqdm
 
-from astroloom.tokenize.lightcurve import best_period, periods_of
+from astroloom.tokenize.lightcurve import best_period, canonical_curve, periods_of
 
 PER_BAND = ["log_period", "power", "amplitude", "mean", "std", "skew", "n"]
 
@@ -50,16 +50,20 @@ def lightcurve_features(
     times: list, mags: list, bands: list, n_bands: int = 2, progress: bool = True
 ) -> np.ndarray:
     """``(N, n_bands · 7)`` features; a missing value becomes its column's median. The
-    periodograms of all stars and bands are searched in one parallel batch."""
+    periodograms of all stars and bands are searched in one parallel batch, on the arrays
+    the light-curve tokenizer holds (the main band's are then found in this process's
+    memory when the curves were tokenized first, as in ``astroloom bench``)."""
     curves = [
         (np.asarray(t, float), np.asarray(m, float), np.asarray(b))
         for t, m, b in zip(times, mags, bands, strict=True)
     ]
     jobs = []
     for t, m, b in curves:
+        # The tokenizer's own arrays, so that periods it searched already are reused.
+        t32, m32, b32 = canonical_curve(t, m, b)
         for k in range(n_bands):
-            sel = (b == k) & np.isfinite(m) & np.isfinite(t)
-            jobs.append((t[sel], m[sel]) if sel.sum() >= 5 else None)
+            sel = b32 == k
+            jobs.append((t32[sel], m32[sel]) if sel.sum() >= 5 else None)
     found = periods_of(jobs)
     rows = np.stack(
         [

@@ -156,34 +156,40 @@ class PaddedCurves:
         )
 
 
+def canonical_curve(
+    time: np.ndarray | None, mag: np.ndarray | None, band: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One curve as the tokenizer holds it: finite epochs in time order, time in days since
+    the first one and magnitudes both as float32, bands as int64. The hand-crafted features
+    search their periods on the same arrays, so a curve's periodogram is computed once."""
+    if time is None or mag is None:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    t, m = np.asarray(time, np.float64), np.asarray(mag, np.float64)
+    b = np.zeros(len(t), np.int64) if band is None else np.asarray(band, np.int64)
+    good = np.isfinite(t) & np.isfinite(m)
+    order = np.argsort(t[good], kind="stable")
+    t, m, b = t[good][order], m[good][order], b[good][order]
+    since_first = t - t[0] if len(t) else t
+    return since_first.astype(np.float32), m.astype(np.float32), b
+
+
 def pad_curves(
     times: Sequence[np.ndarray | None],
     mags: Sequence[np.ndarray | None],
     bands: Sequence[np.ndarray | None],
 ) -> PaddedCurves:
     """Pad ragged curves (``None`` for an object without one); drop non-finite epochs."""
-    kept = []
-    for t, m, b in zip(times, mags, bands, strict=True):
-        if t is None or m is None:
-            kept.append((np.zeros(0), np.zeros(0), np.zeros(0, np.int64)))
-            continue
-        t, m = np.asarray(t, np.float64), np.asarray(m, np.float64)
-        b = np.zeros(len(t), np.int64) if b is None else np.asarray(b, np.int64)
-        good = np.isfinite(t) & np.isfinite(m)
-        order = np.argsort(t[good], kind="stable")
-        kept.append((t[good][order], m[good][order], b[good][order]))
+    kept = [canonical_curve(*c) for c in zip(times, mags, bands, strict=True)]
     n, width = len(kept), max([len(k[0]) for k in kept] + [1])
-    time = np.zeros((n, width))
+    time = np.zeros((n, width), np.float32)
     mag = np.zeros((n, width), np.float32)
     band = np.zeros((n, width), np.int64)
     count = np.zeros(n, np.int64)
     for i, (t, m, b) in enumerate(kept):
         count[i] = len(t)
-        if len(t):
-            time[i, : len(t)] = t - t[0]
-            mag[i, : len(t)], band[i, : len(t)] = m, b
+        time[i, : len(t)], mag[i, : len(t)], band[i, : len(t)] = t, m, b
     return PaddedCurves(
-        torch.from_numpy(time.astype(np.float32)),
+        torch.from_numpy(time),
         torch.from_numpy(mag),
         torch.from_numpy(band),
         torch.from_numpy(count),
