@@ -1,6 +1,7 @@
 """Few-shot curves, metrics, similarity search, anomalies and the bench command."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -212,18 +213,21 @@ def survey_run(tmp_path_factory):
     return run, data
 
 
-def test_bench_on_the_mock_survey(survey_run, tmp_path):
+def test_bench_on_the_mock_survey(survey_run, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from astroloom.cli import app
+    from astroloom.paths import resolve_recorded
 
     run, data = survey_run
+    # Given relative to the working directory, as a user types them.
+    monkeypatch.chdir(run.parent)
     result = CliRunner().invoke(
         app,
         [
             "bench",
-            str(run),
-            str(data),
+            os.path.relpath(run),
+            os.path.relpath(data),
             "--out",
             str(tmp_path),
             "--seeds",
@@ -234,6 +238,10 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     bench = json.loads((tmp_path / "bench.json").read_text())
+    # The run and data it names resolve beside bench.json, from any working directory.
+    monkeypatch.chdir(tmp_path.parent)
+    assert resolve_recorded(bench["meta"]["run"], tmp_path) == run.resolve()
+    assert resolve_recorded(bench["meta"]["data"], tmp_path) == data.resolve()
     targets = {c["target"] for c in bench["curves"]}
     assert {"redshift", "log_stellar_mass", "morph_type"} <= targets
     rows = [r for c in bench["curves"] if c["target"] == "mag_r" for r in c["rows"]]

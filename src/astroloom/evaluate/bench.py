@@ -46,6 +46,7 @@ from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import build_model
+from astroloom.paths import record_path
 from astroloom.tokenize.multimodal import image_description
 
 REGRESSION_TARGETS = [
@@ -280,7 +281,19 @@ class BenchResult:
         return "\n".join(lines) + "\n"
 
     def save(self, out: str | Path) -> tuple[Path, Path]:
-        return save_tables(out, "bench", self.to_json(), self.markdown())
+        """bench.json and bench.md in ``out``; the run, data and embeddings bench.json names
+        are recorded relative to ``out`` (a model name, not a local path, as given), so
+        they resolve from any working directory (``paths.resolve_recorded``)."""
+        payload = self.to_json()
+        payload["meta"] = {
+            **payload["meta"],
+            **{
+                key: record_path(value, out)
+                for key, value in payload["meta"].items()
+                if key in ("run", "data", "embeddings") and value and Path(value).exists()
+            },
+        }
+        return save_tables(out, "bench", payload, self.markdown())
 
 
 def _described(images: ImageSet) -> dict[str, float | None]:
