@@ -324,6 +324,34 @@ def test_bench_trains_the_supervised_cnn_on_the_same_splits(survey_run):
     assert "| supervised CNN | resnet |" in result.markdown()
 
 
+def test_bench_embeds_at_the_block_asked_for(survey_run):
+    from astroloom.evaluate.bench import run_bench
+
+    run, data = survey_run
+
+    def foundation_r2(layer):
+        result = run_bench(
+            run,
+            data,
+            budgets=(None,),
+            seeds=1,
+            targets=["half_light_radius"],
+            layer_sweep=False,
+            progress=False,
+            layer=layer,
+        )
+        (curve,) = result.curves
+        rows = [r for r in curve.rows if r["feature"] == "foundation" and r["method"] == "linear"]
+        return result.meta["layer"], rows[0]["r2"]
+
+    # The tiny model has two blocks: the middle one by default, the patch embeddings on request.
+    middle, patches = foundation_r2(None), foundation_r2(0)
+    assert middle[0] == 1 and patches[0] == 0
+    assert middle[1] != patches[1] and max(middle[1], patches[1]) > 0.3  # size is in the pixels
+    with pytest.raises(DataError, match="layer 3 is not a block of this model: choose 0"):
+        run_bench(run, data, targets=["mag_r"], progress=False, layer=3)
+
+
 def test_bench_of_a_class_target_alone_skips_the_regression_layer_sweep(survey_run):
     from astroloom.evaluate.bench import run_bench
 

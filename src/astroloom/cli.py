@@ -590,6 +590,7 @@ def bench(
         typer.Option(help="Turns of each cutout its image embedding is averaged over: 1, 4 or 8."),
     ] = EMBED_ORIENTATIONS,
     jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = -1,
+    layer: LayerOption = None,
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
@@ -607,6 +608,7 @@ def bench(
         cnn_steps=cnn_steps,
         orientations=orientations,
         jobs=jobs,
+        layer=layer,
     )
     out = out or output_home(run) / "bench"
     js, md = result.save(out)

@@ -363,6 +363,7 @@ def run_bench(
     cnn_steps: int = 0,
     orientations: int = EMBED_ORIENTATIONS,
     jobs: int = -1,
+    layer: int | None = None,
 ) -> BenchResult:
     """Every target × feature set × probe × label budget, anomalies and a layer sweep.
     Image embeddings (the foundation's and the random network's) are averaged over
@@ -370,9 +371,16 @@ def run_bench(
     ``cnn_steps`` > 0 adds the second wave: a ResNet trained from scratch on the pixels for
     each regression target, budget and seed (the same splits), for that many steps.
     ``jobs`` probes are fitted at a time (-1: one per core; the scores do not depend on
-    it)."""
+    it). ``layer`` is the block whose output the foundation's embeddings pool, as
+    ``astroloom embed --layer`` (default: the model's middle block)."""
     model, cfg, tokenizer = load_checkpoint(run)
-    layer = model.default_layer()
+    if layer is None:
+        layer = model.default_layer()
+    elif not 0 <= layer <= cfg.model.n_layer:
+        raise DataError(
+            f"layer {layer} is not a block of this model: choose 0 (the patch embeddings) "
+            f"to {cfg.model.n_layer}"
+        )
     galaxy_targets = set(REGRESSION_TARGETS) | {"morph_type", "is_rare"}
     star_targets = {"var_class", "period"}
     if targets is not None:
@@ -383,7 +391,9 @@ def run_bench(
                 f"unknown bench target(s) {unknown}; bench scores {sorted(known)}"
             )
     if targets is not None and not set(targets) & galaxy_targets:
-        curves = lightcurve_curves(model, cfg, tokenizer, data, budgets, seeds, progress, jobs)
+        curves = lightcurve_curves(
+            model, cfg, tokenizer, data, budgets, seeds, progress, jobs, layer
+        )
         if not curves:
             raise DataError(f"{data} has no light curves to score {list(targets)} on")
         meta = {"run": str(run), "data": str(data), "layer": layer, "seeds": seeds}
@@ -490,7 +500,7 @@ def run_bench(
         targets is None or {"var_class", "period"} & set(targets)
     ):
         with stage("light-curve features"):
-            stars = lightcurve_feature_sets(model, cfg, tokenizer, data, progress)
+            stars = lightcurve_feature_sets(model, cfg, tokenizer, data, progress, layer)
         if stars is not None:
             with stage("light-curve probes"):
                 curves += lightcurve_probe_curves(*stars, budgets, seeds, jobs)
@@ -584,7 +594,7 @@ def probe_curves(
 
 
 def lightcurve_feature_sets(
-    model, cfg, tokenizer, data, progress: bool
+    model, cfg, tokenizer, data, progress: bool, layer: int | None = None
 ) -> tuple[MultimodalSet, dict[str, np.ndarray]] | None:
     """The variable stars of ``data`` and their feature sets: the light-curve embeddings,
     the untrained model's, and Lomb–Scargle with summary statistics (the hand-crafted
@@ -597,8 +607,8 @@ def lightcurve_feature_sets(
     torch.manual_seed(cfg.train.seed + 1)
     random_model = Foundation(build_model(cfg.model).eval(), tokenizer)
     features = {
-        "foundation": foundation.embed(tokens, pool=EMBED_POOL),
-        "random weights": random_model.embed(tokens, pool=EMBED_POOL),
+        "foundation": foundation.embed(tokens, layer, pool=EMBED_POOL),
+        "random weights": random_model.embed(tokens, layer, pool=EMBED_POOL),
         "hand-crafted": lightcurve_features(
             stars.curves["lc_time"],
             stars.curves["lc_mag"],
@@ -634,11 +644,19 @@ def lightcurve_probe_curves(
 
 
 def lightcurve_curves(
-    model, cfg, tokenizer, data, budgets, seeds: int, progress: bool, jobs: int = 1
+    model,
+    cfg,
+    tokenizer,
+    data,
+    budgets,
+    seeds: int,
+    progress: bool,
+    jobs: int = 1,
+    layer: int | None = None,
 ) -> list[Curve]:
     """Variable-star class and period from light-curve embeddings, against Lomb–Scargle
     and summary statistics (the hand-crafted baseline) and the untrained model."""
-    found = lightcurve_feature_sets(model, cfg, tokenizer, data, progress)
+    found = lightcurve_feature_sets(model, cfg, tokenizer, data, progress, layer)
     if found is None:
         return []
     return lightcurve_probe_curves(*found, budgets, seeds, jobs)
