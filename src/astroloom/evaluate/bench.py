@@ -284,16 +284,11 @@ class BenchResult:
         """bench.json and bench.md in ``out``; the run, data and embeddings bench.json names
         are recorded relative to ``out`` (a model name, not a local path, as given), so
         they resolve from any working directory (``paths.resolve_recorded``)."""
-        payload = self.to_json()
-        payload["meta"] = {
-            **payload["meta"],
-            **{
-                key: record_path(value, out)
-                for key, value in payload["meta"].items()
-                if key in ("run", "data", "embeddings") and value and Path(value).exists()
-            },
-        }
-        return save_tables(out, "bench", payload, self.markdown())
+        meta = dict(self.meta)  # this result keeps the paths as they were given
+        for key in ("run", "data", "embeddings"):
+            if meta.get(key) and Path(meta[key]).exists():
+                meta[key] = record_path(meta[key], out)
+        return save_tables(out, "bench", {**self.to_json(), "meta": meta}, self.markdown())
 
 
 def _described(images: ImageSet) -> dict[str, float | None]:
