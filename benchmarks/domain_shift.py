@@ -14,7 +14,7 @@ feature set; and, as in the held-out test on real photographs, with 175 galaxies
 
     .venv/bin/python benchmarks/domain_shift.py --data runs/renditions \\
         --run runs/demo/run [--run OTHER …] [--n 2000] [--out runs/domain_shift.json] \\
-        [--no-baselines] [--device cuda]
+        [--no-baselines] [--device cuda] [--pool moments --pool meanstd …]
 
 The renditions are simulated into --data the first time (2,000 galaxies: ~2 min on 2 cores).
 """
@@ -41,6 +41,7 @@ from astroloom.evaluate.embed import EMBED_ORIENTATIONS, EMBED_POOL
 from astroloom.evaluate.fewshot import _LOGISTIC_CV_QUIET
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.model.foundation import load_foundation
+from astroloom.model.multimodal import POOLS
 from astroloom.tokenize.image import ImageTokenizer
 
 ALPHAS = np.logspace(-3, 4, 15)
@@ -98,6 +99,10 @@ def main() -> None:
         help="turns of each cutout the embedding is averaged over (as astroloom embed)",
     )
     parser.add_argument("--device", default="cpu", help="where the models embed (cpu, cuda)")
+    parser.add_argument(
+        "--pool", action="append", choices=POOLS, default=None,
+        help=f"pooling of the embeddings (repeatable; default {EMBED_POOL}, as astroloom embed)",
+    )
     args = parser.parse_args()
     if not (args.data / "photo" / "dataset.json").is_file():
         simulate_renditions(args.data, n=args.n, seed=args.seed)
@@ -111,8 +116,10 @@ def main() -> None:
         for run in args.run:
             f = load_foundation(run, map_location=args.device)
             tokens = f.tokens_from_set(data, ["image"])
-            x = f.embed(tokens, pool=EMBED_POOL, orientations=args.orientations)
-            rows[f"foundation {run}"] = scores(x, labels)
+            for pool in args.pool or [EMBED_POOL]:
+                x = f.embed(tokens, pool=pool, orientations=args.orientations)
+                tag = "" if args.pool is None else f", {pool}"
+                rows[f"foundation {run}{tag}"] = scores(x, labels)
         if not args.no_baselines:
             noise = robust_noise_scale(images)
             rows["hand-crafted"] = scores(
