@@ -67,6 +67,11 @@ def sources(picture: np.ndarray, threshold: float = 40.0, min_area: float = 60.0
     return [(a, cy, cx) for a, (cy, cx) in found if a >= min_area]
 
 
+def cutout_side(area: float) -> int:
+    """Source pixels of a galaxy's square cutout: five equivalent radii, 24 to 200."""
+    return int(np.clip(5 * np.sqrt(area / np.pi), 24, 200))
+
+
 def cutout(picture: np.ndarray, cy: float, cx: float, side: int) -> Image.Image | None:
     y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
     if y0 < 0 or x0 < 0 or y0 + side > picture.shape[0] or x0 + side > picture.shape[1]:
@@ -82,7 +87,7 @@ def write_pairs(picture: np.ndarray, nuisance: str, folder: Path, seed: int = 0)
         (folder / part).mkdir(parents=True, exist_ok=True)
     kept = 0
     for area, cy, cx in sources(picture):
-        side = int(np.clip(5 * np.sqrt(area / np.pi), 24, 200))
+        side = cutout_side(area)
         # Every draw is made whatever the nuisance, so that each galaxy's copy differs from
         # its original by the named nuisance alone.
         widen, dy, dx = rng.uniform(0.8, 1.25), rng.uniform(-3, 3), rng.uniform(-3, 3)

@@ -40,7 +40,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_photos import cutout, deep_field, ingest, sources  # noqa: E402
+from real_photos import cutout, cutout_side, deep_field, ingest, sources  # noqa: E402
 
 from astroloom.data.shards import load_image_set  # noqa: E402
 from astroloom.evaluate.embed import embed_images  # noqa: E402
@@ -65,8 +65,7 @@ def write_cutouts(folder: Path) -> np.ndarray:
     picture = deep_field()
     pixels = []
     for area, cy, cx in sources(picture):
-        side = int(np.clip(5 * np.sqrt(area / np.pi), 24, 200))
-        image = cutout(picture, cy, cx, side)
+        image = cutout(picture, cy, cx, cutout_side(area))
         if image is not None:
             image.save(folder / f"xdf{len(pixels):03d}.png")
             pixels.append(np.asarray(image, dtype=float))
@@ -127,11 +126,9 @@ def main() -> None:
                 model, tokenizer, pixels, pool=pool, progress=False,
                 pixel_scale=pixel_scale, zero_point=zero_point,
             )
+    drawn = [labels(colours, args.noise, d) for d in range(args.draws)]
     table = {
-        name: {
-            probe: [roc_auc(x, labels(colours, args.noise, d), probe, d) for d in range(args.draws)]
-            for probe in PROBES
-        }
+        name: {probe: [roc_auc(x, y, probe, d) for d, y in enumerate(drawn)] for probe in PROBES}
         for name, x in features.items()
     }
     lines = [
