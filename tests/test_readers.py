@@ -386,3 +386,32 @@ def test_duplicate_object_ids_are_refused_or_skipped(tmp_path):
         ingest(records(), tmp_path / "x", "dups", progress=False)
     report = ingest(records(), tmp_path / "y", "dups", skip_bad=True, progress=False)
     assert report.written == 2 and report.skipped[0]["reason"] == "duplicate id"
+
+
+def test_a_sixteen_bit_greyscale_picture_keeps_its_values(tmp_path):
+    """Pillow's RGB conversion clips 16-bit PNGs at 255, which would turn a galaxy into a
+    white square; the reader keeps the picture's own depth, in every band."""
+    from PIL import Image
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    y, x = np.mgrid[:32, :32] - 15.5
+    galaxy = (60000 * np.exp(-(x**2 + y**2) / 40) + 500).astype(np.uint16)
+    Image.fromarray(galaxy).save(folder / "deep.png")
+    assert Image.open(folder / "deep.png").mode.startswith("I")
+    ingest(read_image_folder(folder), tmp_path / "out", "pngs", progress=False)
+    back = load_image_set(tmp_path / "out").images[0]
+    assert back.shape == (3, 32, 32)
+    for band in back:
+        np.testing.assert_allclose(band, galaxy / 65535.0, atol=1e-6)
+    # Resampled to another size, the profile keeps its shape: bright centre, faint edge.
+    ingest(read_image_folder(folder, size=16), tmp_path / "small", "pngs", progress=False)
+    small = load_image_set(tmp_path / "small").images[0]
+    assert small.shape == (3, 16, 16)
+    assert 0.8 < small[1].max() < 1.0 and small[1, 0, 0] < 0.02
+    # An upload to the explorer goes through the same reading.
+    from astroloom.explore.uploads import parse_cutout
+
+    cut = parse_cutout((folder / "deep.png").read_bytes(), "deep.png", bands=3, size=32).image
+    assert cut.shape == (3, 32, 32)
+    np.testing.assert_allclose(cut[0] / cut[0].max(), galaxy / galaxy.max(), atol=1e-5)

@@ -321,6 +321,22 @@ def channel_order(bands: list[str] | None) -> list[int]:
     return [2, 1, 0]
 
 
+# Pillow's modes for 16-bit greyscale PNGs. Its convert("RGB") clips them at 255, which
+# turns all but the faintest pixels white, so they are read at their own depth.
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def picture_and_full_scale(img: Any) -> tuple[Any, float]:
+    """A Pillow picture ready to resample, and the value of full scale: 8-bit RGB (255), or
+    for a 16-bit greyscale PNG a float image of its values (65535)."""
+    from PIL import Image
+
+    if img.mode in _SIXTEEN_BIT:
+        values = np.asarray(img, dtype=np.float32)
+        return Image.fromarray(values), 65535.0
+    return img.convert("RGB"), 255.0
+
+
 def read_image_folder(
     folder: Path,
     labels_csv: Path | None = None,
@@ -330,7 +346,8 @@ def read_image_folder(
     size: int | None = None,
 ) -> Iterator[Observation]:
     """PNG/JPEG pictures, each a 3-band image in [0, 1] whose bands are ordered as ``bands``
-    (:func:`channel_order`: blue channel → bluest band). With ``size`` each picture is
+    (:func:`channel_order`: blue channel → bluest band); a greyscale picture, 8- or 16-bit,
+    gives its one band three times. With ``size`` each picture is
     resampled (Lanczos) to ``size`` × ``size`` pixels, whatever its own: a picture's pixel
     scale is unknown, so the model places its patches in pixels, and the same galaxy at
     128 px and at 64 px embeds differently (docs/benchmarks.md, "Real photographs")."""
@@ -360,7 +377,7 @@ def read_image_folder(
         obj = path.stem
         try:
             with Image.open(path) as img:
-                picture = img.convert("RGB")
+                picture, full_scale = picture_and_full_scale(img)
                 if size is not None and picture.size != (size, size):
                     if picture.width != picture.height:
                         raise BadObject(
@@ -368,7 +385,9 @@ def read_image_folder(
                             f"--size resamples square pictures only"
                         )
                     picture = picture.resize((size, size), Image.LANCZOS)
-                array = np.asarray(picture, dtype=np.float32) / 255.0
+                array = np.asarray(picture, dtype=np.float32) / full_scale
+                if array.ndim == 2:  # a monochrome picture: the one band three times
+                    array = np.repeat(array[:, :, None], 3, axis=2)
         except (UnidentifiedImageError, OSError) as err:
             raise BadObject(str(path), obj, f"not a readable image ({err})") from err
         if labels_csv is not None and obj not in rows:

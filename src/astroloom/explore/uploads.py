@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from astroloom.data.readers import picture_and_full_scale
+
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
 
@@ -88,7 +90,10 @@ def _picture(raw: bytes) -> np.ndarray:
                     f"{MAX_PIXELS:,} pixels",
                     413,
                 )
-            rgb = np.asarray(picture.convert("RGB"), np.float32)
+            readable, full_scale = picture_and_full_scale(picture)
+            rgb = np.asarray(readable, np.float32) * (255.0 / full_scale)
+            if rgb.ndim == 2:  # 16-bit greyscale: the one band three times
+                rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     except UploadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
