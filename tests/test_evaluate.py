@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from astroloom.data.normalise import robust_z
 from astroloom.data.schema import DataError
-from astroloom.discover.anomaly import anomaly_scores, either_scores, tail_scaled
+from astroloom.discover.anomaly import LOF_RANGE, anomaly_scores, either_scores, tail_scaled
 from astroloom.discover.search import SimilarityIndex
 from astroloom.evaluate.bench import MAIN_METRIC
 from astroloom.evaluate.fewshot import METHODS, few_shot_curve
@@ -186,7 +186,29 @@ def test_local_outlier_factor_finds_what_lies_just_outside_a_dense_crowd():
         anomaly_scores(x[:12], "lof")
 
 
-@pytest.mark.parametrize("method", ["iforest", "knn", "lof"])
+def test_the_largest_outlier_factor_over_neighbourhoods_finds_a_group_larger_than_k():
+    """Twenty-five rare objects alike (as the survey's bright stars are) sit together away
+    from the crowd: at 20 neighbours each one's neighbours are the group itself and the
+    local outlier factor calls them ordinary; over 10–50 neighbours the largest factor sees
+    past the group to the crowd."""
+    rng = np.random.default_rng(1)
+    group = rng.normal(4.0, 0.05, size=(25, 6))
+    crowd = rng.normal(0.0, 1.0, size=(2000, 6))
+    x = np.vstack([group, crowd])
+    is_rare = np.arange(len(x)) < 25
+    assert roc_auc_score(is_rare, anomaly_scores(x, "lof")) < 0.7
+    ranged = anomaly_metrics(anomaly_scores(x, "lof-range"), is_rare)
+    assert ranged["roc_auc"] > 0.99 and ranged["precision_at_10"] == 1.0
+    # It is the largest factor of scikit-learn's own over each neighbourhood size.
+    each = [anomaly_scores(x, "lof", k=k) for k in LOF_RANGE]
+    np.testing.assert_allclose(anomaly_scores(x, "lof-range"), np.max(each, axis=0))
+    with pytest.raises(ValueError, match="more than 50 objects, not 40"):
+        anomaly_scores(x[:40], "lof-range")
+    with pytest.raises(ValueError, match="give k to lof or knn"):
+        anomaly_scores(x, "lof-range", k=20)
+
+
+@pytest.mark.parametrize("method", ["iforest", "knn", "lof", "lof-range"])
 def test_anomaly_scores_rank_outliers_first(method):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(1000, 10))

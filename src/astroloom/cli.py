@@ -730,7 +730,11 @@ def search(
 def anomalies(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet.")],
     method: Annotated[
-        str, typer.Option(help="lof (local outlier factor), knn or iforest.")
+        str,
+        typer.Option(
+            help="lof (local outlier factor, 20 neighbours), lof-range (its largest value "
+            "over 10–50 neighbours), knn or iforest."
+        ),
     ] = "lof",
     top: Annotated[int, typer.Option(help="How many of the most unusual objects to list.")] = 20,
     label: Annotated[

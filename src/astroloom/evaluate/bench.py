@@ -22,7 +22,12 @@ from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import DataError
 from astroloom.data.shards import ImageSet, load_image_set
-from astroloom.discover.anomaly import ANOMALY_METHODS, anomaly_scores, either_scores
+from astroloom.discover.anomaly import (
+    ANOMALY_METHODS,
+    LOF_RANGE,
+    anomaly_scores,
+    either_scores,
+)
 from astroloom.evaluate.embed import (
     EMBED_ORIENTATIONS,
     EMBED_POOL,
@@ -503,9 +508,11 @@ def run_bench(
     with stage("anomalies"):
         if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
             rare = labels["is_rare"] == 1
+            # lof-range needs more objects than its largest neighbourhood: a small survey
+            # is scored by the others.
+            methods = [m for m in ANOMALY_METHODS if m != "lof-range" or len(rare) > LOF_RANGE[-1]]
             scores = {
-                name: {m: anomaly_scores(x, m) for m in ANOMALY_METHODS}
-                for name, x in features.items()
+                name: {m: anomaly_scores(x, m) for m in methods} for name, x in features.items()
             }
             for name, by in scores.items():
                 anomalies[name] = {m: anomaly_metrics(s, rare) for m, s in by.items()}
