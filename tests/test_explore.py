@@ -18,10 +18,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from astroloom.discover.anomaly import anomaly_scores
 from astroloom.evaluate.embed import embed_dataset, read_embeddings
 from astroloom.explore.app import create_app
 from astroloom.explore.pictures import image_png
-from astroloom.explore.survey import ExplorerSurvey
+from astroloom.explore.survey import ExplorerSurvey, cached_layout
 from astroloom.explore.uploads import MAX_BYTES
 from astroloom.model.foundation import Foundation
 
@@ -100,9 +101,24 @@ def test_map_objects_and_neighbours(client, survey):
 
 
 def test_anomalies_and_ranking_by_example(client, survey):
-    ranked = client.get("/api/anomalies", params={"limit": 10}).json()["anomalies"]
+    reply = client.get("/api/anomalies", params={"limit": 10}).json()
+    ranked = reply["anomalies"]
     scores = [r["score"] for r in ranked]
     assert len(ranked) == 10 and scores == sorted(scores, reverse=True)
+    # The score is the bench's best for embeddings: the largest local outlier factor.
+    assert reply["method"] == survey.layout.method == "lof-range"
+    expected = anomaly_scores(survey.emb.vectors, "lof-range")
+    top = [str(survey.ids[i]) for i in np.argsort(-expected)[:10]]
+    assert [r["id"] for r in ranked] == top
+    # A layout cached before the method was recorded (isolation-forest scores) is redone.
+    cache = survey.embeddings_path.with_name(survey.embeddings_path.name + ".explore.npz")
+    with np.load(cache) as saved:
+        old = {k: saved[k] for k in ("coords", "signature")}
+    np.savez(cache, anomaly=np.zeros(len(survey.ids), np.float32), **old)
+    again = cached_layout(survey.embeddings_path, survey.emb)
+    assert again.method == "lof-range" and np.allclose(again.anomaly, survey.layout.anomaly)
+    with np.load(cache) as saved:
+        assert str(saved["method"]) == "lof-range"
     late = client.get(
         "/api/anomalies", params={"label": "morph_type", "value": "early", "limit": 500}
     ).json()["anomalies"]

@@ -3,9 +3,11 @@ neighbours, local outlier factor) and their combination with the model's own sur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 ANOMALY_METHODS = ("iforest", "knn", "lof", "lof-range")
@@ -50,10 +52,7 @@ def anomaly_scores(
                 f"lof-range compares each object with up to {LOF_RANGE[-1]} nearest "
                 f"neighbours: it needs more than {LOF_RANGE[-1]} objects, not {len(vectors)}"
             )
-        factors = [
-            -LocalOutlierFactor(n_neighbors=n).fit(x).negative_outlier_factor_ for n in LOF_RANGE
-        ]
-        return np.max(factors, axis=0)
+        return np.max(list(local_outlier_factors(x, LOF_RANGE).values()), axis=0)
     if method in NEIGHBOURS:
         k = NEIGHBOURS[method] if k is None else k
         if len(vectors) <= k:
@@ -62,10 +61,46 @@ def anomaly_scores(
                 f"it needs more than {k} objects, not {len(vectors)}"
             )
         if method == "lof":
-            return -LocalOutlierFactor(n_neighbors=k).fit(x).negative_outlier_factor_
+            return local_outlier_factors(x, (k,))[k]
         distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
         return distances[:, 1:].mean(axis=1)  # column 0 is the object itself
     raise ValueError(f"unknown anomaly method {method!r}; choose from {', '.join(ANOMALY_METHODS)}")
+
+
+def nearest_others(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows by Euclidean distance, nearest first: indices and
+    distances, ``(N, k)`` each. Exact (FAISS's flat index, float32)."""
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    squared, found = index.search(x, k + 1)
+    # Drop the row itself; with more than k exact duplicates it may not be among the k + 1
+    # found, and then the farthest goes instead.
+    rows = np.arange(len(x))
+    is_self = found == rows[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+    keep = np.ones(found.shape, dtype=bool)
+    keep[rows, drop] = False
+    found = found[keep].reshape(len(x), k)
+    distance = np.sqrt(np.clip(squared[keep].reshape(len(x), k), 0.0, None))
+    return found, distance.astype(np.float64)
+
+
+def local_outlier_factors(x: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """The local outlier factor (Breunig et al. 2000) of every row at each k in ``ks``, as
+    scikit-learn's ``LocalOutlierFactor`` computes it, from one neighbour search for the
+    largest k: a range of neighbourhoods costs one search, not one per k, and FAISS's
+    search is the faster one (docs/benchmarks.md, "Anomalies: the largest factor …")."""
+    found, distance = nearest_others(x, max(ks))
+    factors = {}
+    for k in ks:
+        neighbours, d = found[:, :k], distance[:, :k]
+        reach = np.maximum(d, d[:, -1][neighbours])  # reachability distance to each neighbour
+        density = 1.0 / (reach.mean(axis=1) + 1e-10)  # scikit-learn's guard for duplicates
+        factors[k] = density[neighbours].mean(axis=1) / density
+    return factors
 
 
 def tail_scaled(score: np.ndarray, quantile: float = 0.99) -> np.ndarray:

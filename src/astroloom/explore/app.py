@@ -123,7 +123,10 @@ def create_app(survey: ExplorerSurvey) -> FastAPI:
         min_score: float | None = None,
     ) -> dict:
         limit = max(1, min(limit, 10_000))
-        return {"anomalies": survey.anomalies(limit, label, value, min_score)}
+        return {
+            "anomalies": survey.anomalies(limit, label, value, min_score),
+            "method": survey.layout.method,
+        }
 
     @app.post("/api/rank")
     def api_rank(request: RankRequest) -> dict:
