@@ -110,15 +110,21 @@ def test_anomalies_and_ranking_by_example(client, survey):
     expected = anomaly_scores(survey.emb.vectors, "lof-range")
     top = [str(survey.ids[i]) for i in np.argsort(-expected)[:10]]
     assert [r["id"] for r in ranked] == top
-    # A layout cached before the method was recorded (isolation-forest scores) is redone.
+    # A layout cached before the method was recorded (isolation-forest scores) gets new
+    # scores and keeps its map.
     cache = survey.embeddings_path.with_name(survey.embeddings_path.name + ".explore.npz")
+    original = cache.read_bytes()
     with np.load(cache) as saved:
         old = {k: saved[k] for k in ("coords", "signature")}
-    np.savez(cache, anomaly=np.zeros(len(survey.ids), np.float32), **old)
+    marked = old["coords"] + 1000.0  # a map UMAP would not make: kept, not recomputed
+    np.savez(cache, anomaly=np.zeros(len(survey.ids), np.float32), coords=marked,
+             signature=old["signature"])
     again = cached_layout(survey.embeddings_path, survey.emb)
     assert again.method == "lof-range" and np.allclose(again.anomaly, survey.layout.anomaly)
+    assert np.array_equal(again.coords, marked)
     with np.load(cache) as saved:
         assert str(saved["method"]) == "lof-range"
+    cache.write_bytes(original)  # the module's other tests read the survey's own cache
     late = client.get(
         "/api/anomalies", params={"label": "morph_type", "value": "early", "limit": 500}
     ).json()["anomalies"]
@@ -365,6 +371,12 @@ def test_in_a_real_browser(browser, server, survey, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "#form button").click()
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "error"))
     assert "not a readable PNG or JPEG" in browser.find_element(By.ID, "error").text
+    # The anomaly list says how it is scored, and shows the most unusual first.
+    browser.get(server + "/anomalies")
+    wait_ready(browser)
+    assert "local outlier factor" in browser.find_element(By.ID, "how").text
+    listed = browser.find_elements(By.CSS_SELECTOR, "#list .cell")
+    assert len(listed) == 48 and "#1 score" in listed[0].text
 
 
 def test_explore_command_serves_until_stopped(survey_dir, tmp_path):

@@ -195,6 +195,7 @@ function image(){{
 def anomalies_page() -> str:
     body = """
 <h2>Most unusual objects</h2>
+<p id="how" class="note"></p>
 <div>label <input id="label" placeholder="e.g. morph_type"> = <input id="value">
  limit <input id="limit" value="48" size=4> <button id="go">filter</button></div>
 <div id="list" class="grid"></div>
@@ -209,7 +210,10 @@ async function load(){
   const r = await fetch('/api/anomalies?' + q);
   const box = document.getElementById('list'); box.innerHTML = '';
   if (!r.ok){ box.innerHTML = `<span class=err>${(await r.json()).detail}</span>`; return; }
-  const rows = (await r.json()).anomalies;
+  const reply = await r.json(), rows = reply.anomalies;
+  document.getElementById('how').textContent = 'scored by ' + ({
+    'lof-range': 'the largest local outlier factor over 10–50 neighbours in embedding space',
+    'iforest': 'an isolation forest in embedding space'}[reply.method] || reply.method);
   rows.forEach((o, i) => box.appendChild(cell(o, `#${i + 1} score ${o.score.toFixed(3)}`)));
   document.body.dataset.ready = '1';
 }

@@ -88,21 +88,20 @@ def anomaly_method(n_objects: int) -> str:
 
 def cached_layout(path: Path, emb: Embeddings, seed: int = 0) -> Layout:
     """UMAP coordinates and anomaly scores of ``emb``, computed once and stored beside the
-    embeddings file (``NAME.explore.npz``), recomputed when the embeddings or the anomaly
-    method change."""
+    embeddings file (``NAME.explore.npz``), recomputed when the embeddings change; a cache
+    made with another anomaly method keeps its map and gets new scores."""
     cache = path.with_name(path.name + ".explore.npz")
     signature = file_signature(path)
     method = anomaly_method(len(emb.ids))
+    coords = None
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as saved:
-            if (
-                str(saved["signature"]) == signature
-                and len(saved["coords"]) == len(emb.ids)
-                and "method" in saved
-                and str(saved["method"]) == method
-            ):
-                return Layout(saved["coords"], saved["anomaly"], method)
-    coords = umap_map(emb.vectors, seed=seed).coords
+            if str(saved["signature"]) == signature and len(saved["coords"]) == len(emb.ids):
+                if "method" in saved and str(saved["method"]) == method:
+                    return Layout(saved["coords"], saved["anomaly"], method)
+                coords = saved["coords"]  # only the anomaly score is out of date
+    if coords is None:
+        coords = umap_map(emb.vectors, seed=seed).coords
     anomaly = anomaly_scores(emb.vectors, method, seed=seed).astype(np.float32)
     tmp = cache.with_name(cache.name + ".tmp.npz")
     np.savez(
