@@ -195,19 +195,15 @@ def main() -> None:
     for name, by in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{by[k]['top1']:.3f}" for k in NUISANCES) + " |")
     print("\n".join(lines))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            {
-                "n_galaxies": counts,
-                "runs": args.run,
-                "retrieval": table,
-                "seconds": time.perf_counter() - began,
-            },
-            indent=1,
-        )
-    )
-    print(f"wrote {args.out} ({time.perf_counter() - began:.0f} s)")
+    write_result(args.out, {"n_galaxies": counts, "runs": args.run, "retrieval": table}, began)
+
+
+def write_result(out: str | Path, result: dict, began: float) -> None:
+    """``result`` and the seconds since ``began`` as JSON in ``out``."""
+    seconds = time.perf_counter() - began
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({**result, "seconds": seconds}, indent=1))
+    print(f"wrote {out} ({seconds:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Needs scikit-image (``pip install scikit-image``) for the picture.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -40,7 +39,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_photos import cutout, cutout_side, deep_field, ingest, sources  # noqa: E402
+from real_photos import (  # noqa: E402
+    cutout,
+    cutout_side,
+    deep_field,
+    ingest,
+    sources,
+    write_result,
+)
 
 from astroloom.data.shards import load_image_set  # noqa: E402
 from astroloom.evaluate.embed import embed_images  # noqa: E402
@@ -142,20 +148,8 @@ def main() -> None:
         cells = [f"{np.mean(v):.3f} ± {np.std(v) / np.sqrt(len(v)):.3f}" for v in by.values()]
         lines.append(f"| {name} | {features[name].shape[1]} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            {
-                "n_galaxies": len(pixels),
-                "noise": args.noise,
-                "runs": args.run,
-                "roc_auc": table,
-                "seconds": time.perf_counter() - began,
-            },
-            indent=1,
-        )
-    )
-    print(f"wrote {args.out} ({time.perf_counter() - began:.0f} s)")
+    result = {"n_galaxies": len(pixels), "noise": args.noise, "runs": args.run, "roc_auc": table}
+    write_result(args.out, result, began)
 
 
 if __name__ == "__main__":

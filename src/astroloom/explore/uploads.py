@@ -92,14 +92,14 @@ def _picture(raw: bytes) -> np.ndarray:
                 )
             readable, full_scale = picture_and_full_scale(picture)
             rgb = np.asarray(readable, np.float32) * (255.0 / full_scale)
-            if rgb.ndim == 2:  # 16-bit greyscale: the one band three times
-                rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     except UploadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UploadError(f"the picture is too large: {err}", 413) from err
     except Exception as err:
         raise UploadError(f"not a readable PNG or JPEG picture: {err}", 415) from err
+    if rgb.ndim == 2:  # 16-bit greyscale: one band, repeated over the model's by the caller
+        return rgb
     # Photographs are R, G, B; the survey's bands run blue to red (g, r, z).
     return rgb.transpose(2, 0, 1)[::-1].copy()
 
