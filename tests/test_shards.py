@@ -82,3 +82,25 @@ def test_duplicate_ids(copy):
     info.save(copy)
     with pytest.raises(DataError, match="duplicate object ids"):
         load_image_set(copy)
+
+
+def test_a_damaged_row_group_is_named_with_its_shard(copy, trained_run, tmp_path):
+    """A shard whose footer survives but whose data do not (a bad disk sector) fails where
+    it is read, naming the shard and the row group; one cut short names the shard too,
+    through `astroloom embed`, instead of Arrow's bare message."""
+    from astroloom.data.shards import read_row_group
+    from astroloom.evaluate.embed import embed_dataset
+
+    info = DatasetInfo.load(copy)
+    shard = copy / info.shards[1]
+    damaged = bytearray(shard.read_bytes())
+    damaged[4:200] = bytes(196)  # the first page header, not the footer
+    shard.write_bytes(bytes(damaged))
+    assert pq.ParquetFile(shard).metadata.num_row_groups >= 1  # the footer still reads
+    with pytest.raises(DataError, match=rf"shard .*{info.shards[1]}.*row group 0"):
+        read_row_group(shard, 0)
+    with pytest.raises(DataError, match=rf"{info.shards[1]}"):
+        embed_dataset(trained_run, copy, tmp_path / "emb.parquet", progress=False)
+    shard.write_bytes(bytes(damaged[:5000]))  # cut short: no footer
+    with pytest.raises(DataError, match=rf"shard .*{info.shards[1]}.*not a readable Parquet"):
+        embed_dataset(trained_run, copy, tmp_path / "emb.parquet", progress=False)

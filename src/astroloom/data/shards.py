@@ -72,6 +72,15 @@ class RowGroup:
     bytes: int  # its columns uncompressed (Parquet's own count)
 
 
+def read_row_group(path: Path, group: int, columns: list[str] | None = None) -> pa.Table:
+    """One row group of a shard; a damaged shard (a truncated copy, a disk error) is named
+    in the error, with the group, instead of Arrow's bare message."""
+    try:
+        return pq.ParquetFile(path).read_row_group(group, columns=columns)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise DataError(f"shard {path} is not readable (row group {group}): {err}") from err
+
+
 def row_groups(directory: str | Path, info: DatasetInfo) -> list[RowGroup]:
     """Every row group of a dataset's shards, from the Parquet footers (no data read)."""
     out = []

@@ -16,12 +16,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from astroloom.data.schema import DataError, DatasetInfo
-from astroloom.data.shards import image_rows, row_groups
+from astroloom.data.shards import image_rows, read_row_group, row_groups
 
 T = TypeVar("T")
 
@@ -85,7 +84,7 @@ class ShardStream(IterableDataset):
         shape = tuple(self.info.image.shape)
         columns = ["id", self.require, *self.labels]
         for path, group in units:
-            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
+            table = read_row_group(path, group, columns)
             if table.column(self.require).null_count:  # filtering copies: only when needed
                 table = table.filter(pc.is_valid(table.column(self.require)))
             ids = table.column("id").to_pylist()
@@ -108,7 +107,7 @@ class ShardStream(IterableDataset):
         """Each row group's objects with images, as arrays."""
         columns = ["id", "image", *self.labels]
         for path, group in units:
-            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
+            table = read_row_group(path, group, columns)
             yield image_rows(table, path, self.info, self.labels)
 
     def _batches(

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from astroloom.data.multiset import keep, read_rows
 from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.shards import read_row_group, row_groups
 from astroloom.model.checkpoint import find_checkpoint, load_checkpoint
 from astroloom.model.device import pick_device
 from astroloom.model.foundation import Foundation
@@ -220,12 +221,7 @@ def embed_dataset(
         raise DataError(f"the model was trained on {model.modalities}, not on {unknown}")
     foundation = Foundation(model, tokenizer)
     info = DatasetInfo.load(data)
-    units = []
-    for name in info.shards:
-        path = Path(data) / name
-        if not path.is_file():
-            raise DataError(f"shard {path} listed in dataset.json does not exist")
-        units += [(path, g) for g in range(pq.ParquetFile(path).metadata.num_row_groups)]
+    units = [(unit.path, unit.group) for unit in row_groups(data, info)]
     if ranks.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
     parts = out.with_name(out.name + ".parts")
@@ -258,7 +254,7 @@ def embed_dataset(
         if part.exists():  # done before an interruption
             continue
         path, group = units[k]
-        rows = read_rows(pq.ParquetFile(path).read_row_group(group), path, info, use)
+        rows = read_rows(read_row_group(path, group), path, info, use)
         rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
         vectors = (
             foundation.embed(
