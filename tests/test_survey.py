@@ -144,6 +144,54 @@ def test_survey_is_reproducible_across_worker_counts(tmp_path):
     assert ta.num_rows == 20
 
 
+def test_image_depth_changes_only_the_images_noise(tmp_path):
+    """--image-depth mixes exposures: the same galaxies, spectra and catalogue, each image's
+    sky noise scaled by its own factor within the range (here all ten times deeper)."""
+    from astroloom.data.multiset import load_multimodal_set
+    from astroloom.data.sim.survey import NOISE
+
+    kw = dict(n_galaxies=12, n_stars=0, seed=4, workers=1, progress=False, rare_fraction=0.0)
+    simulate_survey(tmp_path / "one", **kw)
+    simulate_survey(tmp_path / "deep", image_depth=(0.1, 0.1), **kw)
+    simulate_survey(tmp_path / "mixed", image_depth=(0.1, 1.0), **kw)
+    one, deep, mixed = (
+        load_multimodal_set(tmp_path / d, ["image", "spectrum", "photometry"])
+        for d in ("one", "deep", "mixed")
+    )
+    for other in (deep, mixed):
+        np.testing.assert_array_equal(one.ids, other.ids)
+        assert set(one.arrays) == set(other.arrays)
+        for column in set(one.arrays) - {"image"}:  # spectra and catalogue photometry
+            np.testing.assert_array_equal(one.arrays[column], other.arrays[column])
+        np.testing.assert_array_equal(one.labels["mag_r"], other.labels["mag_r"])
+
+    def border_noise(images):  # per object, r band, from the cutout's edge rows
+        edge = np.concatenate([images[:, 1, :4].reshape(len(images), -1),
+                               images[:, 1, -4:].reshape(len(images), -1)], axis=1)
+        return edge.std(axis=1)
+
+    base = border_noise(one.arrays["image"])
+    assert np.median(base) == pytest.approx(NOISE["r"], rel=0.15)
+    np.testing.assert_allclose(border_noise(deep.arrays["image"]) / base, 0.1, rtol=0.2)
+    ratio = border_noise(mixed.arrays["image"]) / base
+    assert ratio.min() > 0.08 and ratio.max() < 1.2 and ratio.std() > 0.1  # each its own
+    # The noiseless galaxy is the same: the deep image is the shallow one less most noise.
+    gap = one.arrays["image"] - deep.arrays["image"]
+    assert np.abs(gap).mean() < 1.5 * NOISE["r"]
+    with pytest.raises(ValueError, match="image_depth"):
+        simulate_survey(tmp_path / "bad", image_depth=(0.0, 1.0), **kw)
+    with pytest.raises(ValueError, match="image_depth"):
+        simulate_survey(tmp_path / "bad", image_depth=(2.0, 1.0), **kw)
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+
+    cli = ["data", "simulate", "--out", str(tmp_path / "cli"), "--n", "3", "--stars", "0"]
+    result = CliRunner().invoke(app, [*cli, "--image-depth", "0.1"])
+    assert result.exit_code == 2 and "LOW,HIGH" in result.output
+    assert not (tmp_path / "cli").exists()
+
+
 def test_survey_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="n_galaxies"):
         simulate_survey(tmp_path, n_galaxies=0, progress=False)

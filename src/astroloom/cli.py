@@ -40,6 +40,17 @@ def check_jobs(jobs: int) -> None:
         raise typer.BadParameter(str(err), param_hint="--jobs") from err
 
 
+def _number_pair(text: str, option: str) -> tuple[float, float] | None:
+    """``LOW,HIGH`` as two numbers; an empty text gives None."""
+    if not text.strip():
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError as err:
+        raise typer.BadParameter(f"expected LOW,HIGH, got {text!r}", param_hint=option) from err
+    return low, high
+
+
 LayerOption = Annotated[
     int | None, typer.Option(help="Block whose output to pool (default: middle).")
 ]
@@ -125,6 +136,13 @@ def data_simulate(
     ] = 0,
     shard_size: Annotated[int, typer.Option(help="Objects per Parquet shard.")] = 1000,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
+    image_depth: Annotated[
+        str,
+        typer.Option(
+            help="LOW,HIGH: each galaxy image's sky noise × a log-uniform factor in this "
+            "range (0.1,1: exposures up to 10× deeper); empty: one depth (survey)."
+        ),
+    ] = "",
 ) -> None:
     """Simulate the mock survey: galaxies, rare objects and variable stars.
 
@@ -143,6 +161,7 @@ def data_simulate(
             nan_fraction=nan_fraction,
             shard_size=shard_size,
             workers=workers or None,
+            image_depth=_number_pair(image_depth, "--image-depth"),
         )
     elif kind == "galaxies":
         from astroloom.data.sim.galaxies import simulate_galaxies

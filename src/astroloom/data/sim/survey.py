@@ -118,9 +118,11 @@ def render_survey_galaxy(
     rare_kind: str | None,
     nan_fraction: float,
     size: int = IMAGE_SIZE,
+    noise_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Image ``(bands, size, size)``, true band fluxes and per-object extras of galaxy
-    ``j``."""
+    ``j``; ``noise_scale`` multiplies the image's sky noise (a deeper or shallower
+    exposure of the same galaxy)."""
     rng = np.random.default_rng([seed, 1, index])
     psf_fwhm = rng.uniform(0.9, 1.6)
     psf = galsim.Moffat(beta=MOFFAT_BETA, fwhm=psf_fwhm)
@@ -163,15 +165,25 @@ def render_survey_galaxy(
             * np.clip(1 + rare.colour_ramp(bands, 0.5, -0.3), 0.2, None)
         )
         image = rare.lensed_arc(image, source, psf, size, PIXEL_SCALE, rng)
-    sigma = np.array([NOISE[b] for b in bands])[:, None, None]
+    sigma = noise_scale * np.array([NOISE[b] for b in bands])[:, None, None]
     image = (image + rng.normal(size=image.shape) * sigma).astype(np.float32)
     if nan_fraction and rng.random() < nan_fraction:
         _nan_mask(image, rng)
     return image, fluxes, {"psf_fwhm": psf_fwhm, "rng": rng}
 
 
+def image_noise_scale(seed: int, index: int, depth: tuple[float, float] | None) -> float:
+    """Galaxy ``index``'s image noise multiplier: log-uniform over ``depth`` (1 without),
+    from a stream of its own, so that the rest of the survey is the same whatever the
+    depths."""
+    if depth is None:
+        return 1.0
+    lo, hi = np.log(depth[0]), np.log(depth[1])
+    return float(np.exp(np.random.default_rng([seed, 3, index]).uniform(lo, hi)))
+
+
 def _galaxy_shard(args) -> tuple[str, int]:
-    out, name, pop, start, seed, bands, rare_kinds, nan_fraction = args
+    out, name, pop, start, seed, bands, rare_kinds, nan_fraction, depth = args
     n = len(pop)
     label_meta = survey_labels(bands)
     ref = bands.index(reference_band(bands))
@@ -182,7 +194,14 @@ def _galaxy_shard(args) -> tuple[str, int]:
     for j in range(n):
         kind = rare_kinds[j]
         image, fluxes, extra = render_survey_galaxy(
-            pop, j, start + j, seed, bands, kind, nan_fraction
+            pop,
+            j,
+            start + j,
+            seed,
+            bands,
+            kind,
+            nan_fraction,
+            noise_scale=image_noise_scale(seed, start + j, depth),
         )
         rng = extra["rng"]
         images.append(image)
@@ -294,12 +313,25 @@ def simulate_survey(
     shard_size: int = 1000,
     workers: int | None = None,
     progress: bool = True,
+    image_depth: tuple[float, float] | None = None,
 ) -> DatasetInfo:
-    """Simulate the multimodal survey into Parquet shards plus ``dataset.json`` under ``out``."""
+    """Simulate the multimodal survey into Parquet shards plus ``dataset.json`` under ``out``.
+
+    ``image_depth``: each galaxy's image sky noise is the survey's times a factor drawn
+    log-uniformly from this range — (0.1, 1) mixes exposures up to 10 times deeper, so that
+    every kind of galaxy is also seen at the signal-to-noise only the brightest reach at
+    one depth (docs/benchmarks.md, "Early/late errors by brightness"). Catalogue
+    photometry and spectra keep the survey's depth; None: one depth."""
     if n_galaxies <= 0 or n_stars < 0:
         raise ValueError(f"need n_galaxies > 0 and n_stars >= 0, got {n_galaxies}, {n_stars}")
     if not 0.0 <= rare_fraction <= 1.0 or not 0.0 <= nan_fraction <= 1.0:
         raise ValueError("rare_fraction and nan_fraction must lie in [0, 1]")
+    if image_depth is not None:
+        image_depth = (float(image_depth[0]), float(image_depth[1]))
+        if not 0.0 < image_depth[0] <= image_depth[1] or not np.isfinite(image_depth[1]):
+            raise ValueError(
+                f"image_depth is a range of noise multipliers 0 < low <= high, got {image_depth}"
+            )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pop = draw_population(n_galaxies, seed=seed, filters=filters)
@@ -324,6 +356,7 @@ def simulate_survey(
                     bands,
                     kinds[start:stop],
                     nan_fraction,
+                    image_depth,
                 ),
             )
         )
