@@ -320,8 +320,9 @@ def simulate_survey(
     ``image_depth``: each galaxy's image sky noise is the survey's times a factor drawn
     log-uniformly from this range — (0.1, 1) mixes exposures up to 10 times deeper, so that
     every kind of galaxy is also seen at the signal-to-noise only the brightest reach at
-    one depth (docs/benchmarks.md, "Early/late errors by brightness"). Catalogue
-    photometry and spectra keep the survey's depth; None: one depth."""
+    one depth (as training data it did not help early/late type: docs/benchmarks.md,
+    "Early/late errors by brightness"). Catalogue photometry and spectra keep the survey's
+    depth; None: one depth."""
     if n_galaxies <= 0 or n_stars < 0:
         raise ValueError(f"need n_galaxies > 0 and n_stars >= 0, got {n_galaxies}, {n_stars}")
     if not 0.0 <= rare_fraction <= 1.0 or not 0.0 <= nan_fraction <= 1.0:
