@@ -44,11 +44,10 @@ def _number_pair(text: str, option: str) -> tuple[float, float] | None:
     """``LOW,HIGH`` as two numbers; an empty text gives None."""
     if not text.strip():
         return None
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError as err:
-        raise typer.BadParameter(f"expected LOW,HIGH, got {text!r}", param_hint=option) from err
-    return low, high
+    values = _floats(text)
+    if len(values) != 2:
+        raise typer.BadParameter(f"expected LOW,HIGH, got {text!r}", param_hint=option)
+    return values[0], values[1]
 
 
 LayerOption = Annotated[

@@ -73,10 +73,18 @@ class RowGroup:
 
 
 def read_row_group(path: Path, group: int, columns: list[str] | None = None) -> pa.Table:
-    """One row group of a shard; a damaged shard (a truncated copy, a disk error) is named
-    in the error, with the group, instead of Arrow's bare message."""
+    """One row group of a shard (the file opened once); a damaged shard (a truncated copy, a
+    disk error) or one without the ``columns`` dataset.json declares is named in the error,
+    instead of Arrow's bare message."""
     try:
-        return pq.ParquetFile(path).read_row_group(group, columns=columns)
+        shard = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise DataError(f"shard {path} is not a readable Parquet file: {err}") from err
+    missing = [c for c in columns or () if c not in shard.schema_arrow.names]
+    if missing:
+        raise DataError(f"shard {path} lacks column(s) {missing} that dataset.json declares")
+    try:
+        return shard.read_row_group(group, columns=columns)
     except (OSError, pa.ArrowInvalid) as err:
         raise DataError(f"shard {path} is not readable (row group {group}): {err}") from err
 

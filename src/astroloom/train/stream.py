@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from astroloom.data.multiset import (
@@ -71,15 +69,7 @@ def modality_columns(info: DatasetInfo, modalities: Sequence[str]) -> list[str]:
 
 def read_unit(unit: RowGroup, info: DatasetInfo, modalities: Sequence[str]) -> MultimodalSet:
     """One row group's objects that have at least one of ``modalities`` (no labels)."""
-    try:
-        names = pq.ParquetFile(unit.path).schema_arrow.names
-    except (OSError, pa.ArrowInvalid) as err:
-        raise DataError(f"shard {unit.path} is not a readable Parquet file: {err}") from err
-    wanted = modality_columns(info, modalities)
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise DataError(f"shard {unit.path} lacks column(s) {missing} that dataset.json declares")
-    table = read_row_group(unit.path, unit.group, wanted)
+    table = read_row_group(unit.path, unit.group, modality_columns(info, modalities))
     rows = read_rows(table, unit.path, info, list(modalities), labels=False)
     return keep(rows, np.any([rows.present[m] for m in modalities], axis=0))
 
