@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from astroloom.config import MODEL_PRESETS, ConfigError, load_config, parse_override
@@ -101,6 +103,29 @@ def test_saved_configs_of_older_formats_keep_their_meaning(tmp_path):
     future.write_text(json.dumps({"format_version": FORMAT_VERSION + 1, "model": {}}))
     with pytest.raises(ConfigError, match="upgrade astroloom"):
         config_from_json(future)
+
+
+def test_a_saved_config_names_its_data_and_base_run_from_any_directory(tmp_path, monkeypatch):
+    """The data and the run that continued pretraining started from are recorded so that
+    `astroloom train config.json` finds them wherever it is run; a model name is kept."""
+    import json
+
+    from astroloom.config import config_from_json
+
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["data.path='data'", "train.init='runs/base'"])
+    cfg.save(tmp_path / "config.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    again = config_from_json(tmp_path / "config.json")
+    assert Path(again.train.init) == (tmp_path / "runs" / "base").resolve()
+    assert Path(again.data.path) == (tmp_path / "data").resolve()
+    named = load_config(None, ["train.init='astroloom/mock-tiny'"])
+    named.save(tmp_path / "named.json")
+    assert json.loads((tmp_path / "named.json").read_text())["train"]["init"] == "astroloom/mock-tiny"
 
 
 def test_stream_settings_are_checked():

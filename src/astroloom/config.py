@@ -397,7 +397,8 @@ class RunConfig:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        """Write the config as JSON; the data path is made absolute, so that the saved
+        """Write the config as JSON; the data path, and the run that ``train.init`` continues
+        when it is a folder on disk (not a model name), are made absolute, so that the saved
         config retrains the run from any working directory (`astroloom train config.json`)."""
         raw = {
             "format_version": FORMAT_VERSION,
@@ -405,6 +406,9 @@ class RunConfig:
             **self.to_dict(),
         }
         raw["data"]["path"] = str(Path(raw["data"]["path"]).resolve())
+        init = raw["train"]["init"]
+        if init and Path(init).exists():
+            raw["train"]["init"] = str(Path(init).resolve())
         Path(path).write_text(json.dumps(raw, indent=2) + "\n")
 
 
