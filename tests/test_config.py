@@ -125,7 +125,8 @@ def test_a_saved_config_names_its_data_and_base_run_from_any_directory(tmp_path,
     assert Path(again.data.path) == (tmp_path / "data").resolve()
     named = load_config(None, ["train.init='astroloom/mock-tiny'"])
     named.save(tmp_path / "named.json")
-    assert json.loads((tmp_path / "named.json").read_text())["train"]["init"] == "astroloom/mock-tiny"
+    recorded = json.loads((tmp_path / "named.json").read_text())
+    assert recorded["train"]["init"] == "astroloom/mock-tiny"
 
 
 def test_stream_settings_are_checked():
