@@ -16,6 +16,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from astroloom.data.multiset import keep, load_multimodal_set
+from astroloom.data.schema import DataError
 from astroloom.interpret.attribution import Explainer, ExplainError
 from astroloom.interpret.explain import explain_object
 from astroloom.interpret.known import (
@@ -241,6 +242,38 @@ def test_explain_command_writes_a_picture_and_the_raw_maps(survey_dir, tmp_path)
     assert bad.exit_code != 0 and "no object 'no-such-galaxy'" in str(bad.exception)
     both = runner.invoke(app, [*asked, "--anomaly"])
     assert both.exit_code != 0 and "not several" in str(both.exception)
+
+
+def test_a_folder_of_photographs_is_explained_by_a_multimodal_model(galaxies, tmp_path):
+    """8-bit colour pictures ingested as a user would (unit and pixel scale unknown, images
+    only) are explained by the multimodal model from their images, without --modality; a
+    trail painted across the lower left of half of them is where the surprise map peaks."""
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        img = galaxies.arrays["image"][i]  # g, r, z
+        rgb = np.arcsinh(img[::-1] / (np.median(np.abs(img)) + 1e-3))  # z, r, g: red to blue
+        rgb = np.clip(rgb / np.percentile(rgb, 99.5), 0, 1)
+        if i % 2 == 0:
+            rgb[:, 40:43, 4:28] = 1.0
+        Image.fromarray((rgb.transpose(1, 2, 0) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    ingested = CliRunner().invoke(
+        app, ["data", "ingest", "images", str(folder), "--out", str(tmp_path / "ds"),
+              "--bands", "g,r,z"],
+    )  # fmt: skip
+    assert ingested.exit_code == 0, ingested.output
+    for i in (0, 2, 4):
+        result = explain_object(MODEL, tmp_path / "ds", f"p{i}")
+        assert list(result.maps[0].tokens) == ["image"]
+        surprise = result.physical[0]["image"]
+        y, x = np.unravel_index(np.argmax(surprise), surprise.shape)
+        assert 32 <= y < 51 and x < 36, (i, y, x)  # the patches the trail crosses
+    with pytest.raises(DataError, match="none of the modalities"):
+        explain_object(MODEL, tmp_path / "ds", "p0", modalities=["spectrum"])
 
 
 def test_light_curve_epochs_and_spectrum_windows_get_their_own_maps(foundation, survey_dir):

@@ -796,7 +796,10 @@ def explain(
     ] = None,
     modality: Annotated[
         list[str] | None,
-        typer.Option(help="Modality to explain from (repeatable; default all it has)."),
+        typer.Option(
+            help="Modality to explain from (repeatable; default every one the model and the "
+            "data both have)."
+        ),
     ] = None,
     class_name: Annotated[
         str | None, typer.Option("--class", help="Class whose logit to explain (class labels).")

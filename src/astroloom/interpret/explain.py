@@ -143,8 +143,10 @@ def explain_object(
             "integrated-gradients"
         )
     foundation = Foundation.from_pretrained(run)
-    use = list(modalities or foundation.modalities)
-    explainer = Explainer(foundation, load_multimodal_set(data, use), use, layer, fill=fill)
+    # Without --modality, every modality both the model and the data have: a multimodal
+    # model explains a folder of photographs from their images.
+    data_set = load_multimodal_set(data, list(modalities or foundation.modalities))
+    explainer = Explainer(foundation, data_set, modalities or None, layer, fill=fill)
     explainer.row(object_id)  # an unknown id fails before any work
     if neighbour is not None:
         explainer.row(neighbour)
