@@ -190,6 +190,14 @@ def test_nan_labels_are_dropped_and_counted(embeddings, tmp_path):
     assert "mag_r: left out, 0 finite values" in report.markdown()
     with pytest.raises(DataError, match="'mag_r' has 0 finite values"):
         probe(path, targets=["mag_r"], baselines=False, progress=False)
+    # No numeric label with values at all (pictures ingested without a catalogue): an
+    # error that says where labels come from, not an empty table.
+    for name in emb.labels:
+        if emb.labels[name].dtype != object:
+            emb.labels[name][:] = np.nan
+    path = write_embeddings(tmp_path / "unlabelled.parquet", emb)
+    with pytest.raises(DataError, match="nothing to probe.*--catalog"):
+        probe(path, baselines=False, progress=False)
 
 
 def test_unknown_label_and_missing_provenance(embeddings, tmp_path):

@@ -308,6 +308,14 @@ def probe(
         finite = {k: int(np.isfinite(emb.labels[k]).sum()) for k in numeric}
         skipped = {k: n for k, n in finite.items() if n < 2 * folds}
         targets = [k for k in numeric if k not in skipped]
+        if not targets:
+            few = f" ({', '.join(f'{k}: {n}' for k, n in skipped.items())} labelled objects)"
+            raise DataError(
+                "nothing to probe: the embeddings carry no numeric label with at least "
+                f"{2 * folds} labelled objects{few if skipped else ''}; labels come from the "
+                "dataset's catalogue (`astroloom data ingest … --catalog TABLE`), and a class "
+                "label is probed when named (--target)"
+            )
     unknown = [t for t in targets if t not in emb.labels]
     if unknown:
         raise DataError(
