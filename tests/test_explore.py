@@ -448,3 +448,25 @@ def test_generation_on_an_object_page(survey, survey_dir, denoiser_dir):
     assert reply.status_code == 200 and reply.content[:4] == b"\x89PNG"
     bad = client.get(f"/api/objects/{first}/generate.png", params={"mode": "inversion"})
     assert bad.status_code == 400 and "mode must be" in bad.json()["detail"]
+
+
+def test_a_second_survey_gets_its_own_embeddings(survey, survey_dir, tmp_path):
+    """Exploring another dataset with the same model never shows the first one's
+    embeddings: the default file is per dataset, and embeddings of one dataset given for
+    another are refused with both named."""
+    from astroloom.data.schema import DataError
+    from astroloom.explore.survey import embeddings_for
+
+    home = tmp_path / "run"
+    home.mkdir()
+    assert embeddings_for(home, survey_dir) == home / "embeddings-image.parquet"
+    embed_dataset(MODEL, survey_dir, home / "embeddings-image.parquet", progress=False,
+                  modalities=["image"])  # fmt: skip
+    assert embeddings_for(home, survey_dir) == home / "embeddings-image.parquet"  # its own
+    other = tmp_path / "other survey"
+    shutil.copytree(survey_dir, other)
+    mine = embeddings_for(home, other)
+    assert mine.parent == home and mine.name.startswith("embeddings-image-other_survey-")
+    assert mine != embeddings_for(home, tmp_path / "elsewhere" / "other survey")
+    with pytest.raises(DataError, match="describes the dataset .* not "):
+        ExplorerSurvey(survey.foundation, other, survey.embeddings_path, survey.layout)

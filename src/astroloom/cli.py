@@ -856,7 +856,7 @@ def explore(
         Path | None,
         typer.Option(
             help="Embeddings Parquet (default RUN/embeddings-image.parquet, made from the "
-            "images when missing)."
+            "images when missing; another dataset's get a file of their own)."
         ),
     ] = None,
     host: Annotated[
@@ -876,12 +876,12 @@ def explore(
 
     from astroloom.evaluate.embed import embed_dataset
     from astroloom.explore.app import create_app
-    from astroloom.explore.survey import ExplorerSurvey
+    from astroloom.explore.survey import ExplorerSurvey, embeddings_for
     from astroloom.model.foundation import Foundation
 
     foundation = Foundation.from_pretrained(run)
     if embeddings is None:
-        embeddings = output_home(run) / "embeddings-image.parquet"
+        embeddings = embeddings_for(output_home(run), data)
         if not embeddings.is_file():
             use = ["image"] if "image" in foundation.modalities else None
             say(f"embedding {data} once into {embeddings} …")

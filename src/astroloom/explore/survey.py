@@ -5,6 +5,7 @@ dataset, so a survey of 100,000 objects needs its embeddings in memory, not its 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections import OrderedDict
@@ -115,6 +116,29 @@ def cached_layout(path: Path, emb: Embeddings, seed: int = 0) -> Layout:
     return Layout(coords, anomaly, method)
 
 
+def described_data(emb: Embeddings) -> Path | None:
+    """The dataset an embeddings file says it was made from (None where it records none)."""
+    data = emb.meta.get("data")
+    return Path(data).resolve() if data else None
+
+
+def embeddings_for(home: Path, data: str | Path) -> Path:
+    """The explorer's own embeddings file of ``data`` in ``home``: ``embeddings-image.parquet``
+    when it is missing or describes this dataset; another dataset's gets a file of its own
+    (named by its folder and path), so that exploring a second survey with the same model
+    never shows the first one's embeddings."""
+    plain = home / "embeddings-image.parquet"
+    if not plain.is_file() or described_data(read_embeddings(plain)) == Path(data).resolve():
+        return plain
+    where = Path(data).resolve()
+    tag = hashlib.sha256(str(where).encode()).hexdigest()[:8]
+    return home / f"embeddings-image-{safe_stem(where.name)}-{tag}.parquet"
+
+
+def safe_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "data"
+
+
 class ExplorerSurvey:
     """Embeddings, index, layout and objects of one survey, and the model that embedded it
     (to embed uploads the same way)."""
@@ -130,6 +154,12 @@ class ExplorerSurvey:
         self.foundation = foundation
         self.embeddings_path = Path(embeddings)
         self.emb = read_embeddings(self.embeddings_path)
+        made_from = described_data(self.emb)
+        if made_from is not None and made_from != Path(data).resolve():
+            raise DataError(
+                f"{self.embeddings_path} describes the dataset {made_from}, not {data}: embed "
+                "this one (`astroloom embed RUN DATA`) or leave out --embeddings"
+            )
         self.ids = np.asarray([str(i) for i in self.emb.ids], dtype=object)
         self.position = {i: k for k, i in enumerate(self.ids)}
         self.index = SimilarityIndex(self.emb.vectors, self.ids)
