@@ -606,3 +606,42 @@ def test_every_label_spread_is_a_bootstrap_that_shrinks_with_the_test_set():
         assert 0.3 < mean < 0.7  # R² of y from y + unit noise: 0.5
         spreads[n] = spread
     assert spreads[300] > 0 and 0.2 < spreads[3000] / spreads[300] < 0.5
+
+
+def test_bench_of_pictures_with_a_catalogue_and_of_pictures_without(survey_dir, tmp_path):
+    """A folder of pictures ingested with a catalogue of redshifts is benched on what it
+    has (no light curves: no light-curve stage); without a catalogue there is nothing to
+    bench, and the error says so before any embedding."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+    from astroloom.data.multiset import load_multimodal_set
+    from astroloom.evaluate.bench import run_bench
+
+    data = load_multimodal_set(survey_dir, ["image"])
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    rows = ["id,redshift"]
+    for i in range(40):
+        img = data.arrays["image"][i]
+        rgb = np.clip(np.arcsinh(img[::-1] / (np.median(np.abs(img)) + 1e-3)) / 6, 0, 1)
+        picture = Image.fromarray((rgb.transpose(1, 2, 0) * 255).astype(np.uint8))
+        picture.save(pictures / f"p{i}.png")
+        rows.append(f"p{i},{data.labels['redshift'][i]}")
+    (tmp_path / "catalogue.csv").write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    for out, extra in (("labelled", ["--catalog", str(tmp_path / "catalogue.csv")]), ("bare", [])):
+        ingested = runner.invoke(
+            app, ["data", "ingest", "images", str(pictures), "--out", str(tmp_path / out),
+                  "--bands", "g,r,z", *extra],
+        )  # fmt: skip
+        assert ingested.exit_code == 0, ingested.output
+    model = "astroloom/mock-tiny"  # multimodal: it reads light curves too
+    result = run_bench(
+        model, tmp_path / "labelled", budgets=(10,), seeds=1, layer_sweep=False, progress=False
+    )
+    assert [c.target for c in result.curves] == ["redshift"]
+    assert result.anomalies == {}
+    with pytest.raises(DataError, match="nothing to bench.*--catalog"):
+        run_bench(model, tmp_path / "bare", budgets=(10,), seeds=1, progress=False)

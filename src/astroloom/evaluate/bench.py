@@ -20,7 +20,7 @@ import torch
 
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
-from astroloom.data.schema import DataError
+from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import ImageSet, load_image_set
 from astroloom.discover.anomaly import (
     ANOMALY_METHODS,
@@ -52,7 +52,7 @@ from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import build_model
 from astroloom.paths import record_path
-from astroloom.tokenize.multimodal import image_description
+from astroloom.tokenize.multimodal import image_description, info_modalities
 
 REGRESSION_TARGETS = [
     "redshift",
@@ -421,6 +421,16 @@ def run_bench(
         for t in asked
         if t not in wanted
     ]
+    has_types = "morph_type" in labels and any(k in ("early", "late") for k in labels["morph_type"])
+    has_rare = "is_rare" in labels and np.nansum(labels["is_rare"]) > 0
+    if not (wanted or has_types or has_rare or has_lightcurves(data)):
+        # Before any embedding: a folder of pictures ingested without a catalogue.
+        raise DataError(
+            f"nothing to bench in {data}: it has none of the labels bench probes "
+            f"({', '.join(REGRESSION_TARGETS)}, morph_type, is_rare) and no light curves; "
+            "labels come from the dataset's catalogue (`astroloom data ingest … --catalog "
+            "TABLE`)"
+        )
     # The sweep probes the regression targets: with none to probe (--target morph_type) it
     # is skipped. When it runs, every block's embedding comes from the one pass that makes
     # the foundation's: no more forward passes than the foundation's own embedding.
@@ -595,12 +605,19 @@ def probe_curves(
     return BenchResult(curves=curves, anomalies={}, meta=meta)
 
 
+def has_lightcurves(data: str | Path) -> bool:
+    """Whether the dataset has a light-curve column at all (its dataset.json says)."""
+    return "lightcurve" in info_modalities(DatasetInfo.load(data))
+
+
 def lightcurve_feature_sets(
     model, cfg, tokenizer, data, progress: bool, layer: int | None = None
 ) -> tuple[MultimodalSet, dict[str, np.ndarray]] | None:
     """The variable stars of ``data`` and their feature sets: the light-curve embeddings,
     the untrained model's, and Lomb–Scargle with summary statistics (the hand-crafted
     baseline); None when the data has fewer than 20 light curves."""
+    if not has_lightcurves(data):
+        return None
     stars = load_multimodal_set(data, ["lightcurve"])
     if len(stars) < 20:
         return None
