@@ -670,6 +670,39 @@ def test_predicted_spectra_carry_brightness_and_a_readable_redshift(multimodal_r
     assert 0.1 < scores["predicted"] < scores["observed"]
 
 
+def test_a_prediction_file_says_what_its_numbers_are(multimodal_run, survey_dir, tmp_path):
+    """Each predicted value's wavelength or band and unit are in the file, with the run and
+    data it came from (resolvable from anywhere) and whether the inputs' flux unit was
+    known."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from astroloom.evaluate.embed import META_KEY
+    from astroloom.evaluate.predict import predict_dataset
+    from astroloom.paths import resolve_recorded
+
+    f = load_foundation(multimodal_run)
+    for target in ("spectrum", "photometry"):
+        out = tmp_path / "out" / f"{target}.parquet"
+        out.parent.mkdir(exist_ok=True)
+        predict_dataset(multimodal_run, survey_dir, target, ["image"], out, limit=4)
+        table = pq.read_table(out)
+        meta = json.loads(table.schema.metadata[META_KEY])
+        width = len(table.column(f"predicted_{target}")[0])
+        if target == "spectrum":
+            grid = meta["wavelength_angstrom"]
+            assert grid["n"] == width
+            wave = grid["start"] + grid["step"] * np.arange(grid["n"])
+            assert np.allclose(wave, f.tokenizer["spectrum"].wavelength)
+            assert meta["unit"] == f.tokenizer["spectrum"].flux_unit
+        else:
+            assert len(meta["fields"]) == width
+        assert meta["input_image_unit"] == "nanomaggy" and meta["absolute_level_measured"]
+        assert resolve_recorded(meta["data"], out.parent) == survey_dir.resolve()
+        assert resolve_recorded(meta["run"], out.parent) == multimodal_run.resolve()
+
+
 def test_multimodal_embeddings_of_a_dataset(multimodal_run, survey_dir, tmp_path):
     out = embed_dataset(multimodal_run, survey_dir, tmp_path / "all.parquet", progress=False)
     emb = read_embeddings(out)

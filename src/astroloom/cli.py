@@ -516,6 +516,12 @@ def predict(
     use = list(use or ["image"])
     pred = predict_dataset(run, data, target, use, out, limit=limit, method=method)
     say(f"predicted {target} of {len(pred.ids)} objects from {use}; wrote {out}")
+    if pred.meta.get("absolute_level_measured") is False:
+        say(
+            f"the images' unit is {pred.meta['input_image_unit']!r}: how bright the objects are "
+            f"is not measured, so the predicted {target}'s level is the model's guess from the "
+            "pictures, not a measurement; its shape is the prediction"
+        )
     if target == "spectrum" and "redshift" in pred.labels and len(pred.ids) >= 20:
         scores = redshift_from_spectra(pred)
         line = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "n")

@@ -50,15 +50,21 @@ def list_column(values: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array
     )
 
 
-def write_table(path: str | Path, columns: dict[str, pa.Array]) -> None:
-    """Write one shard atomically (temporary name, then rename).
+def write_table(
+    path: str | Path, columns: dict[str, pa.Array], metadata: dict[bytes, bytes] | None = None
+) -> None:
+    """Write one shard atomically (temporary name, then rename), with ``metadata`` in its
+    schema when given.
 
     LZ4, not zstd: noisy pixels barely compress either way, and LZ4 shards decode about 3×
     faster (measured in docs/benchmarks.md), which is what a streaming loader pays for.
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table(columns), tmp, compression="lz4")
+    table = pa.table(columns)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    pq.write_table(table, tmp, compression="lz4")
     tmp.replace(path)
 
 

@@ -5,18 +5,21 @@ spectrum?)."""
 
 from __future__ import annotations
 
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from astroloom.data.multiset import MultimodalSet, keep, load_multimodal_set
-from astroloom.data.schema import DataError
+from astroloom.data.schema import UNKNOWN_UNITS, DataError
 from astroloom.data.shards import list_column, write_table
+from astroloom.evaluate.embed import META_KEY
 from astroloom.evaluate.probe import ridge_probe
 from astroloom.model.foundation import Foundation, load_foundation
+from astroloom.paths import record_path
 
 TRUE_COLUMN = {"spectrum": "spectrum_flux", "photometry": "phot_flux", "image": "image"}
 
@@ -30,6 +33,7 @@ class Prediction:
     target: str
     use: list[str]
     scale: float = 1.0  # the target's arcsinh softening: probes read stretched values
+    meta: dict = field(default_factory=dict)  # what the written file records of itself
 
 
 def predict_set(
@@ -69,14 +73,50 @@ def predict_dataset(
         full = keep(full, np.arange(min(limit, len(full))))
     pred = predict_set(foundation, full, target, use, method)
     flat = pred.predicted.reshape(len(pred.ids), -1).astype(np.float32)
+    out = Path(out)
+    meta = {
+        "target": target,
+        "use": list(use),
+        "run": str(run) if not Path(run).exists() else record_path(run, out.parent),
+        "data": record_path(data, out.parent),
+        **prediction_axes(foundation, target, full),
+    }
     write_table(
         out,
         {
             "id": pa.array([str(i) for i in pred.ids]),
             f"predicted_{target}": list_column(list(flat), pa.float32()),
         },
+        metadata={META_KEY: json.dumps(meta).encode()},
     )
+    pred.meta = meta
     return pred
+
+
+def prediction_axes(foundation: Foundation, target: str, data: MultimodalSet) -> dict:
+    """What a prediction file's numbers are: the unit and the axis of each value (the
+    wavelength of each spectrum pixel, the band of each flux), and whether the inputs'
+    flux unit was known — without it an image does not say how bright the object is, and
+    the predicted level is the model's guess, not a measurement."""
+    tok = foundation.tokenizer[target]
+    axes: dict = {}
+    if target == "spectrum":
+        axes = {
+            "unit": tok.flux_unit or "the training survey's flux unit",
+            "wavelength_angstrom": {
+                "start": tok.wavelength_start, "step": tok.wavelength_step, "n": tok.n_pixels
+            },
+        }
+    elif target == "photometry":
+        axes = {"unit": tok.unit, "fields": list(tok.fields)}
+    elif target == "image":
+        size = foundation.model.cfg.image_size
+        axes = {"bands": tok.bands, "shape": [tok.n_bands, size, size]}
+    image_unit = data.info.image.unit if data.info is not None else None
+    if "image" in data.present and data.present["image"].any() and image_unit is not None:
+        axes["input_image_unit"] = image_unit
+        axes["absolute_level_measured"] = image_unit not in UNKNOWN_UNITS
+    return axes
 
 
 def bin_spectra(flux: np.ndarray, width: int = 16, scale: float = 1.0) -> np.ndarray:
