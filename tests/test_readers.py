@@ -191,6 +191,25 @@ def test_png_folder_with_labels(tmp_path):
         ingest(read_image_folder(folder, labels), tmp_path / "y", "pngs", unit="furlong")
 
 
+def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
+    """A picture whose few bytes unpack to more pixels than Pillow will safely read (a
+    malicious upload) is a bad object named with its file, not a traceback; --skip-bad
+    keeps the others."""
+    from PIL import Image
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    Image.new("RGB", (16, 16)).save(folder / "small.png")
+    Image.new("RGB", (64, 64)).save(folder / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64² > 2 × 1000: Pillow refuses
+    with pytest.raises(BadObject, match="bomb.png.*too many pixels"):
+        ingest(read_image_folder(folder), tmp_path / "x", "pngs", progress=False)
+    report = ingest(read_image_folder(folder), tmp_path / "y", "pngs", skip_bad=True,
+                    progress=False)  # fmt: skip
+    assert load_image_set(tmp_path / "y").ids.tolist() == ["small"]
+    assert len(report.skipped) == 1 and "too many pixels" in str(report.skipped[0])
+
+
 def test_pictures_of_any_size_are_resampled_to_one(tmp_path):
     from PIL import Image
 

@@ -390,6 +390,8 @@ def read_image_folder(
                     array = np.repeat(array[:, :, None], 3, axis=2)
         except (UnidentifiedImageError, OSError) as err:
             raise BadObject(str(path), obj, f"not a readable image ({err})") from err
+        except Image.DecompressionBombError as err:  # a few bytes that unpack to gigabytes
+            raise BadObject(str(path), obj, f"refused, too many pixels to read ({err})") from err
         if labels_csv is not None and obj not in rows:
             raise BadObject(str(path), obj, f"id is not in {labels_csv}")
         image = _image_of(str(path), obj, np.moveaxis(array, -1, 0)[channels], max_bad)
