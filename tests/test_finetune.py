@@ -53,8 +53,19 @@ def test_finetune_curve_every_method_same_splits(trained_run, mock_dir, tmp_path
     # Brightness is easy: the frozen probe on 40 labels already explains most of it.
     assert result.summary()[("frozen", 40)][0] > 0.5
     assert "| lora |" in result.markdown()
-    with pytest.raises(ValueError, match="not a numeric label"):
+    with pytest.raises(ValueError, match="not a numeric label.*have \\['"):
         finetune_curve(trained_run, mock_dir, "no_such_label", budgets=(40,), progress=False)
+    # Pictures ingested without a catalogue: the error says where labels come from.
+    from PIL import Image
+
+    from astroloom.data.readers import ingest, read_image_folder
+
+    (tmp_path / "pictures").mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 64), (i, 2 * i, 3 * i)).save(tmp_path / "pictures" / f"p{i}.png")
+    ingest(read_image_folder(tmp_path / "pictures"), tmp_path / "bare", "bare", progress=False)
+    with pytest.raises(ValueError, match="no labels.*--catalog"):
+        finetune_curve(trained_run, tmp_path / "bare", "redshift", budgets=(2,), progress=False)
     runner = CliRunner()
     r = runner.invoke(
         app,

@@ -214,8 +214,15 @@ def finetune_curve(
     rates = {"lora": 2e-3, "full": 3e-4, "cnn": 3e-3, **(lr or {})}
     images = load_image_set(data)
     if target not in images.labels or images.labels[target].dtype == object:
+        have = sorted(images.labels)
         raise DataError(
-            f"{target!r} is not a numeric label of {data}; have {sorted(images.labels)}"
+            f"{target!r} is not a numeric label of {data}; "
+            + (
+                f"have {have}"
+                if have
+                else "it has no labels (they come from the dataset's catalogue: "
+                "`astroloom data ingest … --catalog TABLE`)"
+            )
         )
     y_all = images.labels[target].astype(float)
     known = np.flatnonzero(np.isfinite(y_all))
