@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from astroloom.config import ConfigError, ModelConfig, load_config
 from astroloom.data.multiset import keep, load_multimodal_set
-from astroloom.data.schema import Observation
+from astroloom.data.schema import DataError, Observation
 from astroloom.evaluate.embed import embed_dataset, read_embeddings
 from astroloom.evaluate.lightcurve_features import lightcurve_features
 from astroloom.evaluate.predict import predict_set, redshift_from_spectra
@@ -718,6 +718,21 @@ def test_multimodal_embeddings_of_a_dataset(multimodal_run, survey_dir, tmp_path
         )
     )
     assert len(images.ids) == 320  # stars have no image
+    # Asked for a modality the data does not hold: an error, not an empty file.
+    from PIL import Image
+
+    from astroloom.data.readers import ingest, read_image_folder
+
+    (tmp_path / "pictures").mkdir()
+    Image.new("RGB", (64, 64), (90, 60, 30)).save(tmp_path / "pictures" / "p.png")
+    ingest(read_image_folder(tmp_path / "pictures"), tmp_path / "bare", "bare", progress=False)
+    asked = r"none of the modalities \['spectrum'\].*--modality image"
+    with pytest.raises(DataError, match=asked):
+        embed_dataset(
+            multimodal_run, tmp_path / "bare", tmp_path / "none.parquet", progress=False,
+            modalities=["spectrum"],
+        )  # fmt: skip
+    assert not (tmp_path / "none.parquet").exists()
     # Embedding from the image alone differs from embedding with every modality.
     assert not np.allclose(images.vectors[:5], emb.vectors[:5])
 

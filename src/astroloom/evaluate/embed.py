@@ -29,7 +29,7 @@ from astroloom.model.multimodal import (
 )
 from astroloom.paths import record_path, resolve_recorded
 from astroloom.tokenize.image import check_orientations
-from astroloom.tokenize.multimodal import MultimodalTokenizer
+from astroloom.tokenize.multimodal import MultimodalTokenizer, info_modalities
 
 META_KEY = b"astroloom"
 
@@ -221,6 +221,14 @@ def embed_dataset(
         raise DataError(f"the model was trained on {model.modalities}, not on {unknown}")
     foundation = Foundation(model, tokenizer)
     info = DatasetInfo.load(data)
+    has = info_modalities(info)
+    shared = [m for m in has if m in model.modalities]
+    if not set(use) & set(has):
+        # An empty file would look like a dataset with no objects; say what does not meet.
+        raise DataError(
+            f"{data} holds none of the modalities {use} (it has {has})"
+            + ("; embed it with " + " ".join(f"--modality {m}" for m in shared) if shared else "")
+        )
     units = [(unit.path, unit.group) for unit in row_groups(data, info)]
     if ranks.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
