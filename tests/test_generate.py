@@ -315,6 +315,21 @@ def test_generate_cli_sample_and_evaluate(denoiser_dir, tmp_path):
         app, ["generate", "sample", str(denoiser_dir), "--id", "nope", "--out", str(out)]
     )
     assert bad.exit_code != 0 and "nope" in str(bad.exception)
+    # Settings that would fail deep in sampling, or quietly mean nothing, are refused
+    # before the denoiser is loaded; nothing is written.
+    for option, value, says in (
+        ("--n", "0", "at least 1"),
+        ("--eta", "-1", "0…1"),
+        ("--noise", "-1", "≥ 0"),
+        ("--guidance", "nan", "≥ 0"),
+        ("--psf-fwhm", "-0.5", "≥ 0"),
+    ):
+        refused = runner.invoke(
+            app, ["generate", "sample", str(denoiser_dir), option, value, "--out",
+                  str(tmp_path / "refused")],
+        )  # fmt: skip
+        assert refused.exit_code != 0 and says in str(refused.exception), (option, refused)
+    assert not (tmp_path / "refused").exists()
     result = runner.invoke(
         app, ["generate", "evaluate", str(denoiser_dir), "--n", "24", "--steps", "3"]
     )

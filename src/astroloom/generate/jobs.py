@@ -3,6 +3,7 @@ mode, re-observe if asked, and write a FITS cube and a PNG preview."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,17 @@ def generate_mode(
     )
 
 
+def check_sampling(n: int, eta: float, guidance: float, psf_fwhm: float, noise: float) -> None:
+    """Refuse settings that would fail deep in sampling or quietly mean nothing."""
+    if n < 1:
+        raise ValueError(f"--n must be at least 1 image, got {n}")
+    if not 0.0 <= eta <= 1.0:  # DDIM: 0 deterministic, 1 as noisy as DDPM; beyond is undefined
+        raise ValueError(f"--eta must lie in 0…1, got {eta}")
+    for name, value in (("--guidance", guidance), ("--psf-fwhm", psf_fwhm), ("--noise", noise)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+
+
 def run_sample(
     denoiser_dir: str | Path,
     mode: str,
@@ -83,6 +95,7 @@ def run_sample(
     out: str | Path,
     device: str = "auto",
 ) -> tuple[Path, Path]:
+    check_sampling(n, eta, guidance, psf_fwhm, noise)
     den = load_denoiser(denoiser_dir, device)
     meta = den.meta
     foundation = load_foundation(meta["foundation_run"]) if mode != "unconditional" else None
@@ -104,7 +117,7 @@ def run_sample(
         "seed": seed,
         "extra_psf_fwhm_arcsec": psf_fwhm,
         "extra_noise": noise,
-        "denoiser": str(denoiser_dir),
+        "denoiser": str(Path(denoiser_dir).resolve()),
         "foundation_run": meta["foundation_run"],
     }
     out = Path(out)
