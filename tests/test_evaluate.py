@@ -115,6 +115,9 @@ def test_similarity_search_finds_the_twin():
     assert np.all(np.diff(dist) >= 0)
     with pytest.raises(DataError, match="not among"):
         SimilarityIndex(vectors, ids).query("nobody")
+    for k in (0, -3):  # no neighbour asked for: an error, not an empty list or FAISS's assert
+        with pytest.raises(DataError, match="at least 1"):
+            SimilarityIndex(vectors, ids).query("obj7", k=k)
 
 
 def test_either_score_finds_what_one_score_misses():

@@ -26,6 +26,8 @@ class SimilarityIndex:
     def query(self, like: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         if like not in self.position:
             raise DataError(f"id {like!r} is not among the {len(self.ids)} embedded objects")
+        if k < 1:
+            raise DataError(f"the number of neighbours must be at least 1, got {k}")
         k = min(k, len(self.ids) - 1)
         sims, hits = self.index.search(self.vectors[[self.position[like]]], k + 1)
         keep = hits[0] != self.position[like]  # the object itself is not its own neighbour
