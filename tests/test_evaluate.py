@@ -417,6 +417,14 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     expected = roc_auc_score(emb.labels["is_rare"] == 1, anomaly_scores(emb.vectors, "lof"))
     assert metrics["n_positive"] == 20
     assert metrics["roc_auc"] == pytest.approx(expected, abs=1e-9)
+    # A label asked for by name must exist and be 0/1; --top cannot be negative.
+    for asked, says in (
+        (["--label", "nope"], "no label 'nope'; available"),
+        (["--label", "mag_r"], "must be 0/1"),
+        (["--top", "-1"], "0 or more"),
+    ):
+        refused = CliRunner().invoke(app, ["anomalies", str(path), *asked])
+        assert refused.exit_code != 0 and says in str(refused.exception), asked
     # And a planted outlier tops the ranking: an embedding pushed far from the rest.
     planted = emb.vectors.copy()
     planted[7] += 50 * emb.vectors.std(0)

@@ -762,23 +762,42 @@ def anomalies(
     ] = "lof",
     top: Annotated[int, typer.Option(help="How many of the most unusual objects to list.")] = 20,
     label: Annotated[
-        str, typer.Option(help="A 0/1 label to score against, if present.")
-    ] = "is_rare",
+        str | None,
+        typer.Option(help="A 0/1 label to score against (default: is_rare, if present)."),
+    ] = None,
 ) -> None:
     """Rank objects by how unusual their embeddings are; score against known rare objects."""
     from astroloom.discover.anomaly import anomaly_scores
     from astroloom.evaluate.embed import read_embeddings
     from astroloom.evaluate.metrics import anomaly_metrics
 
+    if top < 0:
+        raise DataError(f"--top must be 0 or more, got {top}")
     emb = read_embeddings(embeddings)
+    if label is not None and label not in emb.labels:
+        raise DataError(
+            f"the embeddings carry no label {label!r}; available: {', '.join(sorted(emb.labels))}"
+        )
+    label = label or "is_rare"
+    truth = None
+    if label in emb.labels:
+        values = np.asarray(emb.labels[label], dtype=object)
+        # 0/1, or missing (NaN, None: a star in a galaxy label) counted as not rare.
+        flags = np.array([v is None or v in (0, 1) or v != v for v in values])
+        if not flags.all():
+            raise DataError(
+                f"--label {label!r} must be 0/1 (rare or not); it holds e.g. "
+                f"{list(values[~flags][:3])}"
+            )
+        truth = np.array([v is not None and v == 1 for v in values])
     scores = anomaly_scores(emb.vectors, method)
     for i in np.argsort(-scores)[:top]:
         extra = "".join(
             f"\t{k}={emb.labels[k][i]}" for k in ("morph_type", label) if k in emb.labels
         )
         say(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
-    if label in emb.labels:
-        say(json.dumps(anomaly_metrics(scores, emb.labels[label] == 1)))
+    if truth is not None:
+        say(json.dumps(anomaly_metrics(scores, truth)))
 
 
 @app.command()
