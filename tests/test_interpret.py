@@ -181,7 +181,9 @@ def test_neighbour_and_anomaly_targets(image_explainer):
     assert image_explainer.occlusion(a, anomaly).value > 0
 
 
-def test_bad_requests_get_clear_errors(foundation, galaxies, image_explainer):
+def test_bad_requests_get_clear_errors(foundation, galaxies, image_explainer, survey_dir):
+    with pytest.raises(ExplainError, match="is the object itself"):
+        explain_object(MODEL, survey_dir, str(galaxies.ids[0]), neighbour=str(galaxies.ids[0]))
     with pytest.raises(ExplainError, match="no object '../../etc/passwd'"):
         image_explainer.row("../../etc/passwd")
     with pytest.raises(ExplainError, match="no label 'colour'"):

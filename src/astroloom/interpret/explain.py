@@ -130,6 +130,11 @@ def explain_object(
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
+    if neighbour is not None and str(neighbour) == str(object_id):
+        raise ExplainError(
+            f"--neighbour {neighbour!r} is the object itself (similarity 1 whatever it looks "
+            "like); give another object's id"
+        )
     method = method or ("occlusion" if asked else "surprise")
     if method not in METHODS:
         raise ExplainError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
