@@ -81,6 +81,9 @@ def test_journey_through_the_cli(tmp_path):
     assert (tmp_path / "show-modalities.png").stat().st_size > 10_000
     r = runner.invoke(app, ["data", "show", str(data), "--labels", "shoe_size"])
     assert r.exit_code != 0 and "shoe_size" in str(r.exception)
+    for n in ("0", "-2"):  # no objects to show: an error, not matplotlib's or a short grid
+        r = runner.invoke(app, ["data", "show", str(data), "--n", n])
+        assert r.exit_code != 0 and "at least 1" in str(r.exception), n
     r = runner.invoke(app, ["data", "info", str(data)])
     assert "140 objects" in r.output and "120 with image" in r.output
     assert "20 with lightcurve" in r.output and "120 with spectrum" in r.output

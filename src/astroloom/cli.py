@@ -303,6 +303,8 @@ def data_show(
     from astroloom.data.shards import load_image_set
     from astroloom.report.plots import plot_object_grid, plot_survey_modalities
 
+    if n < 1:
+        raise DataError(f"--n must be at least 1 object, got {n}")
     data = load_image_set(path, limit=n)
     names = [x for x in labels.split(",") if x] or list(data.labels)[:2]
     unknown = [x for x in names if x not in data.labels]
