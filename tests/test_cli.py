@@ -176,6 +176,18 @@ def test_journey_through_the_cli(tmp_path):
         app, ["probe", str(run / "embeddings.parquet"), "--budget", "20", "--method", "svm"]
     )
     assert r.exit_code != 0 and "unknown probe(s) ['svm']" in str(r.exception)
+    # Settings with no probe behind them: one clear error each, before any fitting.
+    embeddings = str(run / "embeddings.parquet")
+    for args, says in (
+        (["probe", embeddings, "--folds", "1"], "2 or more"),
+        (["probe", embeddings, "--budget", "0"], "positive number of labels"),
+        (["probe", embeddings, "--budget", "x"], "positive number of labels"),
+        (["probe", embeddings, "--budget", "20", "--seeds", "0"], "at least 1"),
+        (["bench", str(run), str(data), "--budgets", "-5"], "positive number of labels"),
+        (["bench", str(run), str(data), "--seeds", "0"], "at least 1 seed"),
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0 and says in str(r.exception), args
 
 
 def test_user_errors_are_one_clear_line(tmp_path):

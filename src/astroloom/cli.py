@@ -530,6 +530,19 @@ def predict(
         say(f"redshift ridge-probe R² from spectra ({scores['n']} objects): {line}")
 
 
+def label_budget(text: str) -> int | None:
+    """One --budget: a positive number of labelled objects, or "all" (None)."""
+    if text.strip() == "all":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise DataError(f"a label budget is a positive number of labels or 'all', not {text!r}")
+    return size
+
+
 @app.command()
 def probe(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet from `astroloom embed`.")],
@@ -562,12 +575,16 @@ def probe(
     probe type."""
     from astroloom.evaluate.probe import probe as run_probe
 
+    if folds < 2:
+        raise DataError(f"--folds must be 2 or more (train on some, test on the rest), got {folds}")
     if budget:
         from astroloom.evaluate.bench import MAIN_METRIC, PROBES, probe_curves
         from astroloom.evaluate.probe import save_tables
         from astroloom.report.plots import plot_label_curves
 
-        sizes = [None if b.strip() == "all" else int(b) for b in budget]
+        sizes = [label_budget(b) for b in budget]
+        if seeds < 1:
+            raise DataError(f"--seeds must be at least 1 draw of labels, got {seeds}")
         check_jobs(jobs)
         result = probe_curves(
             embeddings, target, sizes, tuple(method or PROBES), seeds, baselines, jobs=jobs
@@ -622,7 +639,9 @@ def bench(
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
     from astroloom.report.plots import plot_label_curves
 
-    sizes = [None if b.strip() == "all" else int(b) for b in budgets.split(",") if b.strip()]
+    sizes = [label_budget(b) for b in budgets.split(",") if b.strip()]
+    if not sizes or seeds < 1:
+        raise DataError(f"bench needs a label budget and at least 1 seed; got {budgets!r}, {seeds}")
     check_orientations(orientations, typer.BadParameter)
     check_jobs(jobs)
     result = run_bench(
