@@ -55,6 +55,13 @@ def test_finetune_curve_every_method_same_splits(trained_run, mock_dir, tmp_path
     assert "| lora |" in result.markdown()
     with pytest.raises(ValueError, match="not a numeric label.*have \\['"):
         finetune_curve(trained_run, mock_dir, "no_such_label", budgets=(40,), progress=False)
+    for bad, says in (
+        ({"budgets": (0,)}, "positive counts"),
+        ({"seeds": 0}, "at least 1 seed"),
+        ({"steps": 0}, "1 optimiser step"),
+    ):  # nothing to fit: refused before the data is read
+        with pytest.raises(ValueError, match=says):
+            finetune_curve(trained_run, mock_dir, "mag_r", **{"budgets": (40,), **bad})
     # Pictures ingested without a catalogue: the error says where labels come from.
     from PIL import Image
 

@@ -211,6 +211,10 @@ def finetune_curve(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
+    if any(b is not None and b < 1 for b in budgets) or not budgets:
+        raise ValueError(f"label budgets must be positive counts (or None: all), got {budgets}")
+    if seeds < 1 or steps < 1:
+        raise ValueError(f"need at least 1 seed and 1 optimiser step, got {seeds} and {steps}")
     rates = {"lora": 2e-3, "full": 3e-4, "cnn": 3e-3, **(lr or {})}
     images = load_image_set(data)
     if target not in images.labels or images.labels[target].dtype == object:
