@@ -579,12 +579,12 @@ def probe(
         raise DataError(f"--folds must be 2 or more (train on some, test on the rest), got {folds}")
     if budget:
         from astroloom.evaluate.bench import MAIN_METRIC, PROBES, probe_curves
+        from astroloom.evaluate.fewshot import check_budgets
         from astroloom.evaluate.probe import save_tables
         from astroloom.report.plots import plot_label_curves
 
         sizes = [label_budget(b) for b in budget]
-        if seeds < 1:
-            raise DataError(f"--seeds must be at least 1 draw of labels, got {seeds}")
+        check_budgets(sizes, seeds)
         check_jobs(jobs)
         result = probe_curves(
             embeddings, target, sizes, tuple(method or PROBES), seeds, baselines, jobs=jobs
@@ -637,11 +637,11 @@ def bench(
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
+    from astroloom.evaluate.fewshot import check_budgets
     from astroloom.report.plots import plot_label_curves
 
     sizes = [label_budget(b) for b in budgets.split(",") if b.strip()]
-    if not sizes or seeds < 1:
-        raise DataError(f"bench needs a label budget and at least 1 seed; got {budgets!r}, {seeds}")
+    check_budgets(sizes, seeds)
     check_orientations(orientations, typer.BadParameter)
     check_jobs(jobs)
     result = run_bench(
@@ -802,15 +802,17 @@ def anomalies(
     label = label or "is_rare"
     truth = None
     if label in emb.labels:
-        values = np.asarray(emb.labels[label], dtype=object)
-        # 0/1, or missing (NaN, None: a star in a galaxy label) counted as not rare.
-        flags = np.array([v is None or v in (0, 1) or v != v for v in values])
-        if not flags.all():
+        values = emb.labels[label]
+        # 0/1, or missing (NaN: a star in a galaxy label) counted as not rare.
+        if values.dtype == object:  # a class label: names, not 0/1
+            other = values
+        else:
+            other = values[np.isfinite(values) & (values != 0) & (values != 1)]
+        if len(other):
             raise DataError(
-                f"--label {label!r} must be 0/1 (rare or not); it holds e.g. "
-                f"{list(values[~flags][:3])}"
+                f"--label {label!r} must be 0/1 (rare or not); it holds e.g. {other[:3].tolist()}"
             )
-        truth = np.array([v is not None and v == 1 for v in values])
+        truth = values == 1
     scores = anomaly_scores(emb.vectors, method)
     for i in np.argsort(-scores)[:top]:
         extra = "".join(

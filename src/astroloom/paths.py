@@ -23,6 +23,13 @@ def record_path(target: str | Path, recorder_dir: str | Path) -> str:
         return str(target)
 
 
+def record_run(value: str | Path, recorder_dir: str | Path) -> str:
+    """A run (or dataset) as the file in ``recorder_dir`` should record it: a folder on disk
+    relative to ``recorder_dir`` (:func:`record_path`), a model name (shipped or on the Hub)
+    as given."""
+    return record_path(value, recorder_dir) if Path(value).exists() else str(value)
+
+
 def resolve_recorded(value: str | Path, recorder_dir: str | Path) -> Path:
     """The path a file in ``recorder_dir`` recorded as ``value``, from any working directory."""
     path = Path(value)

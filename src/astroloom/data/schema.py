@@ -19,6 +19,12 @@ DATASET_FILE = "dataset.json"
 SCHEMA_VERSION = 1
 
 
+# Said wherever a command needs labels the data lacks (probe, bench, finetune).
+LABELS_FROM_CATALOGUE = (
+    "labels come from the dataset's catalogue (`astroloom data ingest … --catalog TABLE`)"
+)
+
+
 class DataError(ValueError):
     """Input data that cannot be used as it is; the message names the file and object."""
 

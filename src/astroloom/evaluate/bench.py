@@ -20,7 +20,7 @@ import torch
 
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
-from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.schema import LABELS_FROM_CATALOGUE, DataError, DatasetInfo
 from astroloom.data.shards import ImageSet, load_image_set
 from astroloom.discover.anomaly import (
     ANOMALY_METHODS,
@@ -51,7 +51,7 @@ from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import build_model
-from astroloom.paths import record_path
+from astroloom.paths import record_run
 from astroloom.tokenize.multimodal import image_description, info_modalities
 
 REGRESSION_TARGETS = [
@@ -291,8 +291,8 @@ class BenchResult:
         they resolve from any working directory (``paths.resolve_recorded``)."""
         meta = dict(self.meta)  # this result keeps the paths as they were given
         for key in ("run", "data", "embeddings"):
-            if meta.get(key) and Path(meta[key]).exists():
-                meta[key] = record_path(meta[key], out)
+            if meta.get(key):
+                meta[key] = record_run(meta[key], out)
         return save_tables(out, "bench", {**self.to_json(), "meta": meta}, self.markdown())
 
 
@@ -428,8 +428,7 @@ def run_bench(
         raise DataError(
             f"nothing to bench in {data}: it has none of the labels bench probes "
             f"({', '.join(REGRESSION_TARGETS)}, morph_type, is_rare) and no light curves; "
-            "labels come from the dataset's catalogue (`astroloom data ingest … --catalog "
-            "TABLE`)"
+            + LABELS_FROM_CATALOGUE
         )
     # The sweep probes the regression targets: with none to probe (--target morph_type) it
     # is skipped. When it runs, every block's embedding comes from the one pass that makes

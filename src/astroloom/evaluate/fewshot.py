@@ -198,6 +198,15 @@ class Curve:
         return out
 
 
+def check_budgets(budgets: Sequence[int | None], seeds: int) -> None:
+    """Refuse label budgets and draws with no probe behind them, before any work: each
+    budget a positive count (None: every label), at least one of them and one seed."""
+    if not budgets or any(b is not None and b < 1 for b in budgets):
+        raise DataError(f"label budgets must be positive counts (or all), got {list(budgets)}")
+    if seeds < 1:
+        raise DataError(f"need at least 1 seed (a draw of labels per budget), got {seeds}")
+
+
 def few_shot_splits(
     n: int,
     target: str,

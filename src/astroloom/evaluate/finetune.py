@@ -26,10 +26,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from astroloom.data.schema import DataError
+from astroloom.data.schema import LABELS_FROM_CATALOGUE, DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.embed import EMBED_POOL
-from astroloom.evaluate.fewshot import few_shot_splits, make_probe
+from astroloom.evaluate.fewshot import check_budgets, few_shot_splits, make_probe
 from astroloom.evaluate.metrics import redshift_metrics, regression_metrics
 from astroloom.model.checkpoint import load_checkpoint
 
@@ -211,10 +211,9 @@ def finetune_curve(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
-    if any(b is not None and b < 1 for b in budgets) or not budgets:
-        raise ValueError(f"label budgets must be positive counts (or None: all), got {budgets}")
-    if seeds < 1 or steps < 1:
-        raise ValueError(f"need at least 1 seed and 1 optimiser step, got {seeds} and {steps}")
+    check_budgets(budgets, seeds)
+    if steps < 1:
+        raise ValueError(f"need at least 1 optimiser step, got {steps}")
     rates = {"lora": 2e-3, "full": 3e-4, "cnn": 3e-3, **(lr or {})}
     images = load_image_set(data)
     if target not in images.labels or images.labels[target].dtype == object:
@@ -224,8 +223,7 @@ def finetune_curve(
             + (
                 f"have {have}"
                 if have
-                else "it has no labels (they come from the dataset's catalogue: "
-                "`astroloom data ingest … --catalog TABLE`)"
+                else f"it has no labels ({LABELS_FROM_CATALOGUE})"
             )
         )
     y_all = images.labels[target].astype(float)

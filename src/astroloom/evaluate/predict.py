@@ -19,7 +19,7 @@ from astroloom.data.shards import list_column, write_table
 from astroloom.evaluate.embed import META_KEY
 from astroloom.evaluate.probe import ridge_probe
 from astroloom.model.foundation import Foundation, load_foundation
-from astroloom.paths import record_path
+from astroloom.paths import record_path, record_run
 
 TRUE_COLUMN = {"spectrum": "spectrum_flux", "photometry": "phot_flux", "image": "image"}
 
@@ -77,7 +77,7 @@ def predict_dataset(
     meta = {
         "target": target,
         "use": list(use),
-        "run": str(run) if not Path(run).exists() else record_path(run, out.parent),
+        "run": record_run(run, out.parent),
         "data": record_path(data, out.parent),
         **prediction_axes(foundation, target, full),
     }

@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
 
-from astroloom.data.schema import DataError
+from astroloom.data.schema import LABELS_FROM_CATALOGUE, DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.embed import (
     EMBED_ORIENTATIONS,
@@ -312,9 +312,8 @@ def probe(
             few = f" ({', '.join(f'{k}: {n}' for k, n in skipped.items())} labelled objects)"
             raise DataError(
                 "nothing to probe: the embeddings carry no numeric label with at least "
-                f"{2 * folds} labelled objects{few if skipped else ''}; labels come from the "
-                "dataset's catalogue (`astroloom data ingest … --catalog TABLE`), and a class "
-                "label is probed when named (--target)"
+                f"{2 * folds} labelled objects{few if skipped else ''}; "
+                f"{LABELS_FROM_CATALOGUE}, and a class label is probed when named (--target)"
             )
     unknown = [t for t in targets if t not in emb.labels]
     if unknown:

@@ -23,7 +23,7 @@ from astroloom.discover.embedding_map import umap_map
 from astroloom.discover.search import SimilarityIndex
 from astroloom.evaluate.embed import Embeddings, file_signature, read_embeddings
 from astroloom.interpret.attribution import TokenMap
-from astroloom.interpret.explain import image_map
+from astroloom.interpret.explain import image_map, safe_name
 from astroloom.interpret.surprise import SurpriseReference, token_errors
 from astroloom.model.foundation import Foundation, load_foundation
 from astroloom.report.plots import plot_explanation, plot_image_rows
@@ -132,11 +132,7 @@ def embeddings_for(home: Path, data: str | Path) -> Path:
         return plain
     where = Path(data).resolve()
     tag = hashlib.sha256(str(where).encode()).hexdigest()[:8]
-    return home / f"embeddings-image-{safe_stem(where.name)}-{tag}.parquet"
-
-
-def safe_stem(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "data"
+    return home / f"embeddings-image-{safe_name(where.name)}-{tag}.parquet"
 
 
 class ExplorerSurvey:
