@@ -701,6 +701,10 @@ def test_a_prediction_file_says_what_its_numbers_are(multimodal_run, survey_dir,
         assert meta["input_image_unit"] == "nanomaggy" and meta["absolute_level_measured"]
         assert resolve_recorded(meta["data"], out.parent) == survey_dir.resolve()
         assert resolve_recorded(meta["run"], out.parent) == multimodal_run.resolve()
+    # --out into a folder that does not exist yet: made, not a failure after the work.
+    deeper = tmp_path / "new" / "deeper" / "p.parquet"
+    predict_dataset(multimodal_run, survey_dir, "photometry", ["image"], deeper, limit=2)
+    assert len(pq.read_table(deeper)) == 2
 
 
 def test_multimodal_embeddings_of_a_dataset(multimodal_run, survey_dir, tmp_path):

@@ -53,13 +53,14 @@ def list_column(values: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array
 def write_table(
     path: str | Path, columns: dict[str, pa.Array], metadata: dict[bytes, bytes] | None = None
 ) -> None:
-    """Write one shard atomically (temporary name, then rename), with ``metadata`` in its
-    schema when given.
+    """Write one shard atomically (temporary name, then rename) into its folder, made if
+    missing, with ``metadata`` in its schema when given.
 
     LZ4, not zstd: noisy pixels barely compress either way, and LZ4 shards decode about 3×
     faster (measured in docs/benchmarks.md), which is what a streaming loader pays for.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     table = pa.table(columns)
     if metadata:
