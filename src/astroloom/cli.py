@@ -264,10 +264,19 @@ def data_ingest(
         raise typer.BadParameter(
             f"unknown format {fmt!r}; choose from {', '.join(readers.FORMATS)}"
         )
+    descriptions: dict[str, str] = {}
+    if catalog is not None and fmt in ("fits-folder", "images"):
+        descriptions, left_out = readers.describe_catalogue(catalog, id_column)
+        derived = [k for k, v in descriptions.items() if "morphological types" in v]
+        if derived:
+            say(f"morphological types read as the labels {', '.join(derived)}")
+        if left_out:
+            say(f"text columns that are no label (not numbers, not types): {', '.join(left_out)}")
     report = readers.ingest(
         records,
         out,
         name=source.stem,
+        label_descriptions=descriptions,
         bands=bands.split(",") if bands else None,
         pixel_scale=pixel_scale,
         unit=unit,

@@ -34,6 +34,7 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
+from astroloom.data.morphology import hubble_stage, is_early, looks_like_types
 from astroloom.data.normalise import save_with_normalisation
 from astroloom.data.schema import (
     DataError,
@@ -157,6 +158,41 @@ def _read_table(path: Path) -> Table:
         raise DataError(f"cannot read catalogue {path}: {err}") from err
 
 
+def catalogue_labels(table: Table, id_column: str) -> dict[str, str]:
+    """The labels a catalogue gives, name → description: every numeric column, and for a
+    text column of morphological types (``E3``, ``SAB(rs)bc``…, :mod:`astroloom.data.morphology`)
+    two numeric ones, ``COLUMN_stage`` (RC3 T) and ``COLUMN_early`` (1: E/S0, 0: S/Irr),
+    added to ``table``. Other text columns (names, notes) are no labels."""
+    labels: dict[str, str] = {}
+    for column in [c for c in table.colnames if c != id_column]:
+        kind = table[column].dtype.kind
+        if kind in "fiub":
+            labels[column] = "from the ingested catalogue"
+        elif kind in "USO" and looks_like_types(list(table[column])):
+            texts = [str(v) for v in table[column]]
+            table[f"{column}_stage"] = np.array([hubble_stage(t) for t in texts], dtype=float)
+            table[f"{column}_early"] = np.array([is_early(t) for t in texts], dtype=float)
+            labels[f"{column}_stage"] = (
+                f"RC3 stage T, read from the morphological types in {column!r}"
+            )
+            labels[f"{column}_early"] = (
+                f"1 for E/S0, 0 for S/Irr, read from the morphological types in {column!r}"
+            )
+    return labels
+
+
+def describe_catalogue(path: Path, id_column: str = "id") -> tuple[dict[str, str], list[str]]:
+    """A catalogue's labels (name → description) and its text columns that give none."""
+    table = _read_table(path)
+    labels = catalogue_labels(table, id_column)
+    left_out = [
+        c
+        for c in table.colnames
+        if c != id_column and table[c].dtype.kind in "USO" and f"{c}_early" not in labels
+    ]
+    return labels, left_out
+
+
 def _image_of(source: str, object_id: str, array: np.ndarray, max_bad: float) -> np.ndarray:
     """``(C, H, W)`` float32 with non-finite pixels as NaN; refuse mostly-empty images."""
     image = np.asarray(array, dtype=np.float32)
@@ -188,8 +224,8 @@ def read_fits_folder(
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise DataError(f"catalogue {catalog} repeats ids {dupes[:5]}")
+    labels = list(catalogue_labels(table, id_column))
     rows = {obj: table[i] for i, obj in enumerate(ids)}
-    labels = [c for c in table.colnames if c != id_column and table[c].dtype.kind in "fiub"]
     files = sorted(
         p for p in Path(folder).iterdir() if p.suffix.lower() in (".fits", ".fit", ".fz")
     )
@@ -365,7 +401,7 @@ def read_image_folder(
             raise DataError(
                 f"{labels_csv} has no id column {id_column!r}; columns: {table.colnames}"
             )
-        names = [c for c in table.colnames if c != id_column and table[c].dtype.kind in "fiub"]
+        names = list(catalogue_labels(table, id_column))
         rows = {str(r[id_column]): r for r in table}
     files = sorted(
         p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
@@ -521,6 +557,7 @@ def ingest(
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
     spectrum_unit: str = SDSS_FLUX_UNIT,
+    label_descriptions: dict[str, str] | None = None,
 ) -> IngestReport:
     """Check and write ``records`` as shards plus ``dataset.json`` in ``out``. The flux
     ``unit`` is checked first (an unknown one is refused before anything is read).
@@ -606,7 +643,13 @@ def ingest(
             unit=unit,
             zero_point_mag=_or_nan(zero_point_of(unit, zero_point)),
         ),
-        labels={k: {"unit": "", "description": "from the ingested catalogue"} for k in label_names},
+        labels={
+            k: {
+                "unit": "",
+                "description": (label_descriptions or {}).get(k, "from the ingested catalogue"),
+            }
+            for k in label_names
+        },
         modalities=seen_shapes.modalities(spectrum_unit),
         provenance={
             **(provenance or {}),

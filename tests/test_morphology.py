@@ -1,0 +1,116 @@
+"""A catalogue's Hubble types become numeric labels: the RC3 stage and early (E/S0) or late."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from astroloom.data.morphology import hubble_stage, is_early, looks_like_types
+from astroloom.data.shards import load_image_set
+
+# (type as catalogues write it, RC3 stage T, early): NED/RC3 notation, HyperLEDA's numeric
+# stages, dwarf and peculiar forms, activity tags.
+KNOWN = [
+    ("E3", -5, 1),
+    ("E+", -4, 1),
+    ("cD", -5, 1),
+    ("dE5", -5, 1),
+    ("dSph/dE3, Sy2", -5, 1),
+    ("E/S0", -3, 1),
+    ("SA0^-", -3, 1),
+    ("S0", -2, 1),
+    ("SB0^0", -2, 1),
+    ("(R)SA(rs)0+", -1, 1),
+    ("S0/a", 0, 1),
+    ("SB0/a", 0, 1),
+    ("-4.8", -4.8, 1),
+    ("Sa", 1, 0),
+    ("(R')SB(r)a", 1, 0),
+    ("Sab", 2, 0),
+    ("SA(s)b?", 3, 0),
+    ("SAB(rs)bc", 4, 0),
+    ("SA(s)c pec", 5, 0),
+    ("Sc sp", 5, 0),
+    ("SBcr", 5, 0),
+    ("Scd", 6, 0),
+    ("SB(s)d", 7, 0),
+    ("Sdm", 8, 0),
+    ("SBm", 9, 0),
+    ("IBm", 10, 0),
+    ("IB(s)m", 10, 0),
+    ("Irr", 10, 0),
+    ("IrrI", 10, 0),
+    ("dIrr", 10, 0),
+    ("Im", 10, 0),
+    ("3", 3, 0),
+]
+
+
+@pytest.mark.parametrize(("text", "stage", "early"), KNOWN)
+def test_hubble_types_read_as_rc3_stages(text, stage, early):
+    assert hubble_stage(text) == pytest.approx(stage)
+    assert is_early(text) == early
+
+
+@pytest.mark.parametrize("text", ["S", "SB", "S?", "Spiral"])
+def test_a_spiral_without_its_stage_is_late_with_no_stage(text):
+    assert math.isnan(hubble_stage(text)) and is_early(text) == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["", "--", "NGC 4565", "ESO 123-4", "M31", "Sculptor", "S+S", "Sy2", "dG", "15", "nan"]
+)
+def test_what_is_no_type_gives_no_label(text):
+    assert math.isnan(hubble_stage(text)) and math.isnan(is_early(text))
+
+
+def test_a_column_is_types_when_most_of_it_reads_as_types():
+    assert looks_like_types(["E3", "SAB(rs)bc", "S0", "Irr", "", "S+S"])  # 4 of 5 known
+    assert not looks_like_types(["NGC 4565", "M31", "Sculptor", "E3"])  # names
+    assert not looks_like_types(["3", "-2", "10"])  # numbers are a label as they stand
+    assert not looks_like_types([])
+
+
+def test_a_catalogue_of_hubble_types_gives_early_and_stage_labels(tmp_path):
+    """Pictures with a CSV of names, magnitudes and Hubble types, ingested from the command
+    line: the magnitudes stay a label, the types give TYPE_stage and TYPE_early, a type no one
+    can read is NaN, and the names are said to be no label."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from astroloom.cli import app
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    types = {"g1": "E2", "g2": "SAB(rs)bc", "g3": "SA0^-", "g4": "IBm", "g5": "S+S", "g6": "Sa"}
+    for name in types:
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"{name}.png"
+        )
+    catalog = tmp_path / "types.csv"
+    Table(
+        {
+            "id": list(types),
+            "name": [f"NGC {k}" for k in range(6)],
+            "mag": np.arange(6, dtype=float) + 10,
+            "morph": list(types.values()),
+        }
+    ).write(catalog)
+    out = tmp_path / "ds"
+    args = ["data", "ingest", "images", str(folder), "--out", str(out), "--catalog", str(catalog)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "morph_stage, morph_early" in result.output
+    assert "no label" in result.output and "name" in result.output
+    back = load_image_set(out)
+    assert set(back.labels) == {"mag", "morph_stage", "morph_early"}
+    order = [list(back.ids).index(k) for k in types]
+    np.testing.assert_array_equal(back.labels["mag"][order], np.arange(6) + 10)
+    np.testing.assert_array_equal(back.labels["morph_early"][order], [1, 0, 1, 0, np.nan, 0])
+    np.testing.assert_array_equal(back.labels["morph_stage"][order], [-5, 4, -3, 10, np.nan, 1])
+    described = json.loads((out / "dataset.json").read_text())["labels"]
+    assert "'morph'" in described["morph_early"]["description"]
+    assert described["mag"]["description"] == "from the ingested catalogue"
