@@ -75,8 +75,8 @@ def test_a_column_is_types_when_most_of_it_reads_as_types():
 
 def test_a_catalogue_of_hubble_types_gives_early_and_stage_labels(tmp_path):
     """Pictures with a CSV of names, magnitudes and Hubble types, ingested from the command
-    line: the magnitudes stay a label, the types give TYPE_stage and TYPE_early, a type no one
-    can read is NaN, and the names are said to be no label."""
+    line: the magnitudes stay a label, the types give TYPE_stage and the class TYPE_early, a
+    type no one can read is missing, and the names are said to be no label."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -109,7 +109,10 @@ def test_a_catalogue_of_hubble_types_gives_early_and_stage_labels(tmp_path):
     assert set(back.labels) == {"mag", "morph_stage", "morph_early"}
     order = [list(back.ids).index(k) for k in types]
     np.testing.assert_array_equal(back.labels["mag"][order], np.arange(6) + 10)
-    np.testing.assert_array_equal(back.labels["morph_early"][order], [1, 0, 1, 0, np.nan, 0])
+    assert back.labels["morph_early"][order].tolist() == [
+        "early", "late", "early", "late", None, "late"
+    ]  # fmt: skip
+    assert back.info.is_categorical("morph_early") and not back.info.is_categorical("mag")
     np.testing.assert_array_equal(back.labels["morph_stage"][order], [-5, 4, -3, 10, np.nan, 1])
     described = json.loads((out / "dataset.json").read_text())["labels"]
     assert "'morph'" in described["morph_early"]["description"]

@@ -264,10 +264,10 @@ def data_ingest(
         raise typer.BadParameter(
             f"unknown format {fmt!r}; choose from {', '.join(readers.FORMATS)}"
         )
-    descriptions: dict[str, str] = {}
+    label_meta: dict[str, dict[str, str]] = {}
     if catalog is not None and fmt in ("fits-folder", "images"):
-        descriptions, left_out = readers.describe_catalogue(catalog, id_column)
-        derived = [k for k, v in descriptions.items() if "morphological types" in v]
+        label_meta, left_out = readers.describe_catalogue(catalog, id_column)
+        derived = [k for k, v in label_meta.items() if "morphological types" in v["description"]]
         if derived:
             say(f"morphological types read as the labels {', '.join(derived)}")
         if left_out:
@@ -276,7 +276,7 @@ def data_ingest(
         records,
         out,
         name=source.stem,
-        label_descriptions=descriptions,
+        label_meta=label_meta,
         bands=bands.split(",") if bands else None,
         pixel_scale=pixel_scale,
         unit=unit,

@@ -158,37 +158,58 @@ def _read_table(path: Path) -> Table:
         raise DataError(f"cannot read catalogue {path}: {err}") from err
 
 
-def catalogue_labels(table: Table, id_column: str) -> dict[str, str]:
-    """The labels a catalogue gives, name → description: every numeric column, and for a
-    text column of morphological types (``E3``, ``SAB(rs)bc``…, :mod:`astroloom.data.morphology`)
-    two numeric ones, ``COLUMN_stage`` (RC3 T) and ``COLUMN_early`` (1: E/S0, 0: S/Irr),
-    added to ``table``. Other text columns (names, notes) are no labels."""
-    labels: dict[str, str] = {}
+CATEGORY = "category"
+EARLY, LATE = "early", "late"
+
+
+def catalogue_labels(table: Table, id_column: str) -> dict[str, dict[str, str]]:
+    """The labels a catalogue gives, name → ``{"description"[, "kind": "category"]}``: every
+    numeric column, and for a text column of morphological types (``E3``, ``SAB(rs)bc``…,
+    :mod:`astroloom.data.morphology`) two more, added to ``table``: ``COLUMN_stage`` (RC3 T)
+    and the class ``COLUMN_early`` ("early" for E/S0, "late" for S/Irr), which ``probe``
+    scores with a logistic probe. Other text columns (names, notes) are no labels."""
+    labels: dict[str, dict[str, str]] = {}
     for column in [c for c in table.colnames if c != id_column]:
         kind = table[column].dtype.kind
         if kind in "fiub":
-            labels[column] = "from the ingested catalogue"
+            labels[column] = {"description": "from the ingested catalogue"}
         elif kind in "USO" and looks_like_types(list(table[column])):
             texts = [str(v) for v in table[column]]
+            early = [is_early(t) for t in texts]
             table[f"{column}_stage"] = np.array([hubble_stage(t) for t in texts], dtype=float)
-            table[f"{column}_early"] = np.array([is_early(t) for t in texts], dtype=float)
-            labels[f"{column}_stage"] = (
-                f"RC3 stage T, read from the morphological types in {column!r}"
-            )
-            labels[f"{column}_early"] = (
-                f"1 for E/S0, 0 for S/Irr, read from the morphological types in {column!r}"
-            )
+            table[f"{column}_early"] = [
+                "" if np.isnan(e) else EARLY if e else LATE for e in early
+            ]
+            source = f"read from the morphological types in {column!r}"
+            labels[f"{column}_stage"] = {"description": f"RC3 stage T, {source}"}
+            labels[f"{column}_early"] = {
+                "description": f"{EARLY} (E, S0) or {LATE} (S, Irr), {source}",
+                "kind": CATEGORY,
+            }
     return labels
 
 
-def describe_catalogue(path: Path, id_column: str = "id") -> tuple[dict[str, str], list[str]]:
-    """A catalogue's labels (name → description) and its text columns that give none."""
+def _label_values(row: Any, labels: dict[str, dict[str, str]]) -> dict[str, float | str | None]:
+    """One catalogue row's labels: numbers as floats, a class as its name (None if empty)."""
+    return {
+        k: (str(row[k]) or None) if meta.get("kind") == CATEGORY else float(row[k])
+        for k, meta in labels.items()
+    }
+
+
+def describe_catalogue(
+    path: Path, id_column: str = "id"
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """A catalogue's labels (as :func:`catalogue_labels`) and its text columns that give none."""
     table = _read_table(path)
     labels = catalogue_labels(table, id_column)
     left_out = [
         c
         for c in table.colnames
-        if c != id_column and table[c].dtype.kind in "USO" and f"{c}_early" not in labels
+        if c != id_column
+        and c not in labels
+        and table[c].dtype.kind in "USO"
+        and f"{c}_early" not in labels
     ]
     return labels, left_out
 
@@ -224,7 +245,7 @@ def read_fits_folder(
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise DataError(f"catalogue {catalog} repeats ids {dupes[:5]}")
-    labels = list(catalogue_labels(table, id_column))
+    labels = catalogue_labels(table, id_column)
     rows = {obj: table[i] for i, obj in enumerate(ids)}
     files = sorted(
         p for p in Path(folder).iterdir() if p.suffix.lower() in (".fits", ".fit", ".fz")
@@ -249,7 +270,7 @@ def read_fits_folder(
         return Observation(
             obj,
             {"image": _image_of(str(path), obj, data, max_bad)},
-            {k: float(rows[obj][k]) for k in labels},
+            _label_values(rows[obj], labels),
             {"source": str(path)},
         )
 
@@ -394,14 +415,14 @@ def read_image_folder(
         raise DataError(f"--size must be between 8 and 1024 pixels, got {size}")
 
     rows: dict[str, Any] = {}
-    names: list[str] = []
+    names: dict[str, dict[str, str]] = {}
     if labels_csv is not None:
         table = _read_table(labels_csv)
         if id_column not in table.colnames:
             raise DataError(
                 f"{labels_csv} has no id column {id_column!r}; columns: {table.colnames}"
             )
-        names = list(catalogue_labels(table, id_column))
+        names = catalogue_labels(table, id_column)
         rows = {str(r[id_column]): r for r in table}
     files = sorted(
         p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
@@ -432,7 +453,7 @@ def read_image_folder(
             raise BadObject(str(path), obj, f"id is not in {labels_csv}")
         image = _image_of(str(path), obj, np.moveaxis(array, -1, 0)[channels], max_bad)
         return Observation(
-            obj, {"image": image}, {k: float(rows[obj][k]) for k in names} if rows else {}
+            obj, {"image": image}, _label_values(rows[obj], names) if rows else {}
         )
 
     yield from _each(files, one)
@@ -557,7 +578,7 @@ def ingest(
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
     spectrum_unit: str = SDSS_FLUX_UNIT,
-    label_descriptions: dict[str, str] | None = None,
+    label_meta: dict[str, dict[str, str]] | None = None,
 ) -> IngestReport:
     """Check and write ``records`` as shards plus ``dataset.json`` in ``out``. The flux
     ``unit`` is checked first (an unknown one is refused before anything is read).
@@ -573,6 +594,7 @@ def ingest(
     shards: list[str] = []
     shape: tuple[int, ...] | None = None
     label_names: list[str] = []
+    categorical: set[str] = set()  # labels given as class names (str, or None if missing)
     seen_shapes = _Seen()
     iterator = iter(records)
     with (
@@ -613,17 +635,19 @@ def ingest(
                 masked = int(np.isnan(image).sum())
                 report.masked_pixels += masked
                 report.masked_objects += masked > 0
-            for key in obs.labels:
+            for key, value in obs.labels.items():
                 if key not in label_names:
                     label_names.append(key)
+                if value is None or isinstance(value, str):
+                    categorical.add(key)
             batch.append(obs)
             bar.update(1)
             if len(batch) == shard_size:
-                shards.append(_write_batch(out, len(shards), batch, label_names))
+                shards.append(_write_batch(out, len(shards), batch, label_names, categorical))
                 report.written += len(batch)
                 batch = []
         if batch:
-            shards.append(_write_batch(out, len(shards), batch, label_names))
+            shards.append(_write_batch(out, len(shards), batch, label_names, categorical))
             report.written += len(batch)
     if not report.written:
         raise DataError(
@@ -646,7 +670,9 @@ def ingest(
         labels={
             k: {
                 "unit": "",
-                "description": (label_descriptions or {}).get(k, "from the ingested catalogue"),
+                "description": "from the ingested catalogue",
+                **({"kind": CATEGORY} if k in categorical else {}),
+                **(label_meta or {}).get(k, {}),
             }
             for k in label_names
         },
@@ -670,8 +696,15 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def _write_batch(out: Path, index: int, batch: list[Observation], label_names: list[str]) -> str:
-    """Rows share one schema: a label an object lacks is NaN; a modality it lacks is null."""
+def _write_batch(
+    out: Path,
+    index: int,
+    batch: list[Observation],
+    label_names: list[str],
+    categorical: set[str] = frozenset(),
+) -> str:
+    """Rows share one schema: a label an object lacks is NaN (a class label's is null); a
+    modality it lacks is null."""
     keys = sorted({k for obs in batch for k in obs.modalities})
     columns: dict[str, pa.Array] = {"id": pa.array([o.id for o in batch], pa.string())}
     for key in keys:
@@ -689,7 +722,11 @@ def _write_batch(out: Path, index: int, batch: list[Observation], label_names: l
     if "image" not in columns:
         columns["image"] = list_column([None] * len(batch), pa.float32())
     for label in label_names:
-        columns[label] = pa.array([obs.labels.get(label, np.nan) for obs in batch], pa.float64())
+        if label in categorical:
+            columns[label] = pa.array([obs.labels.get(label) for obs in batch], pa.string())
+        else:
+            values = [obs.labels.get(label, np.nan) for obs in batch]
+            columns[label] = pa.array(values, pa.float64())
     name = f"shard-{index:05d}.parquet"
     write_table(out / name, columns)
     return name

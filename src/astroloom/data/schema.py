@@ -127,7 +127,7 @@ class Observation:
 
     id: str
     modalities: dict[str, np.ndarray]
-    labels: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, float | str | None] = field(default_factory=dict)  # str: a class
     meta: dict[str, Any] = field(default_factory=dict)
 
 

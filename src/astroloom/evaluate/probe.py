@@ -126,7 +126,13 @@ def logistic_probe(
             f"class {classes[counts.argmin()]!r} has {counts.min()} objects; {folds}-fold "
             "probing needs at least one per fold"
         )
-    model = standardised(LogisticRegressionCV(Cs=10, cv=3, max_iter=3000, **_LOGISTIC_CV_QUIET))
+    # Penalty by log-loss, as the few-shot probes: accuracy (the old default) favours the
+    # strongest penalty whenever one class is rare, and says nothing of the ranking.
+    model = standardised(
+        LogisticRegressionCV(
+            Cs=10, cv=3, max_iter=3000, scoring="neg_log_loss", **_LOGISTIC_CV_QUIET
+        )
+    )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     proba = cross_val_predict(model, features, target, cv=splitter, method="predict_proba")
     pred = classes[proba.argmax(1)]
