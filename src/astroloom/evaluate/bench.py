@@ -383,14 +383,24 @@ def run_bench(
         )
     galaxy_targets = set(REGRESSION_TARGETS) | {"morph_type", "is_rare"}
     star_targets = {"var_class", "period"}
+    known = galaxy_targets | star_targets
+    # A dataset's own catalogue labels (a user's Hubble types, say) are benched too: numbers
+    # as regression, classes as classification; by default only where the data has none of
+    # the survey targets above, so the mock survey's bench stays what it was.
+    info = DatasetInfo.load(data)
+    own = [k for k in info.label_names if k not in known]
     if targets is not None:
-        known = galaxy_targets | star_targets
-        unknown = [t for t in targets if t not in known]
+        unknown = [t for t in targets if t not in known and t not in own]
         if unknown:
             raise DataError(
-                f"unknown bench target(s) {unknown}; bench scores {sorted(known)}"
+                f"unknown bench target(s) {unknown}; bench scores {sorted(known)} and the "
+                f"data's own labels {own}"
             )
-    if targets is not None and not set(targets) & galaxy_targets:
+        own_asked = [t for t in targets if t in own]
+    else:
+        own_asked = own if not set(info.label_names) & galaxy_targets else []
+    own_classes = [t for t in own_asked if info.is_categorical(t)]
+    if targets is not None and not set(targets) & (galaxy_targets | set(own)):
         curves = lightcurve_curves(
             model, cfg, tokenizer, data, budgets, seeds, progress, jobs, layer
         )
@@ -410,7 +420,9 @@ def run_bench(
 
     labels = images.labels
     # Galaxy targets here: numeric labels the galaxies have (the stars' are scored below).
-    asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS]
+    asked = [t for t in (targets or REGRESSION_TARGETS) if t in REGRESSION_TARGETS] + [
+        t for t in own_asked if t not in own_classes
+    ]
     wanted = [
         t
         for t in asked
@@ -423,10 +435,10 @@ def run_bench(
     ]
     has_types = "morph_type" in labels and any(k in ("early", "late") for k in labels["morph_type"])
     has_rare = "is_rare" in labels and np.nansum(labels["is_rare"]) > 0
-    if not (wanted or has_types or has_rare or has_lightcurves(data)):
+    if not (wanted or own_classes or has_types or has_rare or has_lightcurves(data)):
         # Before any embedding: a folder of pictures ingested without a catalogue.
         raise DataError(
-            f"nothing to bench in {data}: it has none of the labels bench probes "
+            f"nothing to bench in {data}: it has no labels of its own, none of the survey's "
             f"({', '.join(REGRESSION_TARGETS)}, morph_type, is_rare) and no light curves; "
             + LABELS_FROM_CATALOGUE
         )
@@ -498,6 +510,20 @@ def run_bench(
                     features,
                     kinds,
                     "morph_type",
+                    "classification",
+                    budgets,
+                    PROBES,
+                    seeds=seeds,
+                    jobs=jobs,
+                )
+            )
+    for target in own_classes:  # the data's own class labels (None: unlabelled)
+        with stage("galaxy probes"):
+            curves.append(
+                few_shot_curve(
+                    features,
+                    labels[target],
+                    target,
                     "classification",
                     budgets,
                     PROBES,
