@@ -162,3 +162,27 @@ def test_bench_scores_a_catalogues_own_labels(survey_dir, tmp_path):
     assert f1 > 0.6 and f1 > summary[("pixel PCA", "linear", -1)][0] + 0.2, summary
     with pytest.raises(DataError, match="the data's own labels"):
         run_bench("astroloom/mock-tiny", tmp_path / "pics", targets=["nope"], progress=False)
+
+
+def test_empty_cells_are_missing_labels(tmp_path):
+    """A catalogue row with no type and no magnitude gives a missing class and NaN, quietly
+    (no masked-element warning)."""
+    import warnings
+
+    from PIL import Image
+
+    from astroloom.data.readers import ingest, read_image_folder
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    for name in "abc":
+        Image.new("RGB", (16, 16), (40, 80, 120)).save(folder / f"{name}.png")
+    (tmp_path / "t.csv").write_text('id,morph,mag\na,E3,12.5\nb,,\nc,"SAB(rs)bc",13\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ingest(read_image_folder(folder, tmp_path / "t.csv"), tmp_path / "ds", "t", progress=False)
+    back = load_image_set(tmp_path / "ds")
+    order = [list(back.ids).index(k) for k in "abc"]
+    assert back.labels["morph_early"][order].tolist() == ["early", None, "late"]
+    np.testing.assert_array_equal(back.labels["mag"][order], [12.5, np.nan, 13])
+    np.testing.assert_array_equal(back.labels["morph_stage"][order], [-5, np.nan, 4])

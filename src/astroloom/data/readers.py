@@ -190,11 +190,16 @@ def catalogue_labels(table: Table, id_column: str) -> dict[str, dict[str, str]]:
 
 
 def _label_values(row: Any, labels: dict[str, dict[str, str]]) -> dict[str, float | str | None]:
-    """One catalogue row's labels: numbers as floats, a class as its name (None if empty)."""
-    return {
-        k: (str(row[k]) or None) if meta.get("kind") == CATEGORY else float(row[k])
-        for k, meta in labels.items()
-    }
+    """One catalogue row's labels: numbers as floats, a class as its name; an empty cell
+    is NaN (None for a class)."""
+    out: dict[str, float | str | None] = {}
+    for k, meta in labels.items():
+        empty = np.ma.is_masked(row[k])
+        if meta.get("kind") == CATEGORY:
+            out[k] = None if empty else str(row[k]) or None
+        else:
+            out[k] = np.nan if empty else float(row[k])
+    return out
 
 
 def describe_catalogue(
