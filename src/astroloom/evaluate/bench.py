@@ -499,30 +499,19 @@ def run_bench(
             curves[-1].rows += [
                 {**r, "feature": "supervised CNN", "method": "resnet"} for r in cnn.rows
             ]
+    classes: dict[str, np.ndarray] = {}
     if "morph_type" in labels and (targets is None or "morph_type" in targets):
         # The early/late split of ordinary galaxies; rare kinds are the anomaly task's.
-        kinds = np.array(
+        classes["morph_type"] = np.array(
             [k if k in ("early", "late") else None for k in labels["morph_type"]], dtype=object
         )
+    classes.update({t: labels[t] for t in own_classes})  # the data's own (None: unlabelled)
+    for target, kinds in classes.items():
         with stage("galaxy probes"):
             curves.append(
                 few_shot_curve(
                     features,
                     kinds,
-                    "morph_type",
-                    "classification",
-                    budgets,
-                    PROBES,
-                    seeds=seeds,
-                    jobs=jobs,
-                )
-            )
-    for target in own_classes:  # the data's own class labels (None: unlabelled)
-        with stage("galaxy probes"):
-            curves.append(
-                few_shot_curve(
-                    features,
-                    labels[target],
                     target,
                     "classification",
                     budgets,
