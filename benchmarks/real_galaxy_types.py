@@ -39,7 +39,6 @@ import json
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import time
 import warnings
@@ -53,7 +52,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_photos import write_result  # noqa: E402
+from real_photos import ingest, write_result  # noqa: E402
 from real_photos_few_labels import colour_numbers  # noqa: E402
 
 from astroloom.data.morphology import is_early  # noqa: E402
@@ -189,15 +188,6 @@ def write_galaxies(root: Path, folder: Path, frame: float) -> list[dict]:
     return rows
 
 
-def ingest(folder: Path, out: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "astroloom.cli", "data", "ingest", "images", str(folder)]
-        + ["--out", str(out), "--bands", "g,r,z", "--catalog", str(folder / "types.csv")],
-        check=True,
-        capture_output=True,
-    )
-
-
 def out_of_fold(x: np.ndarray, y: np.ndarray, shuffles: int) -> np.ndarray:
     """``(shuffles, N)`` out-of-fold probabilities of a default logistic probe."""
     scores = []
@@ -241,7 +231,7 @@ def main() -> None:
     began = time.perf_counter()
     work = Path(args.work) / f"frame-{args.frame:g}"
     rows = write_galaxies(root, work / "png", args.frame)
-    ingest(work / "png", work / "data")
+    ingest(work / "png", work / "data", work / "png" / "types.csv")
     data = load_image_set(work / "data")
     index = {str(obj): k for k, obj in enumerate(data.ids)}
     order = [index[row["id"]] for row in rows]

@@ -116,10 +116,12 @@ def write_pairs(picture: np.ndarray, nuisance: str, folder: Path, seed: int = 0)
     return kept
 
 
-def ingest(folder: Path, out: Path) -> None:
+def ingest(folder: Path, out: Path, catalog: Path | None = None) -> None:
+    """``astroloom data ingest images`` as a user types it, with a catalogue if given."""
     subprocess.run(
         [sys.executable, "-m", "astroloom.cli", "data", "ingest", "images", str(folder)]
-        + ["--out", str(out), "--bands", "g,r,z"],
+        + ["--out", str(out), "--bands", "g,r,z"]
+        + (["--catalog", str(catalog)] if catalog is not None else []),
         check=True,
         capture_output=True,
     )

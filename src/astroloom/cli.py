@@ -266,8 +266,7 @@ def data_ingest(
         )
     label_meta: dict[str, dict[str, str]] = {}
     if catalog is not None and fmt in ("fits-folder", "images"):
-        label_meta, left_out = readers.describe_catalogue(catalog, id_column)
-        derived = [k for k, v in label_meta.items() if "morphological types" in v["description"]]
+        label_meta, derived, left_out = readers.describe_catalogue(catalog, id_column)
         if derived:
             say(f"morphological types read as the labels {', '.join(derived)}")
         if left_out:

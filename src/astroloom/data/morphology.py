@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 # Spiral stages after the family (S, SA, SB, SAB) and variety ((r), (s), (rs)).
 _SPIRAL_STAGES = {"a": 1, "ab": 2, "b": 3, "bc": 4, "c": 5, "cd": 6, "d": 7, "dm": 8, "m": 9}
@@ -45,10 +46,18 @@ def _clean(text: str) -> str:
     return text.replace(" ", "")
 
 
-def hubble_stage(text: str) -> float:
-    """The RC3 stage T of a morphological type (``E3`` → −5, ``SAB(rs)bc`` → 4, ``-2`` → −2);
-    NaN when the text names no type or a spiral without its stage."""
+@lru_cache(maxsize=4096)  # a catalogue repeats a few thousand distinct types at most
+def read_type(text: str) -> tuple[float, float]:
+    """(RC3 stage T, early) of a morphological type, read once: :func:`hubble_stage` and
+    :func:`is_early` are its two halves."""
     s = _clean(text)
+    stage = _stage(s)
+    if math.isfinite(stage):
+        return stage, float(stage < EARLY_BELOW)
+    return stage, 0.0 if s and _SPIRAL_NO_STAGE.match(s) else math.nan
+
+
+def _stage(s: str) -> float:
     if not s:
         return math.nan
     try:
@@ -74,12 +83,15 @@ def hubble_stage(text: str) -> float:
     return math.nan
 
 
+def hubble_stage(text: str) -> float:
+    """The RC3 stage T of a morphological type (``E3`` → −5, ``SAB(rs)bc`` → 4, ``-2`` → −2);
+    NaN when the text names no type or a spiral without its stage."""
+    return read_type(str(text))[0]
+
+
 def is_early(text: str) -> float:
     """1.0 for an elliptical or lenticular type, 0.0 for a spiral or irregular, NaN unknown."""
-    stage = hubble_stage(text)
-    if math.isfinite(stage):
-        return float(stage < EARLY_BELOW)
-    return 0.0 if _SPIRAL_NO_STAGE.match(_clean(text)) else math.nan
+    return read_type(str(text))[1]
 
 
 def looks_like_types(values: Sequence[str], share: float = 0.8) -> bool:

@@ -34,7 +34,7 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from astroloom.data.morphology import hubble_stage, is_early, looks_like_types
+from astroloom.data.morphology import looks_like_types, read_type
 from astroloom.data.normalise import save_with_normalisation
 from astroloom.data.schema import (
     DataError,
@@ -174,12 +174,9 @@ def catalogue_labels(table: Table, id_column: str) -> dict[str, dict[str, str]]:
         if kind in "fiub":
             labels[column] = {"description": "from the ingested catalogue"}
         elif kind in "USO" and looks_like_types(list(table[column])):
-            texts = [str(v) for v in table[column]]
-            early = [is_early(t) for t in texts]
-            table[f"{column}_stage"] = np.array([hubble_stage(t) for t in texts], dtype=float)
-            table[f"{column}_early"] = [
-                "" if np.isnan(e) else EARLY if e else LATE for e in early
-            ]
+            stage, early = np.array([read_type(str(v)) for v in table[column]]).T
+            table[f"{column}_stage"] = stage
+            table[f"{column}_early"] = ["" if np.isnan(e) else EARLY if e else LATE for e in early]
             source = f"read from the morphological types in {column!r}"
             labels[f"{column}_stage"] = {"description": f"RC3 stage T, {source}"}
             labels[f"{column}_early"] = {
@@ -204,19 +201,23 @@ def _label_values(row: Any, labels: dict[str, dict[str, str]]) -> dict[str, floa
 
 def describe_catalogue(
     path: Path, id_column: str = "id"
-) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """A catalogue's labels (as :func:`catalogue_labels`) and its text columns that give none."""
+) -> tuple[dict[str, dict[str, str]], list[str], list[str]]:
+    """A catalogue's labels (as :func:`catalogue_labels`), those of them read from
+    morphological types, and its text columns that give no label."""
     table = _read_table(path)
+    given = set(table.colnames)
     labels = catalogue_labels(table, id_column)
+    from_types = [k for k in labels if k not in given]  # the columns it added
+    sources = {k.removesuffix("_early") for k in from_types}
     left_out = [
         c
         for c in table.colnames
         if c != id_column
         and c not in labels
+        and c not in sources
         and table[c].dtype.kind in "USO"
-        and f"{c}_early" not in labels
     ]
-    return labels, left_out
+    return labels, from_types, left_out
 
 
 def _image_of(source: str, object_id: str, array: np.ndarray, max_bad: float) -> np.ndarray:
