@@ -5,7 +5,9 @@ training survey, by a second instrument (0.40″/px, broader PSF, twice the nois
 zero point 27 on a sky pedestal) and as 8-bit JPEG colour photographs (unit and pixel scale
 unknown, the galaxy filling 15–60 % of the frame). On each rendition the model's image
 embeddings (pooled as every embedding product is, and averaged over the cutout's four
-quarter turns unless --orientations says otherwise),
+quarter turns unless --orientations says otherwise, and — for the photographs, whose pixel
+scale is unknown — over their centre 1, 1.5, 2 and 3 times closer unless --zooms says
+otherwise: as `astroloom embed` makes them),
 the hand-crafted photutils features and pixel PCA (of the unit-free normalised pixels, 128
 components) are probed for early/late type (logistic, ROC-AUC), half-light
 radius and ellipticity (ridge, R²) with 5-fold cross-validation, the same folds for every
@@ -37,12 +39,13 @@ from sklearn.preprocessing import StandardScaler
 from astroloom.data.multiset import load_multimodal_set
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.sim.renditions import RENDITIONS, simulate_renditions
-from astroloom.evaluate.embed import EMBED_ORIENTATIONS, EMBED_POOL
+from astroloom.evaluate.embed import EMBED_ORIENTATIONS, EMBED_POOL, embed_images
 from astroloom.evaluate.fewshot import _LOGISTIC_CV_QUIET
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.model.foundation import load_foundation
 from astroloom.model.multimodal import POOLS
-from astroloom.tokenize.image import ImageTokenizer
+from astroloom.tokenize.image import ImageTokenizer, check_zooms
+from astroloom.tokenize.multimodal import image_description
 
 ALPHAS = np.logspace(-3, 4, 15)
 
@@ -103,7 +106,13 @@ def main() -> None:
         "--pool", action="append", choices=POOLS, default=None,
         help=f"pooling of the embeddings (repeatable; default {EMBED_POOL}, as astroloom embed)",
     )
+    parser.add_argument(
+        "--zooms", default=None,
+        help="closer views of each image's centre to average over, comma-separated "
+        "(default as astroloom embed: 1,1.5,2,3 for the photographs, 1 for the rest)",
+    )  # fmt: skip
     args = parser.parse_args()
+    zooms = None if args.zooms is None else check_zooms(args.zooms.split(","))
     if not (args.data / "photo" / "dataset.json").is_file():
         simulate_renditions(args.data, n=args.n, seed=args.seed)
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -113,11 +122,15 @@ def main() -> None:
         images = data.arrays["image"]
         labels = data.labels
         rows: dict[str, dict[str, float]] = {}
+        pixel_scale, zero_point = image_description(data.info)
         for run in args.run:
             f = load_foundation(run, map_location=args.device)
-            tokens = f.tokens_from_set(data, ["image"])
             for pool in args.pool or [EMBED_POOL]:
-                x = f.embed(tokens, pool=pool, orientations=args.orientations)
+                x = embed_images(
+                    f.model, f.tokenizer, images, pool=pool, progress=False,
+                    orientations=args.orientations, pixel_scale=pixel_scale,
+                    zero_point=zero_point, zooms=zooms,
+                )  # fmt: skip
                 tag = "" if args.pool is None else f", {pool}"
                 rows[f"foundation {run}{tag}"] = scores(x, labels)
         if not args.no_baselines:

@@ -22,8 +22,11 @@ on the raw vectors (as the held-out test), 5-fold stratified, mean ± std over `
 fold draws, and beside it what ``astroloom probe`` reports (standardised, penalty by inner
 cross-validation), for two colour numbers, pixel PCA (32), the hand-crafted
 photutils features, random weights (the first run's network, untrained) and each run's
-image embeddings under each pooling. Then a paired bootstrap over galaxies (the sample is
-small, so its own draw is the larger error): each feature set against the best baseline.
+image embeddings under each pooling — as ``astroloom embed`` makes them (the mean over
+the picture and its centre 1.5, 2 and 3 times closer, since a photograph's pixel scale is
+unknown) and from the picture as given (``--zooms 1``), for the random weights too. Then
+a paired bootstrap over galaxies (the sample is small, so its own draw is the larger
+error): each feature set against the best baseline.
 
     apt-get install stellarium-data
     .venv/bin/python benchmarks/real_galaxy_types.py --run runs/demo/run [--run …] \\
@@ -69,7 +72,13 @@ CATALOGUE_VERSIONS = ("3.16",)  # the record layout read below (Stellarium 0.22)
 GALAXY_TYPES = (0, 1, 2, 3)  # Stellarium's galaxy, active, radio and interacting galaxy
 TEXTURE_NAME = re.compile(r"^(ic|m|n|u|p)(\d+)")
 TEXTURE_CATALOGUE = {"m": "M", "n": "NGC", "ic": "IC", "u": "UGC", "p": "PGC"}
-BASELINES = ("two colour numbers", "pixel PCA (32)", "hand-crafted", "random weights")
+BASELINES = (
+    "two colour numbers",
+    "pixel PCA (32)",
+    "hand-crafted",
+    "random weights",
+    "random weights, as given",
+)
 
 
 def read_catalogue(path: Path) -> list[dict]:
@@ -252,15 +261,17 @@ def main() -> None:
         model, cfg, tokenizer = load_checkpoint(run)
         layer = model.default_layer()
         if i == 0:
-            features["random weights"] = baseline_feature_sets(
-                cfg, tokenizer, pixels, 32, layer, False,
-                pixel_scale=pixel_scale, zero_point=zero_point,
-            )["random weights"]  # fmt: skip
+            for views, tag in ((None, ""), ((1.0,), ", as given")):
+                features[f"random weights{tag}"] = baseline_feature_sets(
+                    cfg, tokenizer, pixels, 32, layer, False,
+                    pixel_scale=pixel_scale, zero_point=zero_point, zooms=views,
+                )["random weights"]  # fmt: skip
         for pool in ("moments", "meanstd", "mean"):
-            features[f"{run}, {pool}"] = embed_images(
-                model, tokenizer, pixels, layer, pool, progress=False,
-                pixel_scale=pixel_scale, zero_point=zero_point,
-            )  # fmt: skip
+            for views, tag in ((None, ""), ((1.0,), ", as given")):
+                features[f"{run}, {pool}{tag}"] = embed_images(
+                    model, tokenizer, pixels, layer, pool, progress=False,
+                    pixel_scale=pixel_scale, zero_point=zero_point, zooms=views,
+                )  # fmt: skip
     scores = {name: out_of_fold(x, y, args.shuffles) for name, x in features.items()}
     auc = {name: [roc_auc_score(y, s) for s in by] for name, by in scores.items()}
     classes = np.where(y == 1, "early", "late")

@@ -15,7 +15,7 @@ from astroloom.data.schema import DataError
 from astroloom.model.checkpoint import CheckpointError
 from astroloom.model.multimodal import EMBED_ORIENTATIONS, EMBED_POOL
 from astroloom.paths import record_path
-from astroloom.tokenize.image import check_orientations
+from astroloom.tokenize.image import check_orientations, check_zooms
 
 # Where this process sits in a torchrun job: only rank 0 reports (one summary per job,
 # with the job's wall time); every rank still reports its own errors, naming itself.
@@ -248,7 +248,11 @@ def data_ingest(
         records = readers.read_hdf5(source, max_bad=max_bad_fraction)
     elif fmt == "images":
         records = readers.read_image_folder(
-            source, catalog, id_column, max_bad_fraction, bands.split(",") if bands else None,
+            source,
+            catalog,
+            id_column,
+            max_bad_fraction,
+            bands.split(",") if bands else None,
             size=size,
         )
     elif fmt == "parquet":
@@ -368,9 +372,7 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]
             continue
         finite = values[np.isfinite(values)]
         lo, mid, hi = np.percentile(finite, [0, 50, 100]) if finite.size else (np.nan,) * 3
-        say(
-            f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>8}"
-        )
+        say(f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>8}")
 
 
 @app.command()
@@ -450,10 +452,19 @@ def embed(
     device: Annotated[
         str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; fp32 on either.")
     ] = "auto",
+    zooms: Annotated[
+        str | None,
+        typer.Option(
+            help="Average each image's vector over these magnifications of its centre, "
+            "comma-separated (1: as given). Default: 1,1.5,2,3 for pictures of unknown "
+            "pixel scale (photographs), 1 for the rest."
+        ),
+    ] = None,
 ) -> None:
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
 
+    views = None if zooms is None else check_zooms(zooms.split(","), typer.BadParameter)
     path = embed_dataset(
         run,
         data,
@@ -465,6 +476,7 @@ def embed(
         modalities=modality or None,
         orientations=orientations,
         device=device,
+        zooms=views,
     )
     say(f"wrote {path}")
 
@@ -1048,9 +1060,7 @@ def scaling_sweep(
     records = run_sweep(load_config(config, set_ or []), sizes.split(","), _floats(tokens), out)
     say(f"{'run':<22}{'N':>10}{'D':>12}{'C':>12}{'val loss':>10}")
     for r in records:
-        say(
-            f"{r['name']:<22}{r['N']:>10.3g}{r['D']:>12.3g}{r['C']:>12.3g}{r['val_loss']:>10.4f}"
-        )
+        say(f"{r['name']:<22}{r['N']:>10.3g}{r['D']:>12.3g}{r['C']:>12.3g}{r['val_loss']:>10.4f}")
 
 
 @scaling_app.command("fit")

@@ -8,7 +8,8 @@ where a pixel is missing, and return the same shape:
 
 * ``rot_flip``: one of the 8 symmetries of the square (90° rotations and flips);
 * ``shift_zoom``: sub-pixel shifts and a zoom (crop/rescale) of the field, bilinear,
-  reflecting sky at the borders — what another pixel scale or centring does;
+  reflecting sky at the borders — what another pixel scale or centring does (its
+  resampling, :func:`magnify`, also gives the closer views a photograph is embedded from);
 * ``psf``: convolution with a Gaussian, as a broader PSF (worse seeing);
 * ``noise``: extra Gaussian sky noise in units of the data's own per-band noise (less depth);
 * ``flux``: a global flux scale (the same galaxy nearer or farther; the unit stays known,
@@ -60,22 +61,36 @@ def shift_zoom(
 ) -> torch.Tensor:
     """Sub-pixel shift of up to ``max_shift`` pixels and a zoom drawn log-uniformly in
     ``zoom`` (above 1: the galaxy looks larger, as with a finer pixel scale)."""
-    b, c, h, w = images.shape
+    b = images.shape[0]
     log_lo, log_hi = math.log(zoom[0]), math.log(zoom[1])
     z = torch.exp(_uniform(b, log_lo, log_hi, generator))
     shift = _uniform(2 * b, -max_shift, max_shift, generator).view(b, 2)
-    theta = torch.zeros(b, 2, 3)
+    return magnify(images, z, shift)
+
+
+def magnify(
+    images: torch.Tensor, factor: torch.Tensor | float, shift: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each cutout magnified ``factor`` times about its centre (per object or one for all;
+    above 1 the field narrows and the galaxy fills more of it) and moved by ``shift``
+    pixels ``(B, 2)``: bilinear, reflecting at the borders, same shape. Flux per pixel
+    scales with the pixel's area, so surface brightness is kept; a pixel interpolated from
+    missing ones stays missing."""
+    b, c, h, w = images.shape
+    z = torch.as_tensor(factor, dtype=torch.float32, device=images.device).expand(b)
+    theta = torch.zeros(b, 2, 3, device=images.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / z
-    theta[:, 0, 2] = -2.0 * shift[:, 0] / w
-    theta[:, 1, 2] = -2.0 * shift[:, 1] / h
+    if shift is not None:
+        theta[:, 0, 2] = -2.0 * shift[:, 0] / w
+        theta[:, 1, 2] = -2.0 * shift[:, 1] / h
     grid = F.affine_grid(theta, (b, c, h, w), align_corners=False)
     valid = torch.isfinite(images)
-    filled = torch.where(valid, images, torch.zeros(()))
+    filled = torch.where(valid, images, images.new_zeros(()))
     kwargs = {"mode": "bilinear", "padding_mode": "reflection", "align_corners": False}
     out = F.grid_sample(filled, grid, **kwargs)
-    seen = F.grid_sample(valid.float(), grid, **kwargs)
-    # A pixel interpolated from missing ones stays missing; flux per pixel scales with area.
-    return torch.where(seen > 0.99, out / (z * z)[:, None, None, None], torch.tensor(float("nan")))
+    seen = F.grid_sample(valid.to(images.dtype), grid, **kwargs)
+    nan = torch.tensor(float("nan"), dtype=images.dtype, device=images.device)
+    return torch.where(seen > 0.99, out / (z * z)[:, None, None, None], nan)
 
 
 def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
@@ -136,9 +151,7 @@ def lupton_photo(
     x = np.nan_to_num(np.asarray(image, np.float64)).clip(min=0.0)
     intensity = x.mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(
-            intensity > 0, np.arcsinh(q * intensity / stretch) / (q * intensity), 0.0
-        )
+        factor = np.where(intensity > 0, np.arcsinh(q * intensity / stretch) / (q * intensity), 0.0)
     rgb = (x * factor[None]).clip(0.0, None)
     peak = rgb.max(axis=0, keepdims=True)
     rgb = np.where(peak > 1.0, rgb / np.maximum(peak, 1e-12), rgb)  # keep hue when saturated
@@ -171,9 +184,7 @@ def photo(
         x = images[i].numpy()
         peak = float(np.nanmax(np.nanmean(x, axis=0))) if np.isfinite(x).any() else 1.0
         stretch = max(peak * float(fractions[i]), 1e-12)
-        out.append(
-            lupton_photo(x, float(qs[i]), stretch, int(qualities[i]) if jpeg else None)
-        )
+        out.append(lupton_photo(x, float(qs[i]), stretch, int(qualities[i]) if jpeg else None))
     return torch.from_numpy(np.stack(out))
 
 

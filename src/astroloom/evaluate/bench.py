@@ -52,6 +52,7 @@ from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import build_model
 from astroloom.paths import record_run
+from astroloom.tokenize.image import image_zooms
 from astroloom.tokenize.multimodal import image_description, info_modalities
 
 REGRESSION_TARGETS = [
@@ -122,8 +123,9 @@ def _paired_markdown(rows: list[dict], budgets: list[int]) -> list[str]:
         *_cell_table(
             paired,
             shown,
-            lambda r: f"{r['difference']:+.4f} ± {r['difference_se']:.4f} "
-            f"({r['draws_won']}/{r['draws']})",
+            lambda r: (
+                f"{r['difference']:+.4f} ± {r['difference_se']:.4f} ({r['draws_won']}/{r['draws']})"
+            ),
         ),
     ]
     level = [
@@ -202,8 +204,10 @@ class BenchResult:
             *_cell_table(
                 rows,
                 budgets,
-                lambda r: f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
-                f"{r['baseline_value']:.3f} ({r['baseline']})",
+                lambda r: (
+                    f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
+                    f"{r['baseline_value']:.3f} ({r['baseline']})"
+                ),
             ),
         ]
         wins = [
@@ -567,6 +571,7 @@ def run_bench(
         "data": str(data),
         "layer": layer,
         "orientations": orientations,
+        "zooms": list(image_zooms(described["pixel_scale"])),
         "n_objects": len(images),
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],

@@ -28,8 +28,8 @@ from astroloom.model.multimodal import (
     build_model,
 )
 from astroloom.paths import record_path, resolve_recorded
-from astroloom.tokenize.image import check_orientations
-from astroloom.tokenize.multimodal import MultimodalTokenizer, info_modalities
+from astroloom.tokenize.image import check_orientations, check_zooms, image_zooms
+from astroloom.tokenize.multimodal import MultimodalTokenizer, image_description, info_modalities
 
 META_KEY = b"astroloom"
 
@@ -47,11 +47,14 @@ def embed_images(
     orientations: int = EMBED_ORIENTATIONS,
     pixel_scale: float | None = None,
     zero_point: float | None = None,
+    zooms: Sequence[float] | None = None,
 ) -> np.ndarray:
     """``(N, C, H, W)`` fluxes → ``(N, dim)`` float32 vectors, from the image alone,
-    averaged over ``orientations`` turns of each cutout (1: as it lies). ``pixel_scale``
-    and ``zero_point`` describe the data as ``astroloom embed`` reads them from its
-    ``dataset.json`` (None: unknown, and the model is told so)."""
+    averaged over ``orientations`` turns of each cutout (1: as it lies) and over the
+    magnifications ``zooms`` of its centre (default :func:`image_zooms`: closer views of
+    pictures of unknown pixel scale). ``pixel_scale`` and ``zero_point`` describe the
+    data as ``astroloom embed`` reads them from its ``dataset.json`` (None: unknown, and
+    the model is told so)."""
     return embed_images_by_layer(
         model,
         tokenizer,
@@ -64,6 +67,7 @@ def embed_images(
         orientations,
         pixel_scale,
         zero_point,
+        zooms,
     ).popitem()[1]
 
 
@@ -79,10 +83,12 @@ def embed_images_by_layer(
     orientations: int = EMBED_ORIENTATIONS,
     pixel_scale: float | None = None,
     zero_point: float | None = None,
+    zooms: Sequence[float] | None = None,
 ) -> dict[int, np.ndarray]:
     """:func:`embed_images` after each block in ``layers`` (0: the patch embeddings), from
-    one pass through the blocks: ``{layer: (N, dim)}``."""
+    one pass through the blocks per view: ``{layer: (N, dim)}``."""
     model.eval()
+    zooms = image_zooms(pixel_scale, zooms)
     device = next(model.parameters()).device
     image_tokenizer = tokenizer.image
     layers = list(dict.fromkeys(layers))
@@ -90,12 +96,20 @@ def embed_images_by_layer(
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(images[start : start + batch_size])
-            tokens = image_tokenizer.tokens(chunk, pixel_scale=pixel_scale, zero_point=zero_point)
-            inputs = {"image": tokens.to(device)}
-            with torch.no_grad():  # one pass through the blocks serves every layer
-                pooled = model.pooled_states(inputs, layers, pool, orientations)
-            for layer, x in zip(layers, pooled, strict=True):
-                out[layer].append(x.float().cpu().numpy())
+            total = None
+            for zoom in zooms:
+                tokens = image_tokenizer.tokens(
+                    chunk, pixel_scale=pixel_scale, zero_point=zero_point, zoom=zoom
+                )
+                with torch.no_grad():  # one pass through the blocks serves every layer
+                    pooled = model.pooled_states(
+                        {"image": tokens.to(device)}, layers, pool, orientations
+                    )
+                total = (
+                    pooled if total is None else [t + x for t, x in zip(total, pooled, strict=True)]
+                )
+            for layer, x in zip(layers, total, strict=True):
+                out[layer].append((x / len(zooms)).float().cpu().numpy())
             bar.update(len(chunk))
     empty = np.zeros((0, model.embedding_dim(pool)), np.float32)
     return {layer: np.concatenate(x) if x else empty for layer, x in out.items()}
@@ -182,6 +196,7 @@ def embed_dataset(
     modalities: list[str] | None = None,
     orientations: int = EMBED_ORIENTATIONS,
     device: str = "auto",
+    zooms: Sequence[float] | None = None,
 ) -> Path:
     """Embed every object of ``data`` with the checkpoint in ``run``; write Parquet at ``out``.
 
@@ -199,11 +214,17 @@ def embed_dataset(
     ``device``: auto (CUDA when present; under torchrun each rank its own GPU), cpu, cuda
     or cuda:N. The arithmetic stays in fp32 on a GPU too, so that a survey's embeddings do
     not depend on the hardware that made them (bf16 is for training).
+
+    ``zooms``: the magnifications of each image's centre its embedding is averaged over
+    (default: :data:`~astroloom.tokenize.image.PHOTO_ZOOMS` when the data's pixel scale is
+    unknown — photographs, framed by whoever made them — else the cutout as given).
     """
     from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
     out = Path(out)
     check_orientations(orientations, DataError)
+    if zooms is not None:
+        zooms = check_zooms(zooms, DataError)
     ranks = Ranks.from_env()
     try:
         where = pick_device(device, ranks.local_rank)
@@ -229,6 +250,7 @@ def embed_dataset(
             f"{data} holds none of the modalities {use} (it has {has})"
             + ("; embed it with " + " ".join(f"--modality {m}" for m in shared) if shared else "")
         )
+    zooms = image_zooms(image_description(info)[0], zooms) if "image" in use else (1.0,)
     units = [(unit.path, unit.group) for unit in row_groups(data, info)]
     if ranks.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
@@ -242,15 +264,14 @@ def embed_dataset(
         "layer": layer,
         "pool": pool,
         "orientations": orientations,
+        "zooms": list(zooms),
         "modalities": use,
         "data": str(Path(data).resolve()),
         "dataset": file_signature(Path(data) / "dataset.json"),
     }
     if ranks.main:
         recorded = parts / "key.json"
-        if parts.exists() and (
-            not recorded.is_file() or json.loads(recorded.read_text()) != key
-        ):
+        if parts.exists() and (not recorded.is_file() or json.loads(recorded.read_text()) != key):
             shutil.rmtree(parts)
         parts.mkdir(parents=True, exist_ok=True)
         recorded.write_text(json.dumps(key))
@@ -265,9 +286,19 @@ def embed_dataset(
         rows = read_rows(read_row_group(path, group), path, info, use)
         rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
         vectors = (
-            foundation.embed(
-                foundation.tokens_from_set(rows, use), layer, pool, batch_size, orientations
-            )
+            np.mean(
+                [
+                    foundation.embed(
+                        foundation.tokens_from_set(rows, use, zoom),
+                        layer,
+                        pool,
+                        batch_size,
+                        orientations,
+                    )
+                    for zoom in zooms
+                ],
+                axis=0,
+            ).astype(np.float32)
             if len(rows)
             else np.zeros((0, model.embedding_dim(pool)), np.float32)
         )
@@ -283,6 +314,7 @@ def embed_dataset(
             "layer": layer,
             "pool": pool,
             "orientations": orientations if "image" in use else 1,
+            "zooms": list(zooms),
             "weights": "random" if random_weights else "trained",
             "modalities": use,
             "n_embd": cfg.model.n_embd,

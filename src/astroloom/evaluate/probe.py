@@ -8,6 +8,7 @@ comes from the architecture alone (the same transformer with random weights)?
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,10 +238,11 @@ def baseline_feature_sets(
     orientations: int = EMBED_ORIENTATIONS,
     pixel_scale: float | None = None,
     zero_point: float | None = None,
+    zooms: Sequence[float] | None = None,
 ) -> dict[str, np.ndarray]:
     """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
     the same transformer, untrained (seeded), embedded at ``layer`` as the foundation was
-    (``pool``, ``orientations``, the data's ``pixel_scale`` and ``zero_point``)."""
+    (``pool``, ``orientations``, ``zooms``, the data's ``pixel_scale`` and ``zero_point``)."""
     torch.manual_seed(cfg.train.seed + 1)
     random_model = build_model(cfg.model).eval()
     stretch = tokenizer.image.stretch
@@ -257,6 +259,7 @@ def baseline_feature_sets(
             orientations=orientations,
             pixel_scale=pixel_scale,
             zero_point=zero_point,
+            zooms=zooms,
         ),
     }
 
@@ -288,6 +291,8 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
         emb.meta.get("orientations", 1),
         pixel_scale,
         zero_point,
+        # and each picture as given, whatever its pixel scale.
+        emb.meta.get("zooms", [1.0]),
     )
 
 

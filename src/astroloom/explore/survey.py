@@ -169,6 +169,7 @@ class ExplorerSurvey:
         self.layer = self.emb.meta.get("layer")
         self.pool = self.emb.meta.get("pool", "meanstd")
         self.orientations = self.emb.meta.get("orientations", 1)
+        self.zooms = self.emb.meta.get("zooms", [1.0])  # files before zooms: as given
         self.image_scale = self.info.normalisation.get("image", {}).get("scale")
         self._reference: SurpriseReference | None = None
 
@@ -305,18 +306,23 @@ class ExplorerSurvey:
 
     def embed_cutouts(self, cutouts: list) -> np.ndarray:
         """Embed uploaded cutouts (:class:`~astroloom.explore.uploads.Cutout`) the way the
-        survey was embedded, each with the zero point and pixel scale it states."""
+        survey was embedded (its turns and closer views), each with the zero point and
+        pixel scale it states."""
         tok = self.foundation.tokenizer.image
         out = []
         for c in cutouts:
-            tokens = tok.tokens(
-                torch.from_numpy(c.image[None]), pixel_scale=c.pixel_scale, zero_point=c.zero_point
-            )
-            out.append(
-                self.foundation.embed(
-                    {"image": tokens}, self.layer, self.pool, orientations=self.orientations
+            image = torch.from_numpy(c.image[None])
+            views = []
+            for zoom in self.zooms:
+                tokens = tok.tokens(
+                    image, pixel_scale=c.pixel_scale, zero_point=c.zero_point, zoom=zoom
                 )
-            )
+                views.append(
+                    self.foundation.embed(
+                        {"image": tokens}, self.layer, self.pool, orientations=self.orientations
+                    )
+                )
+            out.append(np.mean(views, axis=0).astype(np.float32))
         return np.concatenate(out)
 
     def rank(self, positive: list[str], negative: list[str], k: int = 24) -> list[dict]:

@@ -103,10 +103,11 @@ class Foundation:
         return self.tokens_from_set(data, names)
 
     def tokens_from_set(
-        self, data: MultimodalSet, use: Sequence[str] | None = None
+        self, data: MultimodalSet, use: Sequence[str] | None = None, zoom: float = 1.0
     ) -> dict[str, ModalityTokens]:
         """Token blocks for every object of an in-memory dataset (light curves evenly
-        subsampled), restricted to ``use`` if given."""
+        subsampled), restricted to ``use`` if given; images ``zoom`` times closer about
+        their centre when that is above 1."""
         sub = MultimodalTokenizer(
             {
                 m: t
@@ -116,7 +117,7 @@ class Foundation:
         )
         if not sub.tokenizers:
             raise ModalityError(f"none of the model's modalities {self.modalities} is in the data")
-        prepared = sub.prepare(data)
+        prepared = sub.prepare(data, zoom)
         return sub.batch(prepared, torch.arange(len(data.ids)), None)
 
     def query(self, target: str, n: int, image_size: int | None = None) -> ModalityTokens:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from astroloom.data.augment import magnify
 from astroloom.tokenize.tokens import ModalityTokens
 
 
@@ -80,6 +81,36 @@ def check_orientations(count: int, error: type[Exception] = ValueError) -> int:
     if count not in ORIENTATION_COUNTS:
         raise error(f"orientations must be 1, 4 or 8, got {count!r}")
     return count
+
+
+# The views a photograph is embedded from when its pixel scale is unknown: the picture as
+# given and its centre 1.5, 2 and 3 times closer. Whoever made a photograph chose its
+# framing, so how much sky, how many neighbours and how much of the galaxy's outskirts
+# it holds says nothing of the galaxy; the mean over closer views weighs the galaxy
+# itself more (docs/benchmarks.md, "Photographs embedded from closer views"). Survey
+# cutouts of a known pixel scale keep the one view the model was trained on.
+PHOTO_ZOOMS: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+
+
+def check_zooms(zooms, error: type[Exception] = ValueError) -> tuple[float, ...]:
+    """``zooms`` as a tuple of floats when each is a finite number ≥ 1, else ``error``."""
+    try:
+        out = tuple(float(z) for z in zooms)
+    except (TypeError, ValueError):
+        raise error(f"zooms must be numbers ≥ 1, got {zooms!r}") from None
+    if not out or not all(math.isfinite(z) and z >= 1.0 for z in out):
+        raise error(f"zooms must be one or more numbers ≥ 1 (1: as given), got {zooms!r}")
+    return out
+
+
+def image_zooms(pixel_scale: float | None, zooms=None) -> tuple[float, ...]:
+    """The magnifications an image embedding is averaged over: ``zooms`` when given, else
+    :data:`PHOTO_ZOOMS` for pictures of unknown pixel scale and the cutout as given for
+    the rest."""
+    if zooms is not None:
+        return check_zooms(zooms)
+    known = pixel_scale is not None and math.isfinite(pixel_scale) and pixel_scale > 0
+    return (1.0,) if known else PHOTO_ZOOMS
 
 
 @lru_cache(maxsize=64)
@@ -393,8 +424,10 @@ class ImageTokenizer:
         tokens, valid, _ = self._patches(images, pixel_scale, zero_point)
         return tokens, valid
 
-    def _patches(self, images, pixel_scale, zero_point):
+    def _patches(self, images, pixel_scale, zero_point, zoom: float = 1.0):
         images = self.resample(images, pixel_scale)
+        if zoom != 1.0:
+            images = magnify(images, zoom)
         norm = self.normalise(images, zero_point)
         b, c, h, _ = images.shape
         p, g = self.patch_size, h // self.patch_size
@@ -430,10 +463,12 @@ class ImageTokenizer:
         present: torch.Tensor | None = None,
         pixel_scale: float | None = None,
         zero_point: float | torch.Tensor | None = None,
+        zoom: float = 1.0,
     ) -> ModalityTokens:
         """Token block of the model; ``present`` marks objects that have an image,
-        ``pixel_scale`` and ``zero_point`` describe the data (None: unknown)."""
-        values, valid, norm = self._patches(images, pixel_scale, zero_point)
+        ``pixel_scale`` and ``zero_point`` describe the data (None: unknown); ``zoom`` > 1
+        tokenises the cutout's centre that many times closer (:func:`magnify`)."""
+        values, valid, norm = self._patches(images, pixel_scale, zero_point, zoom)
         b, n, _ = values.shape
         side = round(int(n) ** 0.5) * self.patch_size
         pos = self.positions(side).expand(b, n, 2)

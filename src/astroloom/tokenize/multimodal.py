@@ -130,9 +130,10 @@ class MultimodalTokenizer:
         return cls(out)
 
     # ------------------------------------------------------------------ tokens
-    def prepare(self, data: MultimodalSet) -> PreparedData:
+    def prepare(self, data: MultimodalSet, zoom: float = 1.0) -> PreparedData:
         """Token blocks of every object; images are read with the dataset's own pixel scale
-        and zero point (``dataset.json``; unknown when the set has no description)."""
+        and zero point (``dataset.json``; unknown when the set has no description), their
+        centre ``zoom`` times closer when that is above 1."""
         blocks: dict[str, ModalityTokens] = {}
         curves = None
         for m, tok in self.tokenizers.items():
@@ -143,7 +144,11 @@ class MultimodalTokenizer:
                     images = np.full((len(data), *data.info.image.shape), np.nan, np.float32)
                 pixel_scale, zero_point = image_description(data.info)
                 blocks[m] = tok.tokens(
-                    torch.from_numpy(images), has, pixel_scale=pixel_scale, zero_point=zero_point
+                    torch.from_numpy(images),
+                    has,
+                    pixel_scale=pixel_scale,
+                    zero_point=zero_point,
+                    zoom=zoom,
                 )
             elif m == "spectrum":
                 flux = data.arrays.get(
