@@ -27,6 +27,11 @@ RUN_HELP = (
     "run directory or checkpoint, or a model name: shipped (astroloom/mock-tiny) or on the "
     "Hugging Face Hub (owner/name[@revision]); also given as --model NAME_OR_PATH."
 )
+ZOOMS_HELP = (
+    "Average each image's vector over these magnifications of its centre, comma-separated "
+    "(1: as given). Default: 1,1.5,2,3 for pictures of unknown pixel scale (photographs), "
+    "1 for the rest."
+)
 JOBS_HELP = "Worker processes for the probes (and bench's photutils features); -1: one per core."
 
 
@@ -452,14 +457,7 @@ def embed(
     device: Annotated[
         str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; fp32 on either.")
     ] = "auto",
-    zooms: Annotated[
-        str | None,
-        typer.Option(
-            help="Average each image's vector over these magnifications of its centre, "
-            "comma-separated (1: as given). Default: 1,1.5,2,3 for pictures of unknown "
-            "pixel scale (photographs), 1 for the rest."
-        ),
-    ] = None,
+    zooms: Annotated[str | None, typer.Option(help=ZOOMS_HELP)] = None,
 ) -> None:
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
@@ -654,6 +652,7 @@ def bench(
     ] = EMBED_ORIENTATIONS,
     jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = -1,
     layer: LayerOption = None,
+    zooms: Annotated[str | None, typer.Option(help=ZOOMS_HELP)] = None,
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
@@ -664,6 +663,7 @@ def bench(
     check_budgets(sizes, seeds)
     check_orientations(orientations, typer.BadParameter)
     check_jobs(jobs)
+    views = None if zooms is None else check_zooms(zooms.split(","), typer.BadParameter)
     result = run_bench(
         run,
         data,
@@ -674,6 +674,7 @@ def bench(
         orientations=orientations,
         jobs=jobs,
         layer=layer,
+        zooms=views,
     )
     out = out or output_home(run) / "bench"
     js, md = result.save(out)

@@ -319,6 +319,7 @@ def bench_features(
     progress: bool = True,
     foundation: np.ndarray | None = None,
     jobs: int = 1,
+    zooms: Sequence[float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every galaxy feature set the bench compares, row-aligned with ``images``: the
     foundation's embeddings (exactly those `astroloom embed` writes for the images; given
@@ -333,6 +334,7 @@ def bench_features(
             layer,
             progress=progress,
             orientations=orientations,
+            zooms=zooms,
             **described,
         )
     features = {"foundation": foundation}
@@ -345,6 +347,7 @@ def bench_features(
             layer,
             progress,
             orientations=orientations,
+            zooms=zooms,
             **described,
         )
     )
@@ -368,10 +371,12 @@ def run_bench(
     orientations: int = EMBED_ORIENTATIONS,
     jobs: int = -1,
     layer: int | None = None,
+    zooms: Sequence[float] | None = None,
 ) -> BenchResult:
     """Every target × feature set × probe × label budget, anomalies and a layer sweep.
     Image embeddings (the foundation's and the random network's) are averaged over
-    ``orientations`` turns of each cutout, as ``astroloom embed`` makes them.
+    ``orientations`` turns of each cutout and over ``zooms`` (default: closer views of
+    pictures of unknown pixel scale), as ``astroloom embed`` makes them.
     ``cnn_steps`` > 0 adds the second wave: a ResNet trained from scratch on the pixels for
     each regression target, budget and seed (the same splits), for that many steps.
     ``jobs`` probes are fitted at a time (-1: one per core; the scores do not depend on
@@ -459,6 +464,7 @@ def run_bench(
             depths,
             progress=progress,
             orientations=orientations,
+            zooms=zooms,
             **described,
         )
     with stage("baseline features"):
@@ -472,6 +478,7 @@ def run_bench(
             progress,
             foundation=by_layer[layer],
             jobs=jobs,
+            zooms=zooms,
         )
     curves = []
     for target in wanted:
@@ -571,7 +578,7 @@ def run_bench(
         "data": str(data),
         "layer": layer,
         "orientations": orientations,
-        "zooms": list(image_zooms(described["pixel_scale"])),
+        "zooms": list(image_zooms(described["pixel_scale"], zooms)),
         "n_objects": len(images),
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],
