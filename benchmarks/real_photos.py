@@ -158,30 +158,23 @@ def main() -> None:
         pixels = np.concatenate([a.images, b.images])
         pixel_scale, zero_point = image_description(a.info)
         features = {}
+        described = {"pixel_scale": pixel_scale, "zero_point": zero_point}
         for i, (run, (model, cfg, tokenizer)) in enumerate(models.items()):
             layer = model.default_layer()
-            features[f"foundation: {Path(run).name}"] = embed_images(
-                model,
-                tokenizer,
-                pixels,
-                layer,
-                progress=False,
-                pixel_scale=pixel_scale,
-                zero_point=zero_point,
-            )
+            # As `astroloom embed` makes them (closer views of a photograph) and as given.
+            for zooms, tag in ((None, ""), ((1.0,), ", as given")):
+                features[f"foundation: {Path(run).name}{tag}"] = embed_images(
+                    model, tokenizer, pixels, layer, progress=False, zooms=zooms, **described
+                )
             if i == 0:  # the baselines once, with the first run's tokenizer and shape
                 features.update(
                     baseline_feature_sets(
-                        cfg,
-                        tokenizer,
-                        pixels,
-                        PCA_COMPONENTS,
-                        layer,
-                        False,
-                        pixel_scale=pixel_scale,
-                        zero_point=zero_point,
+                        cfg, tokenizer, pixels, PCA_COMPONENTS, layer, False, **described
                     )
                 )
+                features["random weights, as given"] = baseline_feature_sets(
+                    cfg, tokenizer, pixels, 1, layer, False, zooms=(1.0,), **described
+                )["random weights"]
         features["hand-crafted"] = handcrafted_features(pixels, robust_noise_scale(pixels), False)
         for name, x in features.items():
             table.setdefault(name, {})[nuisance] = retrieval(x, n_galaxies)
