@@ -36,5 +36,25 @@ def test_export_on_the_command_line_and_bad_runs(tmp_path):
     result = cli("export", "astroloom/mock-tiny", "--onnx", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "onnxruntime matches PyTorch" in result.stdout and out.stat().st_size > 1e6
+    result = cli("export", "astroloom/mock-tiny", "--onnx", str(out), "--zooms", "0.5")
+    assert result.returncode == 2 and "zooms must be" in result.stderr
     with pytest.raises(CheckpointError, match="no checkpoint found"):
         export_onnx(tmp_path, tmp_path / "x.onnx")
+
+
+def test_onnx_graph_embeds_photographs_from_their_closer_views(trained_run, mock_dir, tmp_path):
+    """Exported with the views `astroloom embed` takes of a photograph (pixel scale and
+    zero point unknown), the graph gives its vectors: the resampling is in the graph."""
+    from astroloom.evaluate.embed import embed_images
+    from astroloom.model.checkpoint import load_checkpoint
+    from astroloom.tokenize.image import PHOTO_ZOOMS
+
+    path = export_onnx(trained_run, tmp_path / "photo.onnx", zooms=PHOTO_ZOOMS)
+    images = load_image_set(mock_dir, limit=9).images.astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images})[0]
+    model, _, tokenizer = load_checkpoint(trained_run)
+    want = embed_images(model, tokenizer, images, progress=False)  # unknown scale: the views
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    as_given = embed_images(model, tokenizer, images, progress=False, zooms=[1])
+    assert np.abs(got - as_given).max() > 1e-2

@@ -734,11 +734,19 @@ def export(
         float | None,
         typer.Option(help="AB magnitude of one pixel unit of the images it will read."),
     ] = None,
+    zooms: Annotated[
+        str,
+        typer.Option(
+            help="Closer views of each image's centre the graph averages over, "
+            "comma-separated (1: as given; 1,1.5,2,3 embeds photographs as astroloom embed)."
+        ),
+    ] = "1",
 ) -> None:
     """Export the image embedding path as ONNX, checked against PyTorch with onnxruntime."""
     from astroloom.model.export import check_onnx, export_onnx
 
-    path = export_onnx(run, onnx, layer=layer, pool=pool, zero_point=zero_point)
+    views = check_zooms(zooms.split(","), typer.BadParameter)
+    path = export_onnx(run, onnx, layer=layer, pool=pool, zero_point=zero_point, zooms=views)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -751,7 +759,7 @@ def export(
     size = (5, cfg.n_bands, cfg.image_size, cfg.image_size)
     images = (rng.gamma(2.0, 1.0, size) * 0.01).astype(np.float32)
     images[:, :, size[2] // 2 - 4 : size[2] // 2 + 4, size[3] // 2 - 4 : size[3] // 2 + 4] += 1
-    diff = check_onnx(run, path, images, layer=layer, pool=pool, zero_point=zero_point)
+    diff = check_onnx(run, path, images, layer=layer, pool=pool, zero_point=zero_point, zooms=views)
     say(f"wrote {path}; onnxruntime matches PyTorch to {diff:.2g} on 5 test cutouts")
 
 

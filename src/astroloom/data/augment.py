@@ -77,20 +77,23 @@ def magnify(
     scales with the pixel's area, so surface brightness is kept; a pixel interpolated from
     missing ones stays missing."""
     b, c, h, w = images.shape
-    z = torch.as_tensor(factor, dtype=torch.float32, device=images.device).expand(b)
-    theta = torch.zeros(b, 2, 3, device=images.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / z
+    z = torch.as_tensor(factor, dtype=images.dtype, device=images.device).expand(b)[:, None, None]
+    # affine_grid's sampling points (align_corners=False) written out, so that the ONNX
+    # export needs no opset-20 operator: pixel centres at (2i + 1)/n − 1, scaled by 1/z.
+    x = (2 * torch.arange(w, dtype=images.dtype, device=images.device) + 1) / w - 1
+    y = (2 * torch.arange(h, dtype=images.dtype, device=images.device) + 1) / h - 1
+    x, y = x[None, None, :] / z, y[None, :, None] / z
     if shift is not None:
-        theta[:, 0, 2] = -2.0 * shift[:, 0] / w
-        theta[:, 1, 2] = -2.0 * shift[:, 1] / h
-    grid = F.affine_grid(theta, (b, c, h, w), align_corners=False)
+        x = x - 2.0 * shift[:, 0, None, None].to(images.dtype) / w
+        y = y - 2.0 * shift[:, 1, None, None].to(images.dtype) / h
+    grid = torch.stack(torch.broadcast_tensors(x, y), dim=-1)
     valid = torch.isfinite(images)
     filled = torch.where(valid, images, images.new_zeros(()))
     kwargs = {"mode": "bilinear", "padding_mode": "reflection", "align_corners": False}
     out = F.grid_sample(filled, grid, **kwargs)
     seen = F.grid_sample(valid.to(images.dtype), grid, **kwargs)
     nan = torch.tensor(float("nan"), dtype=images.dtype, device=images.device)
-    return torch.where(seen > 0.99, out / (z * z)[:, None, None, None], nan)
+    return torch.where(seen > 0.99, out / (z * z)[:, None], nan)
 
 
 def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
