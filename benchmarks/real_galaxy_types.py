@@ -260,12 +260,13 @@ def main() -> None:
     for i, run in enumerate(args.run):
         model, cfg, tokenizer = load_checkpoint(run)
         layer = model.default_layer()
-        if i == 0:
-            for views, tag in ((None, ""), ((1.0,), ", as given")):
-                features[f"random weights{tag}"] = baseline_feature_sets(
-                    cfg, tokenizer, pixels, 32, layer, False,
-                    pixel_scale=pixel_scale, zero_point=zero_point, zooms=views,
-                )["random weights"]  # fmt: skip
+        if i == 0:  # the untrained network from closer views and from the pictures as given
+            untrained = baseline_feature_sets(
+                cfg, tokenizer, pixels, 32, layer, False,
+                pixel_scale=pixel_scale, zero_point=zero_point,
+            )  # fmt: skip
+            for name in ("random weights", "random weights, as given"):
+                features[name] = untrained[name]
         for pool in ("moments", "meanstd", "mean"):
             for views, tag in ((None, ""), ((1.0,), ", as given")):
                 features[f"{run}, {pool}{tag}"] = embed_images(

@@ -166,15 +166,12 @@ def main() -> None:
                 features[f"foundation: {Path(run).name}{tag}"] = embed_images(
                     model, tokenizer, pixels, layer, progress=False, zooms=zooms, **described
                 )
-            if i == 0:  # the baselines once, with the first run's tokenizer and shape
+            if i == 0:  # the baselines once (random weights also as given), first run's shape
                 features.update(
                     baseline_feature_sets(
                         cfg, tokenizer, pixels, PCA_COMPONENTS, layer, False, **described
                     )
                 )
-                features["random weights, as given"] = baseline_feature_sets(
-                    cfg, tokenizer, pixels, 1, layer, False, zooms=(1.0,), **described
-                )["random weights"]
         features["hand-crafted"] = handcrafted_features(pixels, robust_noise_scale(pixels), False)
         for name, x in features.items():
             table.setdefault(name, {})[nuisance] = retrieval(x, n_galaxies)
