@@ -335,14 +335,8 @@ class AugmentConfig:
         return any(
             v > 0
             for v in (
-                self.rot_flip,
-                self.shift,
-                self.zoom - 1.0,
-                self.psf_sigma,
-                self.noise,
-                self.flux_mag,
-                self.photo,
-                self.drop_unit,
+                self.rot_flip, self.shift, self.zoom - 1.0, self.psf_sigma, self.noise,
+                self.flux_mag, self.photo, self.drop_unit,
             )
         )
 

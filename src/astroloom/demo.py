@@ -82,7 +82,9 @@ def probe_table(report: Report, result: ProbeReport) -> None:
     (pixel PCA, random weights, …), never over another foundation column."""
     ours = result.foundation_methods
     header = (
-        ["label"] + [f"{m} R²" for m in result.methods] + [f"{m} − best baseline" for m in ours]
+        ["label"]
+        + [f"{m} R²" for m in result.methods]
+        + [f"{m} − best baseline" for m in ours]
     )
     margins = result.margins()
     rows, best = [], []
@@ -376,7 +378,9 @@ def explain_examples(
     panels = []
     for tm in maps:
         row = explainer.row(tm.object_id)
-        panels.append((tm, physical_maps(explainer, tm), {"image": data.arrays["image"][row]}))
+        panels.append(
+            (tm, physical_maps(explainer, tm), {"image": data.arrays["image"][row]})
+        )
     figure = out / "figures" / "explain.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_explanation(panels, figure, data.info.normalisation.get("image", {}).get("scale"))

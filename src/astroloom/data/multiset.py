@@ -129,7 +129,8 @@ def read_rows(
         missing = [c for c in columns_of(info, m) if c not in table.column_names]
         if missing:
             raise DataError(
-                f"shard {path} lacks column(s) {missing}: dataset.json says the dataset holds {m}"
+                f"shard {path} lacks column(s) {missing}: dataset.json says the dataset "
+                f"holds {m}"
             )
         if m == "image":
             shape = tuple(info.image.shape)

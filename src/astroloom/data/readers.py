@@ -212,7 +212,10 @@ def describe_catalogue(
     left_out = [
         c
         for c in table.colnames
-        if c != id_column and c not in labels and c not in sources and table[c].dtype.kind in "USO"
+        if c != id_column
+        and c not in labels
+        and c not in sources
+        and table[c].dtype.kind in "USO"
     ]
     return labels, from_types, left_out
 
@@ -362,24 +365,9 @@ def read_hdf5(path: Path, image_key: str = "images", max_bad: float = 0.5) -> It
 
 # Effective wavelengths (nm) of common bands: enough to order a picture's colour channels.
 BAND_WAVELENGTH_NM = {
-    "u": 355,
-    "g": 475,
-    "r": 620,
-    "i": 750,
-    "z": 870,
-    "y": 1000,
-    "U": 365,
-    "B": 445,
-    "V": 551,
-    "R": 658,
-    "I": 806,
-    "J": 1250,
-    "H": 1650,
-    "K": 2200,
-    "NUV": 230,
-    "FUV": 155,
-    "W1": 3400,
-    "W2": 4600,
+    "u": 355, "g": 475, "r": 620, "i": 750, "z": 870, "y": 1000,
+    "U": 365, "B": 445, "V": 551, "R": 658, "I": 806, "J": 1250, "H": 1650, "K": 2200,
+    "NUV": 230, "FUV": 155, "W1": 3400, "W2": 4600,
 }
 
 
@@ -456,10 +444,8 @@ def read_image_folder(
                 if size is not None and picture.size != (size, size):
                     if picture.width != picture.height:
                         raise BadObject(
-                            str(path),
-                            obj,
-                            f"{picture.width}×{picture.height} is not square; "
-                            f"--size resamples square pictures only",
+                            str(path), obj, f"{picture.width}×{picture.height} is not square; "
+                            f"--size resamples square pictures only"
                         )
                     picture = picture.resize((size, size), Image.LANCZOS)
                 array = np.asarray(picture, dtype=np.float32) / full_scale
@@ -472,7 +458,9 @@ def read_image_folder(
         if labels_csv is not None and obj not in rows:
             raise BadObject(str(path), obj, f"id is not in {labels_csv}")
         image = _image_of(str(path), obj, np.moveaxis(array, -1, 0)[channels], max_bad)
-        return Observation(obj, {"image": image}, _label_values(rows[obj], names) if rows else {})
+        return Observation(
+            obj, {"image": image}, _label_values(rows[obj], names) if rows else {}
+        )
 
     yield from _each(files, one)
 

@@ -220,7 +220,11 @@ def finetune_curve(
         have = sorted(images.labels)
         raise DataError(
             f"{target!r} is not a numeric label of {data}; "
-            + (f"have {have}" if have else f"it has no labels ({LABELS_FROM_CATALOGUE})")
+            + (
+                f"have {have}"
+                if have
+                else f"it has no labels ({LABELS_FROM_CATALOGUE})"
+            )
         )
     y_all = images.labels[target].astype(float)
     known = np.flatnonzero(np.isfinite(y_all))

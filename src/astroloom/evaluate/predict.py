@@ -104,9 +104,7 @@ def prediction_axes(foundation: Foundation, target: str, data: MultimodalSet) ->
         axes = {
             "unit": tok.flux_unit or "the training survey's flux unit",
             "wavelength_angstrom": {
-                "start": tok.wavelength_start,
-                "step": tok.wavelength_step,
-                "n": tok.n_pixels,
+                "start": tok.wavelength_start, "step": tok.wavelength_step, "n": tok.n_pixels
             },
         }
     elif target == "photometry":

@@ -713,7 +713,9 @@ class MultimodalModel(nn.Module):
         # Batches are shuffled, so each modality's first objects are a random draw; taking
         # them (not a fresh random one) keeps resumed runs on the same trajectory.
         cap = self.cfg.keep_context_rows or None
-        rows = torch.cat([batch[m].present.any(1).nonzero()[:cap, 0].cpu() for m in keep]).unique()
+        rows = torch.cat(
+            [batch[m].present.any(1).nonzero()[:cap, 0].cpu() for m in keep]
+        ).unique()
         if not len(rows):
             return {}
         if len(rows) < next(iter(batch.values())).batch_size:
@@ -791,7 +793,8 @@ class MultimodalModel(nn.Module):
         high = torch.pow(10.0, last - SHIFT_MAX) * (1 - margin[1])
         device = spectrum.values.device
         views = [
-            stretch_tokens(spectrum, s.to(device), low.to(device), high.to(device)) for s in shifts
+            stretch_tokens(spectrum, s.to(device), low.to(device), high.to(device))
+            for s in shifts
         ]
         z1, z2 = (self._pooled_once({"spectrum": v}, None, "meanstd").float() for v in views)
         pred = self.shift_head(z2 - z1)[:, 0]

@@ -118,7 +118,7 @@ class PaddedCurves:
         return len(self.count)
 
     def take(self, index: torch.Tensor) -> PaddedCurves:
-        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        pick = (lambda t: None if t is None else t[index])  # noqa: E731
         return PaddedCurves(
             self.time[index],
             self.mag[index],

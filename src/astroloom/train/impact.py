@@ -293,7 +293,8 @@ def model_card(
         f"- energy {impact.energy_kwh:.4g} kWh ({impact.energy_method}); "
         f"{impact.co2e_kg:.4g} kg CO2e",
         (
-            f"- codecarbon: {impact.energy_measured_kwh:.4g} kWh via {impact.energy_measured_how}"
+            f"- codecarbon: {impact.energy_measured_kwh:.4g} kWh via "
+            f"{impact.energy_measured_how}"
             if impact.energy_measured_kwh is not None
             else "- codecarbon: could not measure on this machine"
         ),

@@ -147,7 +147,9 @@ def render_survey_galaxy(
             bands,
         )
     elif rare_kind == "merger":
-        image = rare.merger(image, fluxes * rng.uniform(0.5, 1.2), hlr, psf, size, PIXEL_SCALE, rng)
+        image = rare.merger(
+            image, fluxes * rng.uniform(0.5, 1.2), hlr, psf, size, PIXEL_SCALE, rng
+        )
     elif rare_kind == "star":
         star_mag_r = rng.uniform(15.0, 17.5)
         colours = rare.colour_ramp(bands, rng.uniform(0.2, 1.4), -rng.uniform(0.0, 1.0))
