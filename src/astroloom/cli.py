@@ -253,11 +253,7 @@ def data_ingest(
         records = readers.read_hdf5(source, max_bad=max_bad_fraction)
     elif fmt == "images":
         records = readers.read_image_folder(
-            source,
-            catalog,
-            id_column,
-            max_bad_fraction,
-            bands.split(",") if bands else None,
+            source, catalog, id_column, max_bad_fraction, bands.split(",") if bands else None,
             size=size,
         )
     elif fmt == "parquet":
@@ -377,7 +373,9 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset directory.")]
             continue
         finite = values[np.isfinite(values)]
         lo, mid, hi = np.percentile(finite, [0, 50, 100]) if finite.size else (np.nan,) * 3
-        say(f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>8}")
+        say(
+            f"{name:<20}{unit:<12}{lo:>10.3f}{mid:>10.3f}{hi:>10.3f}{values.size - finite.size:>8}"
+        )
 
 
 @app.command()
@@ -1069,7 +1067,9 @@ def scaling_sweep(
     records = run_sweep(load_config(config, set_ or []), sizes.split(","), _floats(tokens), out)
     say(f"{'run':<22}{'N':>10}{'D':>12}{'C':>12}{'val loss':>10}")
     for r in records:
-        say(f"{r['name']:<22}{r['N']:>10.3g}{r['D']:>12.3g}{r['C']:>12.3g}{r['val_loss']:>10.4f}")
+        say(
+            f"{r['name']:<22}{r['N']:>10.3g}{r['D']:>12.3g}{r['C']:>12.3g}{r['val_loss']:>10.4f}"
+        )
 
 
 @scaling_app.command("fit")

@@ -154,7 +154,9 @@ def lupton_photo(
     x = np.nan_to_num(np.asarray(image, np.float64)).clip(min=0.0)
     intensity = x.mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(intensity > 0, np.arcsinh(q * intensity / stretch) / (q * intensity), 0.0)
+        factor = np.where(
+            intensity > 0, np.arcsinh(q * intensity / stretch) / (q * intensity), 0.0
+        )
     rgb = (x * factor[None]).clip(0.0, None)
     peak = rgb.max(axis=0, keepdims=True)
     rgb = np.where(peak > 1.0, rgb / np.maximum(peak, 1e-12), rgb)  # keep hue when saturated
@@ -187,7 +189,9 @@ def photo(
         x = images[i].numpy()
         peak = float(np.nanmax(np.nanmean(x, axis=0))) if np.isfinite(x).any() else 1.0
         stretch = max(peak * float(fractions[i]), 1e-12)
-        out.append(lupton_photo(x, float(qs[i]), stretch, int(qualities[i]) if jpeg else None))
+        out.append(
+            lupton_photo(x, float(qs[i]), stretch, int(qualities[i]) if jpeg else None)
+        )
     return torch.from_numpy(np.stack(out))
 
 

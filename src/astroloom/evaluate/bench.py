@@ -123,9 +123,8 @@ def _paired_markdown(rows: list[dict], budgets: list[int]) -> list[str]:
         *_cell_table(
             paired,
             shown,
-            lambda r: (
-                f"{r['difference']:+.4f} ± {r['difference_se']:.4f} ({r['draws_won']}/{r['draws']})"
-            ),
+            lambda r: f"{r['difference']:+.4f} ± {r['difference_se']:.4f} "
+            f"({r['draws_won']}/{r['draws']})",
         ),
     ]
     level = [
@@ -204,10 +203,8 @@ class BenchResult:
             *_cell_table(
                 rows,
                 budgets,
-                lambda r: (
-                    f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
-                    f"{r['baseline_value']:.3f} ({r['baseline']})"
-                ),
+                lambda r: f"{'✓' if r['win'] else '✗'} {r['foundation']:.3f} vs "
+                f"{r['baseline_value']:.3f} ({r['baseline']})",
             ),
         ]
         wins = [
