@@ -115,3 +115,71 @@ def test_zooms_on_the_command_line(trained_run, photographs, tmp_path):
         result = runner.invoke(app, [*args, "--zooms", bad])
         assert result.exit_code == 2
         assert "zooms must be" in result.output
+
+
+def test_real_galaxies_framed_wider_are_found_again_from_closer_views(tmp_path):
+    """Real photographs: ~150 galaxies of the Hubble XDF colour picture (scikit-image ships
+    it), each cut out five equivalent radii wide and again 1.25 times as wide, 64 × 64 PNG,
+    ingested as a user's pictures. Embedded with the shipped model from closer views (the
+    default for pictures), the wider cut-out's nearest tight one is the same galaxy twice as
+    often as from the pictures as given (measured 0.65 against 0.34; chance 1/150)."""
+    from PIL import Image
+    from scipy import ndimage
+    from skimage import data as skimage_data
+    from sklearn.preprocessing import StandardScaler
+
+    from astroloom.data.readers import ingest, read_image_folder
+    from astroloom.model.hub import resolve_model
+
+    picture = skimage_data.hubble_deep_field()
+    light = ndimage.gaussian_filter(picture.astype(float).mean(2), 2)
+    regions, n = ndimage.label(light > 40.0)
+    index = np.arange(1, n + 1)
+    areas = ndimage.sum(np.ones_like(light), regions, index)
+    centres = ndimage.center_of_mass(light, regions, index)
+    for part in ("tight", "wide"):
+        (tmp_path / part).mkdir()
+    kept = 0
+    for k in np.argsort(-areas)[:160]:
+        (cy, cx), side = centres[k], int(np.clip(5 * np.sqrt(areas[k] / np.pi), 24, 200))
+        boxes = [(int(round(cy - s / 2)), int(round(cx - s / 2)), s) for s in (side, side * 5 // 4)]
+        if any(
+            y < 0 or x < 0 or y + s > picture.shape[0] or x + s > picture.shape[1]
+            for y, x, s in boxes
+        ):
+            continue
+        for part, (y, x, s) in zip(("tight", "wide"), boxes, strict=True):
+            cut = Image.fromarray(picture[y : y + s, x : x + s]).resize((64, 64), Image.LANCZOS)
+            cut.save(tmp_path / part / f"xdf{kept:03d}.png")
+        kept += 1
+    assert kept > 100
+    sets = []
+    for part in ("tight", "wide"):
+        ingest(
+            read_image_folder(tmp_path / part, bands=["g", "r", "z"]),
+            tmp_path / f"{part}-data",
+            part,
+            progress=False,
+        )
+        sets.append(load_image_set(tmp_path / f"{part}-data"))
+    assert list(sets[0].ids) == list(sets[1].ids)
+    pixel_scale, zero_point = image_description(sets[0].info)
+    assert pixel_scale is None
+    model, _, tokenizer = load_checkpoint(resolve_model("astroloom/mock-tiny"))
+
+    def found_again(zooms) -> float:
+        x = np.concatenate(
+            [
+                embed_images(
+                    model, tokenizer, s.images, progress=False, zooms=zooms, zero_point=zero_point
+                )
+                for s in sets
+            ]
+        )
+        x = StandardScaler().fit_transform(x.astype(float))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return float(np.mean((x[kept:] @ x[:kept].T).argmax(1) == np.arange(kept)))
+
+    closer, as_given = found_again(None), found_again([1.0])
+    assert closer > 0.5
+    assert closer > as_given + 0.15
