@@ -32,6 +32,13 @@ ZOOMS_HELP = (
     "(1: as given). Default: 1,1.5,2,3 for pictures of unknown pixel scale (photographs), "
     "1 for the rest."
 )
+
+
+def parse_zooms(text: str | None) -> tuple[float, ...] | None:
+    """``--zooms 1,1.5``: the magnifications, checked (None: the default for the data)."""
+    return None if text is None else check_zooms(text.split(","), typer.BadParameter)
+
+
 JOBS_HELP = "Worker processes for the probes (and bench's photutils features); -1: one per core."
 
 
@@ -460,7 +467,6 @@ def embed(
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
 
-    views = None if zooms is None else check_zooms(zooms.split(","), typer.BadParameter)
     path = embed_dataset(
         run,
         data,
@@ -472,7 +478,7 @@ def embed(
         modalities=modality or None,
         orientations=orientations,
         device=device,
-        zooms=views,
+        zooms=parse_zooms(zooms),
     )
     say(f"wrote {path}")
 
@@ -661,7 +667,7 @@ def bench(
     check_budgets(sizes, seeds)
     check_orientations(orientations, typer.BadParameter)
     check_jobs(jobs)
-    views = None if zooms is None else check_zooms(zooms.split(","), typer.BadParameter)
+    views = parse_zooms(zooms)
     result = run_bench(
         run,
         data,
@@ -743,7 +749,7 @@ def export(
     """Export the image embedding path as ONNX, checked against PyTorch with onnxruntime."""
     from astroloom.model.export import check_onnx, export_onnx
 
-    views = check_zooms(zooms.split(","), typer.BadParameter)
+    views = parse_zooms(zooms)
     path = export_onnx(run, onnx, layer=layer, pool=pool, zero_point=zero_point, zooms=views)
     try:
         import onnxruntime  # noqa: F401

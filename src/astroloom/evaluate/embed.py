@@ -28,7 +28,12 @@ from astroloom.model.multimodal import (
     build_model,
 )
 from astroloom.paths import record_path, resolve_recorded
-from astroloom.tokenize.image import check_orientations, check_zooms, image_zooms
+from astroloom.tokenize.image import (
+    check_orientations,
+    check_zooms,
+    image_zooms,
+    mean_over_views,
+)
 from astroloom.tokenize.multimodal import MultimodalTokenizer, image_description, info_modalities
 
 META_KEY = b"astroloom"
@@ -96,20 +101,20 @@ def embed_images_by_layer(
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(images[start : start + batch_size])
-            total = None
-            for zoom in zooms:
+
+            def view(zoom: float, chunk: torch.Tensor = chunk) -> torch.Tensor:
                 tokens = image_tokenizer.tokens(
                     chunk, pixel_scale=pixel_scale, zero_point=zero_point, zoom=zoom
                 )
                 with torch.no_grad():  # one pass through the blocks serves every layer
-                    pooled = model.pooled_states(
+                    states = model.pooled_states(
                         {"image": tokens.to(device)}, layers, pool, orientations
                     )
-                total = (
-                    pooled if total is None else [t + x for t, x in zip(total, pooled, strict=True)]
-                )
-            for layer, x in zip(layers, total, strict=True):
-                out[layer].append((x / len(zooms)).float().cpu().numpy())
+                return torch.stack(states)
+
+            pooled = mean_over_views(zooms, view)
+            for layer, x in zip(layers, pooled, strict=True):
+                out[layer].append(x.float().cpu().numpy())
             bar.update(len(chunk))
     empty = np.zeros((0, model.embedding_dim(pool)), np.float32)
     return {layer: np.concatenate(x) if x else empty for layer, x in out.items()}
@@ -285,23 +290,17 @@ def embed_dataset(
         path, group = units[k]
         rows = read_rows(read_row_group(path, group), path, info, use)
         rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
-        vectors = (
-            np.mean(
-                [
-                    foundation.embed(
-                        foundation.tokens_from_set(rows, use, zoom),
-                        layer,
-                        pool,
-                        batch_size,
-                        orientations,
-                    )
-                    for zoom in zooms
-                ],
-                axis=0,
-            ).astype(np.float32)
-            if len(rows)
-            else np.zeros((0, model.embedding_dim(pool)), np.float32)
-        )
+        if len(rows):
+            tokens = foundation.tokens_from_set(rows, use)
+
+            def view(zoom: float, rows=rows, tokens=tokens) -> np.ndarray:
+                # Only the image is seen closer; the other modalities are tokenised once.
+                closer = foundation.tokens_from_set(rows, ["image"], zoom) if zoom != 1 else {}
+                return foundation.embed({**tokens, **closer}, layer, pool, batch_size, orientations)
+
+            vectors = mean_over_views(zooms, view)
+        else:
+            vectors = np.zeros((0, model.embedding_dim(pool)), np.float32)
         labels = {name: rows.labels[name] for name in info.label_names if name in rows.labels}
         write_embeddings(part, Embeddings(rows.ids, vectors, labels))
     if ranks.world > 1:

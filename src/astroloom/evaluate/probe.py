@@ -250,7 +250,7 @@ def baseline_feature_sets(
     stretch = tokenizer.image.stretch
     views = image_zooms(pixel_scale, zooms)
 
-    def untrained(desc: str, views: Sequence[float]) -> np.ndarray:
+    def untrained(desc: str, zooms: Sequence[float]) -> np.ndarray:
         return embed_images(
             random_model,
             tokenizer,
@@ -262,7 +262,7 @@ def baseline_feature_sets(
             orientations=orientations,
             pixel_scale=pixel_scale,
             zero_point=zero_point,
-            zooms=views,
+            zooms=zooms,
         )
 
     out = {

@@ -27,6 +27,7 @@ from astroloom.interpret.explain import image_map, safe_name
 from astroloom.interpret.surprise import SurpriseReference, token_errors
 from astroloom.model.foundation import Foundation, load_foundation
 from astroloom.report.plots import plot_explanation, plot_image_rows
+from astroloom.tokenize.image import mean_over_views
 from astroloom.tokenize.multimodal import info_modalities
 
 
@@ -312,17 +313,16 @@ class ExplorerSurvey:
         out = []
         for c in cutouts:
             image = torch.from_numpy(c.image[None])
-            views = []
-            for zoom in self.zooms:
+
+            def view(zoom: float, c=c, image=image) -> np.ndarray:
                 tokens = tok.tokens(
                     image, pixel_scale=c.pixel_scale, zero_point=c.zero_point, zoom=zoom
                 )
-                views.append(
-                    self.foundation.embed(
-                        {"image": tokens}, self.layer, self.pool, orientations=self.orientations
-                    )
+                return self.foundation.embed(
+                    {"image": tokens}, self.layer, self.pool, orientations=self.orientations
                 )
-            out.append(np.mean(views, axis=0).astype(np.float32))
+
+            out.append(mean_over_views(self.zooms, view))
         return np.concatenate(out)
 
     def rank(self, positive: list[str], negative: list[str], k: int = 24) -> list[dict]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from astroloom.model.checkpoint import CheckpointError, load_checkpoint
 from astroloom.model.multimodal import EMBED_ORIENTATIONS, EMBED_POOL, MultimodalModel
-from astroloom.tokenize.image import ImageTokenizer, check_zooms
+from astroloom.tokenize.image import ImageTokenizer, check_zooms, mean_over_views
 
 
 class ImageEmbedder(nn.Module):
@@ -46,12 +46,13 @@ class ImageEmbedder(nn.Module):
         self.zooms = check_zooms(zooms)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        total = None
-        for zoom in self.zooms:
+        def view(zoom: float) -> torch.Tensor:
             tokens = self.tokenizer.tokens(images, zero_point=self.zero_point, zoom=zoom)
-            x = self.model.pooled_state({"image": tokens}, self.layer, self.pool, self.orientations)
-            total = x if total is None else total + x
-        return total / len(self.zooms)
+            return self.model.pooled_state(
+                {"image": tokens}, self.layer, self.pool, self.orientations
+            )
+
+        return mean_over_views(self.zooms, view)
 
 
 def image_embedder(

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,6 +113,12 @@ def image_zooms(pixel_scale: float | None, zooms=None) -> tuple[float, ...]:
         return check_zooms(zooms)
     known = pixel_scale is not None and math.isfinite(pixel_scale) and pixel_scale > 0
     return (1.0,) if known else PHOTO_ZOOMS
+
+
+def mean_over_views(zooms: Sequence[float], view: Callable[[float], Any]) -> Any:
+    """The mean of ``view(zoom)`` (an embedding: array or tensor) over ``zooms``: what an
+    image's vector is, wherever it is made (embed, bench, the explorer, the ONNX graph)."""
+    return sum(view(zoom) for zoom in zooms) / len(zooms)
 
 
 @lru_cache(maxsize=64)
