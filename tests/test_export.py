@@ -44,7 +44,9 @@ def test_export_on_the_command_line_and_bad_runs(tmp_path):
 
 def test_onnx_graph_embeds_photographs_from_their_closer_views(trained_run, mock_dir, tmp_path):
     """Exported with the views `astroloom embed` takes of a photograph (pixel scale and
-    zero point unknown), the graph gives its vectors: the resampling is in the graph."""
+    zero point unknown), the graph gives its vectors: the resampling is in the graph. The
+    masking of a photograph's neighbours is not (photutils' segmentation does not trace):
+    the graph matches `embed_images` with the neighbours kept."""
     from astroloom.evaluate.embed import embed_images
     from astroloom.model.checkpoint import load_checkpoint
     from astroloom.tokenize.image import PHOTO_ZOOMS
@@ -54,7 +56,8 @@ def test_onnx_graph_embeds_photographs_from_their_closer_views(trained_run, mock
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": images})[0]
     model, _, tokenizer = load_checkpoint(trained_run)
-    want = embed_images(model, tokenizer, images, progress=False)  # unknown scale: the views
+    # Unknown scale: the views.
+    want = embed_images(model, tokenizer, images, progress=False, neighbours=False)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-    as_given = embed_images(model, tokenizer, images, progress=False, zooms=[1])
+    as_given = embed_images(model, tokenizer, images, progress=False, zooms=[1], neighbours=False)
     assert np.abs(got - as_given).max() > 1e-2

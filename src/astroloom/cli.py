@@ -34,6 +34,17 @@ ZOOMS_HELP = (
 )
 
 
+NeighboursOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--mask-neighbours/--keep-neighbours",
+        help="Mask every source but the central one as missing before embedding an image. "
+        "Default: masked in pictures of unknown pixel scale (photographs), kept in the rest.",
+        show_default=False,
+    ),
+]
+
+
 def parse_zooms(text: str | None) -> tuple[float, ...] | None:
     """``--zooms 1,1.5``: the magnifications, checked (None: the default for the data)."""
     return None if text is None else check_zooms(text.split(","), typer.BadParameter)
@@ -463,6 +474,7 @@ def embed(
         str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N; fp32 on either.")
     ] = "auto",
     zooms: Annotated[str | None, typer.Option(help=ZOOMS_HELP)] = None,
+    neighbours: NeighboursOption = None,
 ) -> None:
     """Embed every object of DATA with the model in RUN."""
     from astroloom.evaluate.embed import embed_dataset
@@ -479,6 +491,7 @@ def embed(
         orientations=orientations,
         device=device,
         zooms=parse_zooms(zooms),
+        neighbours=neighbours,
     )
     say(f"wrote {path}")
 
@@ -657,6 +670,7 @@ def bench(
     jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = -1,
     layer: LayerOption = None,
     zooms: Annotated[str | None, typer.Option(help=ZOOMS_HELP)] = None,
+    neighbours: NeighboursOption = None,
 ) -> None:
     """Every target × method × label budget, plus anomaly detection; Markdown, JSON, plot."""
     from astroloom.evaluate.bench import MAIN_METRIC, run_bench
@@ -679,6 +693,7 @@ def bench(
         jobs=jobs,
         layer=layer,
         zooms=views,
+        neighbours=neighbours,
     )
     out = out or output_home(run) / "bench"
     js, md = result.save(out)

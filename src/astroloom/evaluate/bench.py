@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
+from astroloom.data.neighbours import masks_neighbours
 from astroloom.data.normalise import robust_noise_scale
 from astroloom.data.schema import LABELS_FROM_CATALOGUE, DataError, DatasetInfo
 from astroloom.data.shards import ImageSet, load_image_set
@@ -317,6 +318,7 @@ def bench_features(
     foundation: np.ndarray | None = None,
     jobs: int = 1,
     zooms: Sequence[float] | None = None,
+    neighbours: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Every galaxy feature set the bench compares, row-aligned with ``images``: the
     foundation's embeddings (exactly those `astroloom embed` writes for the images; given
@@ -332,6 +334,7 @@ def bench_features(
             progress=progress,
             orientations=orientations,
             zooms=zooms,
+            neighbours=neighbours,
             **described,
         )
     features = {"foundation": foundation}
@@ -345,6 +348,7 @@ def bench_features(
             progress,
             orientations=orientations,
             zooms=zooms,
+            neighbours=neighbours,
             **described,
         )
     )
@@ -369,11 +373,14 @@ def run_bench(
     jobs: int = -1,
     layer: int | None = None,
     zooms: Sequence[float] | None = None,
+    neighbours: bool | None = None,
 ) -> BenchResult:
     """Every target × feature set × probe × label budget, anomalies and a layer sweep.
     Image embeddings (the foundation's and the random network's) are averaged over
     ``orientations`` turns of each cutout and over ``zooms`` (default: closer views of
-    pictures of unknown pixel scale), as ``astroloom embed`` makes them.
+    pictures of unknown pixel scale), their neighbours masked or not as ``neighbours``
+    says (default: masked in pictures of unknown pixel scale), as ``astroloom embed``
+    makes them.
     ``cnn_steps`` > 0 adds the second wave: a ResNet trained from scratch on the pixels for
     each regression target, budget and seed (the same splits), for that many steps.
     ``jobs`` probes are fitted at a time (-1: one per core; the scores do not depend on
@@ -462,6 +469,7 @@ def run_bench(
             progress=progress,
             orientations=orientations,
             zooms=zooms,
+            neighbours=neighbours,
             **described,
         )
     with stage("baseline features"):
@@ -476,6 +484,7 @@ def run_bench(
             foundation=by_layer[layer],
             jobs=jobs,
             zooms=zooms,
+            neighbours=neighbours,
         )
     curves = []
     for target in wanted:
@@ -576,6 +585,7 @@ def run_bench(
         "layer": layer,
         "orientations": orientations,
         "zooms": list(image_zooms(described["pixel_scale"], zooms)),
+        "mask_neighbours": masks_neighbours(described["pixel_scale"], neighbours),
         "n_objects": len(images),
         "seeds": seeds,
         "budgets": [b if b is not None else "all" for b in budgets],

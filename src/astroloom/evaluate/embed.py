@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from astroloom.data.multiset import keep, read_rows
+from astroloom.data.neighbours import mask_neighbours, masks_neighbours
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.data.shards import read_row_group, row_groups
 from astroloom.model.checkpoint import find_checkpoint, load_checkpoint
@@ -53,13 +54,16 @@ def embed_images(
     pixel_scale: float | None = None,
     zero_point: float | None = None,
     zooms: Sequence[float] | None = None,
+    neighbours: bool | None = None,
 ) -> np.ndarray:
     """``(N, C, H, W)`` fluxes → ``(N, dim)`` float32 vectors, from the image alone,
     averaged over ``orientations`` turns of each cutout (1: as it lies) and over the
     magnifications ``zooms`` of its centre (default :func:`image_zooms`: closer views of
     pictures of unknown pixel scale). ``pixel_scale`` and ``zero_point`` describe the
     data as ``astroloom embed`` reads them from its ``dataset.json`` (None: unknown, and
-    the model is told so)."""
+    the model is told so). ``neighbours``: mask the sources other than the central one
+    as missing first (default :func:`~astroloom.data.neighbours.masks_neighbours`:
+    for pictures of unknown pixel scale)."""
     return embed_images_by_layer(
         model,
         tokenizer,
@@ -73,6 +77,7 @@ def embed_images(
         pixel_scale,
         zero_point,
         zooms,
+        neighbours,
     ).popitem()[1]
 
 
@@ -89,18 +94,21 @@ def embed_images_by_layer(
     pixel_scale: float | None = None,
     zero_point: float | None = None,
     zooms: Sequence[float] | None = None,
+    neighbours: bool | None = None,
 ) -> dict[int, np.ndarray]:
     """:func:`embed_images` after each block in ``layers`` (0: the patch embeddings), from
     one pass through the blocks per view: ``{layer: (N, dim)}``."""
     model.eval()
     zooms = image_zooms(pixel_scale, zooms)
+    masked = masks_neighbours(pixel_scale, neighbours)
     device = next(model.parameters()).device
     image_tokenizer = tokenizer.image
     layers = list(dict.fromkeys(layers))
     out: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     with tqdm(total=len(images), desc=desc, unit="obj", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
-            chunk = torch.from_numpy(images[start : start + batch_size])
+            chunk = images[start : start + batch_size]
+            chunk = torch.from_numpy(mask_neighbours(chunk) if masked else chunk)
 
             def view(zoom: float, chunk: torch.Tensor = chunk) -> torch.Tensor:
                 tokens = image_tokenizer.tokens(
@@ -202,6 +210,7 @@ def embed_dataset(
     orientations: int = EMBED_ORIENTATIONS,
     device: str = "auto",
     zooms: Sequence[float] | None = None,
+    neighbours: bool | None = None,
 ) -> Path:
     """Embed every object of ``data`` with the checkpoint in ``run``; write Parquet at ``out``.
 
@@ -223,6 +232,8 @@ def embed_dataset(
     ``zooms``: the magnifications of each image's centre its embedding is averaged over
     (default: :data:`~astroloom.tokenize.image.PHOTO_ZOOMS` when the data's pixel scale is
     unknown — photographs, framed by whoever made them — else the cutout as given).
+    ``neighbours``: mask every source but the central one as missing in each image first
+    (default: for photographs, as ``zooms``; :mod:`astroloom.data.neighbours`).
     """
     from astroloom.train.loop import Ranks  # evaluate composes train, not the other way
 
@@ -255,7 +266,9 @@ def embed_dataset(
             f"{data} holds none of the modalities {use} (it has {has})"
             + ("; embed it with " + " ".join(f"--modality {m}" for m in shared) if shared else "")
         )
-    zooms = image_zooms(image_description(info)[0], zooms) if "image" in use else (1.0,)
+    pixel_scale = image_description(info)[0]
+    zooms = image_zooms(pixel_scale, zooms) if "image" in use else (1.0,)
+    masked = "image" in use and masks_neighbours(pixel_scale, neighbours)
     units = [(unit.path, unit.group) for unit in row_groups(data, info)]
     if ranks.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
@@ -270,6 +283,7 @@ def embed_dataset(
         "pool": pool,
         "orientations": orientations,
         "zooms": list(zooms),
+        "mask_neighbours": masked,
         "modalities": use,
         "data": str(Path(data).resolve()),
         "dataset": file_signature(Path(data) / "dataset.json"),
@@ -290,6 +304,8 @@ def embed_dataset(
         path, group = units[k]
         rows = read_rows(read_row_group(path, group), path, info, use)
         rows = keep(rows, np.any([rows.present[m] for m in use], axis=0))
+        if masked and "image" in rows.arrays:
+            rows.arrays["image"] = mask_neighbours(rows.arrays["image"])
         if len(rows):
             tokens = foundation.tokens_from_set(rows, use)
 
@@ -314,6 +330,7 @@ def embed_dataset(
             "pool": pool,
             "orientations": orientations if "image" in use else 1,
             "zooms": list(zooms),
+            "mask_neighbours": masked,
             "weights": "random" if random_weights else "trained",
             "modalities": use,
             "n_embd": cfg.model.n_embd,

@@ -240,10 +240,12 @@ def baseline_feature_sets(
     pixel_scale: float | None = None,
     zero_point: float | None = None,
     zooms: Sequence[float] | None = None,
+    neighbours: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """The two baselines for ``pixels``: PCA of the stretched pixels (``n_components``) and
     the same transformer, untrained (seeded), embedded at ``layer`` as the foundation was
-    (``pool``, ``orientations``, ``zooms``, the data's ``pixel_scale`` and ``zero_point``)
+    (``pool``, ``orientations``, ``zooms``, ``neighbours``, the data's ``pixel_scale`` and
+    ``zero_point``)
     — and, where that means closer views, also from the pictures as given."""
     torch.manual_seed(cfg.train.seed + 1)
     random_model = build_model(cfg.model).eval()
@@ -263,6 +265,7 @@ def baseline_feature_sets(
             pixel_scale=pixel_scale,
             zero_point=zero_point,
             zooms=zooms,
+            neighbours=neighbours,
         )
 
     out = {
@@ -305,8 +308,9 @@ def baseline_features(emb: Embeddings, progress: bool = True) -> dict[str, np.nd
         emb.meta.get("orientations", 1),
         pixel_scale,
         zero_point,
-        # and each picture as given, whatever its pixel scale.
+        # and each picture as given, whatever its pixel scale, with its neighbours.
         emb.meta.get("zooms", [1.0]),
+        emb.meta.get("mask_neighbours", False),
     )
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from astroloom.data.multiset import MultimodalSet, keep, read_rows
+from astroloom.data.neighbours import mask_neighbours
 from astroloom.data.schema import DataError, DatasetInfo
 from astroloom.discover.anomaly import LOF_RANGE, anomaly_scores
 from astroloom.discover.embedding_map import umap_map
@@ -171,6 +172,7 @@ class ExplorerSurvey:
         self.pool = self.emb.meta.get("pool", "meanstd")
         self.orientations = self.emb.meta.get("orientations", 1)
         self.zooms = self.emb.meta.get("zooms", [1.0])  # files before zooms: as given
+        self.mask_neighbours = self.emb.meta.get("mask_neighbours", False)
         self.image_scale = self.info.normalisation.get("image", {}).get("scale")
         self._reference: SurpriseReference | None = None
 
@@ -307,12 +309,13 @@ class ExplorerSurvey:
 
     def embed_cutouts(self, cutouts: list) -> np.ndarray:
         """Embed uploaded cutouts (:class:`~astroloom.explore.uploads.Cutout`) the way the
-        survey was embedded (its turns and closer views), each with the zero point and
-        pixel scale it states."""
+        survey was embedded (its turns, closer views and masked neighbours), each with the
+        zero point and pixel scale it states."""
         tok = self.foundation.tokenizer.image
         out = []
         for c in cutouts:
-            image = torch.from_numpy(c.image[None])
+            pixels = c.image[None]
+            image = torch.from_numpy(mask_neighbours(pixels) if self.mask_neighbours else pixels)
 
             def view(zoom: float, c=c, image=image) -> np.ndarray:
                 tokens = tok.tokens(
