@@ -7,7 +7,7 @@ unknown, the galaxy filling 15–60 % of the frame). On each rendition the model
 embeddings (pooled as every embedding product is, and averaged over the cutout's four
 quarter turns unless --orientations says otherwise, and — for the photographs, whose pixel
 scale is unknown — over their centre 1, 1.5, 2 and 3 times closer unless --zooms says
-otherwise: as `astroloom embed` makes them),
+otherwise, with every source but the central one masked: as `astroloom embed` makes them),
 the hand-crafted photutils features and pixel PCA (of the unit-free normalised pixels, 128
 components) are probed for early/late type (logistic, ROC-AUC), half-light
 radius and ellipticity (ridge, R²) with 5-fold cross-validation, the same folds for every

@@ -24,7 +24,8 @@ cross-validation), for two colour numbers, pixel PCA (32), the hand-crafted
 photutils features, random weights (the first run's network, untrained) and each run's
 image embeddings under each pooling — as ``astroloom embed`` makes them (the mean over
 the picture and its centre 1.5, 2 and 3 times closer, since a photograph's pixel scale is
-unknown) and from the picture as given (``--zooms 1``), for the random weights too. Then
+unknown, every source but the central one masked first) and from the picture as given
+(``--zooms 1``, still masked), for the random weights too. Then
 a paired bootstrap over galaxies (the sample is small, so its own draw is the larger
 error): each feature set against the best baseline.
 
