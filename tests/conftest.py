@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,24 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None):
         env=env,
         cwd=cwd,
     )
+
+
+@pytest.fixture(scope="session")
+def xdf_galaxies():
+    """Real pictures: the Hubble XDF colour picture (scikit-image ships it) and its galaxies,
+    largest first, each as (row, column, side): its light-weighted centre and a square five
+    equivalent radii wide (24–200 pixels), found as connected regions of the smoothed light."""
+    from scipy import ndimage
+    from skimage import data as skimage_data
+
+    picture = skimage_data.hubble_deep_field()
+    light = ndimage.gaussian_filter(picture.astype(float).mean(2), 2)
+    regions, n = ndimage.label(light > 40.0)
+    index = np.arange(1, n + 1)
+    areas = ndimage.sum(np.ones_like(light), regions, index)
+    centres = ndimage.center_of_mass(light, regions, index)
+    galaxies = [
+        (*centres[k], int(np.clip(5 * np.sqrt(areas[k] / np.pi), 24, 200)))
+        for k in np.argsort(-areas)
+    ]
+    return picture, galaxies
