@@ -17,11 +17,12 @@ tokenizer leaves out of the tokens rather than reading as sky.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 from scipy import ndimage
+
+from astroloom.data.schema import known_pixel_scale
 
 NEIGHBOUR_SIGMA = 3.0  # detection threshold, in sky-noise units of the smoothed band sum
 NEIGHBOUR_GROW = 2  # pixels each neighbour's region is grown by, for its faint wings
@@ -34,7 +35,7 @@ def masks_neighbours(pixel_scale: float | None, neighbours: bool | None = None) 
     cutouts, which are embedded as the model was trained."""
     if neighbours is not None:
         return bool(neighbours)
-    return not (pixel_scale is not None and math.isfinite(pixel_scale) and pixel_scale > 0)
+    return not known_pixel_scale(pixel_scale)
 
 
 def _border(x: np.ndarray, k: int) -> np.ndarray:

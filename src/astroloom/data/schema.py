@@ -46,6 +46,12 @@ class ImageMeta:
         return zero_point_of(self.unit, self.zero_point_mag)
 
 
+def known_pixel_scale(pixel_scale: float | None) -> bool:
+    """Whether a pixel scale says anything: a positive, finite number of arcsec per pixel
+    (None, NaN or 0 is how a photograph's unknown scale is written)."""
+    return pixel_scale is not None and bool(np.isfinite(pixel_scale)) and pixel_scale > 0
+
+
 UNKNOWN_UNITS = ("", "unknown", "none", "8-bit", "uint8")
 
 

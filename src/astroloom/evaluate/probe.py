@@ -19,6 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
 
+from astroloom.data.neighbours import mask_neighbours, masks_neighbours
 from astroloom.data.schema import LABELS_FROM_CATALOGUE, DataError
 from astroloom.data.shards import load_image_set
 from astroloom.evaluate.embed import (
@@ -251,12 +252,14 @@ def baseline_feature_sets(
     random_model = build_model(cfg.model).eval()
     stretch = tokenizer.image.stretch
     views = image_zooms(pixel_scale, zooms)
+    # Masked once for both of the untrained network's embeddings; PCA reads the pixels.
+    seen = mask_neighbours(pixels) if masks_neighbours(pixel_scale, neighbours) else pixels
 
     def untrained(desc: str, zooms: Sequence[float]) -> np.ndarray:
         return embed_images(
             random_model,
             tokenizer,
-            pixels,
+            seen,
             layer,
             pool,
             progress=progress,
@@ -265,7 +268,7 @@ def baseline_feature_sets(
             pixel_scale=pixel_scale,
             zero_point=zero_point,
             zooms=zooms,
-            neighbours=neighbours,
+            neighbours=False,
         )
 
     out = {

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from astroloom.data.augment import magnify
+from astroloom.data.schema import known_pixel_scale
 from astroloom.tokenize.tokens import ModalityTokens
 
 
@@ -111,8 +112,7 @@ def image_zooms(pixel_scale: float | None, zooms=None) -> tuple[float, ...]:
     the rest."""
     if zooms is not None:
         return check_zooms(zooms)
-    known = pixel_scale is not None and math.isfinite(pixel_scale) and pixel_scale > 0
-    return (1.0,) if known else PHOTO_ZOOMS
+    return (1.0,) if known_pixel_scale(pixel_scale) else PHOTO_ZOOMS
 
 
 def mean_over_views(zooms: Sequence[float], view: Callable[[float], Any]) -> Any:
@@ -354,7 +354,7 @@ class ImageTokenizer:
                 f"images must have shape (batch, bands, H, W); got {tuple(images.shape)}"
             )
         h = images.shape[-1]
-        if pixel_scale is None or not np.isfinite(pixel_scale) or pixel_scale <= 0:
+        if not known_pixel_scale(pixel_scale):
             return images
         ratio = pixel_scale / self.pixel_scale
         if abs(ratio - 1.0) > 0.02:

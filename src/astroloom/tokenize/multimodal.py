@@ -13,7 +13,7 @@ import torch
 
 from astroloom.data.multiset import MultimodalSet
 from astroloom.data.normalise import robust_noise_scale
-from astroloom.data.schema import DataError, DatasetInfo
+from astroloom.data.schema import DataError, DatasetInfo, known_pixel_scale
 from astroloom.tokenize.image import ImageTokenizer
 from astroloom.tokenize.lightcurve import LightCurveTokenizer, PaddedCurves, pad_curves
 from astroloom.tokenize.scalars import ScalarTokenizer, catalogue_noise_scale
@@ -85,7 +85,7 @@ class MultimodalTokenizer:
                 if scale is None:
                     scale = robust_noise_scale(data.arrays["image"][has][:1000])
                 pixel_scale = info.image.pixel_scale_arcsec
-                if not np.isfinite(pixel_scale) or pixel_scale <= 0:
+                if not known_pixel_scale(pixel_scale):
                     pixel_scale = 1.0  # unknown: positions in pixels
                 out[m] = ImageTokenizer(
                     patch_size,
@@ -224,7 +224,7 @@ def image_description(info: DatasetInfo | None) -> tuple[float | None, float | N
     if info is None:
         return None, None
     pixel_scale = info.image.pixel_scale_arcsec
-    known = pixel_scale is not None and np.isfinite(pixel_scale) and pixel_scale > 0
+    known = known_pixel_scale(pixel_scale)
     return (float(pixel_scale) if known else None), info.image.known_zero_point()
 
 
