@@ -1041,7 +1041,7 @@ def demo(
     steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
     preset: Annotated[str, typer.Option(help="Model preset: tiny or small.")] = "tiny",
     seed: Annotated[int, typer.Option(help="Seed for data, model and probes.")] = 0,
-    denoiser_steps: Annotated[int, typer.Option(help="Diffusion decoder training steps.")] = 560,
+    denoiser_steps: Annotated[int, typer.Option(help="Diffusion decoder training steps.")] = 400,
 ) -> None:
     """Run the whole journey on the mock survey and write an HTML report."""
     from astroloom.demo import run_demo
