@@ -216,6 +216,62 @@ def test_the_largest_outlier_factor_over_neighbourhoods_finds_a_group_larger_tha
         anomaly_scores(x, "lof-range", k=20)
 
 
+def test_anomaly_metrics_say_which_rare_kinds_a_score_finds():
+    """A score that sees arcs and not rings: all rare objects together read half-way, each
+    kind alone against the ordinary objects reads what the score does for it."""
+    rng = np.random.default_rng(2)
+    kinds = np.array(["late"] * 900 + ["arc"] * 50 + ["ring"] * 50, dtype=object)
+    rare = kinds != "late"
+    score = rng.normal(size=1000) + 5.0 * (kinds == "arc")
+    metrics = anomaly_metrics(score, rare, kinds)
+    assert set(metrics["roc_auc_by_kind"]) == {"arc", "ring"}  # ordinary kinds are not listed
+    assert metrics["roc_auc_by_kind"]["arc"] > 0.99
+    assert abs(metrics["roc_auc_by_kind"]["ring"] - 0.5) < 0.1
+    assert 0.65 < metrics["roc_auc"] < 0.85
+    assert "roc_auc_by_kind" not in anomaly_metrics(score, rare)
+
+
+def test_paired_auc_interval_tells_a_gap_from_the_draw_of_rare_objects():
+    """With a hundred rare objects among thousands, two scores of the same skill differ in
+    ROC-AUC by the draw of objects alone: the paired bootstrap's interval holds level. A
+    truly better score — the same signal with less noise on every object — leaves level
+    outside it although the gap is smaller than either ROC-AUC's own spread over the draws:
+    the draw's luck is shared and cancels."""
+    from astroloom.evaluate.metrics import _weighted_auc, paired_auc_difference
+
+    rng = np.random.default_rng(7)
+    n, n_rare = 5000, 100
+    rare = np.arange(n) < n_rare
+    signal = 2.5 * rare + rng.normal(size=n)
+    better = signal + rng.normal(0, 0.3, size=n)
+    worse = signal + rng.normal(0, 0.6, size=n)
+    twin = signal + rng.normal(0, 0.3, size=n)  # as good as ``better``, other noise
+    gap = paired_auc_difference(better, worse, rare)
+    assert gap["difference"] == pytest.approx(
+        roc_auc_score(rare, better) - roc_auc_score(rare, worse)
+    )
+    assert 0 < gap["low"] <= gap["difference"] <= gap["high"] and gap["share_ahead"] > 0.975
+    assert gap["high"] - gap["low"] < 0.03
+    same = paired_auc_difference(better, twin, rare)
+    assert same["low"] < 0 < same["high"] and 0.05 < same["share_ahead"] < 0.95
+    itself = paired_auc_difference(better, better, rare)
+    assert itself["low"] == itself["high"] == 0.0
+    # Each draw's ROC-AUC counts every object as often as it was drawn, ties a half: as
+    # scikit-learn's on the resampled objects written out one by one.
+    tied = np.round(signal, 1)
+    times_pos = rng.multinomial(n_rare, np.full(n_rare, 1 / n_rare), size=1)
+    times_neg = rng.multinomial(n - n_rare, np.full(n - n_rare, 1 / (n - n_rare)), size=1)
+    written = np.r_[np.repeat(tied[rare], times_pos[0]), np.repeat(tied[~rare], times_neg[0])]
+    truth = np.r_[np.ones(n_rare, bool), np.zeros(n - n_rare, bool)]
+    assert _weighted_auc(tied, rare, times_pos, times_neg)[0] == pytest.approx(
+        roc_auc_score(truth, written)
+    )
+    with pytest.raises(ValueError, match="one per object"):
+        paired_auc_difference(better[:10], worse, rare)
+    with pytest.raises(ValueError, match="both positives and negatives"):
+        paired_auc_difference(better, worse, np.zeros(n, bool))
+
+
 @pytest.mark.parametrize("method", ["iforest", "knn", "lof", "lof-range"])
 def test_anomaly_scores_rank_outliers_first(method):
     rng = np.random.default_rng(4)
@@ -289,6 +345,18 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path, monkeypatch):
     }
     assert set(bench["anomalies"]["foundation surprise"]) == {"two-sided", "one-sided"}
     assert set(bench["anomalies"]["foundation surprise or LOF"]) == {"max"}
+    # Each rare kind alone, and the verdict's two scores with the bootstrap of their gap.
+    by_kind = bench["anomalies"]["hand-crafted"]["lof"]["roc_auc_by_kind"]
+    assert set(by_kind) <= {"ring", "merger", "star", "trail", "arc"} and len(by_kind) >= 3
+    versus = bench["anomaly_versus_best_baseline"]
+    ours, theirs = versus["foundation"], versus["baseline"]
+    assert ours[0].startswith("foundation") and not theirs[0].startswith("foundation")
+    assert versus["difference"] == pytest.approx(
+        bench["anomalies"][ours[0]][ours[1]]["roc_auc"]
+        - bench["anomalies"][theirs[0]][theirs[1]]["roc_auc"]
+    )
+    assert versus["low"] <= versus["high"] and versus["draws"] == 2000
+    assert "95 % interval" in (tmp_path / "bench.md").read_text()
     # The three waves are read alike: every feature set by every probe type.
     for curve in bench["curves"]:
         pairs = {

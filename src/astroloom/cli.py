@@ -868,7 +868,7 @@ def anomalies(
         )
         say(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
     if truth is not None:
-        say(json.dumps(anomaly_metrics(scores, truth)))
+        say(json.dumps(anomaly_metrics(scores, truth, emb.labels.get("morph_type"))))
 
 
 @app.command()

@@ -40,7 +40,7 @@ from astroloom.evaluate.fewshot import BUDGETS, METHODS, Curve, few_shot_curve
 from astroloom.evaluate.finetune import finetune_curve
 from astroloom.evaluate.handcrafted import handcrafted_features
 from astroloom.evaluate.lightcurve_features import lightcurve_features
-from astroloom.evaluate.metrics import anomaly_metrics
+from astroloom.evaluate.metrics import anomaly_metrics, paired_auc_difference
 from astroloom.evaluate.probe import (
     baseline_feature_sets,
     baseline_features,
@@ -141,17 +141,42 @@ def _paired_markdown(rows: list[dict], budgets: list[int]) -> list[str]:
     return lines + [""]
 
 
+def best_anomaly_scores(
+    anomalies: dict[str, dict[str, dict]],
+) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """(feature, method) of the foundation's best anomaly score by ROC-AUC — its
+    embeddings' or its own surprise's — and of the best other feature set's: the two the
+    bench's anomaly verdict compares. None without a foundation and a rival."""
+    scored = [
+        (m["roc_auc"], feature, method)
+        for feature, by in anomalies.items()
+        for method, m in by.items()
+        if np.isfinite(m.get("roc_auc", np.nan))
+    ]
+    ours = [s for s in scored if s[1].startswith("foundation")]
+    theirs = [s for s in scored if not s[1].startswith("foundation")]
+    if not ours or not theirs:
+        return None
+    # Ties go to the earlier-listed score, as the verdict has always read them.
+    best = max(ours, key=lambda s: s[0])
+    rival = max(theirs, key=lambda s: s[0])
+    return best[1:], rival[1:]
+
+
 @dataclass
 class BenchResult:
     curves: list[Curve]
     anomalies: dict[str, dict[str, dict[str, float]]]  # feature → method → metrics
     meta: dict
     layers: dict[int, dict[str, float]] = field(default_factory=dict)  # layer → target → R²
+    # The anomaly verdict's two scores, their ROC-AUC difference and its bootstrap interval.
+    anomaly_versus: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
             "meta": self.meta,
             "anomalies": self.anomalies,
+            "anomaly_versus_best_baseline": self.anomaly_versus,
             "layers": self.layers,
             "curves": [
                 {"target": c.target, "task": c.task, "notes": c.notes, "rows": c.rows}
@@ -216,22 +241,32 @@ class BenchResult:
         total = sum(r["win"] for r in rows)
         lines += ["", f"Wins per budget — {'; '.join(wins)}; in all {total}/{len(rows)}."]
         lines += _paired_markdown(rows, budgets)
-        if "foundation" in self.anomalies:
-            best = {
-                f: max(m.get("roc_auc", np.nan) for m in by.values())
-                for f, by in self.anomalies.items()
-            }
-            ours = max((f for f in best if f.startswith("foundation")), key=best.get)
-            rival = max(
-                (f for f in best if not f.startswith("foundation")), key=best.get, default=None
-            )
-            if rival is not None:
-                mark = "✓" if best[ours] >= best[rival] else "✗"
-                lines.append(
-                    f"Anomalies (best method's ROC-AUC): {mark} {ours} "
-                    f"{best[ours]:.3f} vs {best[rival]:.3f} ({rival})."
-                )
+        lines += self._anomaly_verdict()
         return lines + [""]
+
+    def _anomaly_verdict(self) -> list[str]:
+        """One line: the foundation's best anomaly score against the best other one, and
+        whether the gap between them is more than the draw of rare objects would make."""
+        picked = best_anomaly_scores(self.anomalies)
+        if picked is None:
+            return []
+        (ours, our_method), (rival, their_method) = picked
+        mine = self.anomalies[ours][our_method]["roc_auc"]
+        theirs = self.anomalies[rival][their_method]["roc_auc"]
+        line = (
+            f"Anomalies (best method's ROC-AUC): {'✓' if mine >= theirs else '✗'} {ours} "
+            f"{mine:.3f} vs {theirs:.3f} ({rival})."
+        )
+        v = self.anomaly_versus
+        if v.get("draws"):
+            within = "within" if v["low"] <= 0 <= v["high"] else "outside"
+            line += (
+                f" Difference {v['difference']:+.4f}, 95 % interval {v['low']:+.4f} to "
+                f"{v['high']:+.4f} over {v['draws']} bootstrap draws of the objects "
+                f"(rare and ordinary resampled apart; the foundation ahead in "
+                f"{100 * v['share_ahead']:.0f} % of them): level is {within} it."
+            )
+        return [line]
 
     def markdown(self) -> str:
         lines = [f"# astroloom bench: {self.meta['run']}", ""]
@@ -271,20 +306,37 @@ class BenchResult:
                 lines.append(f"| {layer} | " + " | ".join(f"{by[n]:.3f}" for n in names) + " |")
             lines.append("")
         if self.anomalies:
+            kinds = sorted(
+                {
+                    k
+                    for by in self.anomalies.values()
+                    for m in by.values()
+                    for k in m.get("roc_auc_by_kind", {})
+                }
+            )
             lines += [
                 "## Anomalies (rare objects)",
                 "",
-                "| features | method | ROC-AUC | precision@10 | precision@50 | random |",
-                "|---|---|---:|---:|---:|---:|",
+                "| features | method | ROC-AUC | precision@10 | precision@50 | random |"
+                + "".join(f" {k} |" for k in kinds),
+                "|---|---|---:|---:|---:|---:|" + "---:|" * len(kinds),
             ]
             for feature, by in self.anomalies.items():
                 for method, m in by.items():
+                    per_kind = m.get("roc_auc_by_kind", {})
                     lines.append(
                         f"| {feature} | {method} | {m.get('roc_auc', np.nan):.3f} | "
                         f"{m.get('precision_at_10', np.nan):.2f} | "
                         f"{m.get('precision_at_50', np.nan):.2f} | "
                         f"{m.get('random_precision', np.nan):.3f} |"
+                        + "".join(f" {per_kind.get(k, np.nan):.3f} |" for k in kinds)
                     )
+            if kinds:
+                lines += [
+                    "",
+                    "(each kind's column: the ROC-AUC of that kind of rare object alone "
+                    "against the ordinary galaxies)",
+                ]
         return "\n".join(lines) + "\n"
 
     def save(self, out: str | Path) -> tuple[Path, Path]:
@@ -545,28 +597,39 @@ def run_bench(
         if stars is not None:
             with stage("light-curve probes"):
                 curves += lightcurve_probe_curves(*stars, budgets, seeds, jobs)
-    anomalies: dict[str, dict[str, dict[str, float]]] = {}
+    anomalies: dict[str, dict[str, dict]] = {}
+    anomaly_versus: dict = {}
     with stage("anomalies"):
         if "is_rare" in labels and np.nansum(labels["is_rare"]) > 0:
             rare = labels["is_rare"] == 1
+            # Which kinds of rare object each score finds, where the data names them.
+            kinds = labels.get("morph_type")
             # lof-range needs more objects than its largest neighbourhood: a small survey
             # is scored by the others.
             methods = [m for m in ANOMALY_METHODS if m != "lof-range" or len(rare) > LOF_RANGE[-1]]
             scores = {
                 name: {m: anomaly_scores(x, m) for m in methods} for name, x in features.items()
             }
-            for name, by in scores.items():
-                anomalies[name] = {m: anomaly_metrics(s, rare) for m, s in by.items()}
             # The model's own prediction errors (astroloom explain --method surprise) score
             # anomalies without any embedding: listed as the foundation's too.
             surprise = image_surprise_scores(model, tokenizer.image, images.images, **described)
-            anomalies["foundation surprise"] = {
-                m: anomaly_metrics(s, rare) for m, s in surprise.items()
-            }
+            scores["foundation surprise"] = surprise
             # Either signal: what the model cannot predict, or what lies outside its
             # neighbours' crowd (the local outlier factor; the plain k-NN distance before).
             either = either_scores(surprise["two-sided"], scores["foundation"]["lof"])
-            anomalies["foundation surprise or LOF"] = {"max": anomaly_metrics(either, rare)}
+            scores["foundation surprise or LOF"] = {"max": either}
+            anomalies = {
+                name: {m: anomaly_metrics(s, rare, kinds) for m, s in by.items()}
+                for name, by in scores.items()
+            }
+            picked = best_anomaly_scores(anomalies)
+            if picked is not None:
+                (ours, mine), (rival, theirs) = picked
+                anomaly_versus = {
+                    "foundation": [ours, mine],
+                    "baseline": [rival, theirs],
+                    **paired_auc_difference(scores[ours][mine], scores[rival][theirs], rare),
+                }
     layers: dict[int, dict[str, float]] = {}
     with stage("layer sweep"):
         # Targets known for the same galaxies share each fold's decomposition
@@ -592,7 +655,13 @@ def run_bench(
         "dropped_targets": dropped,
         "seconds": seconds,
     }
-    return BenchResult(curves=curves, anomalies=anomalies, meta=meta, layers=layers)
+    return BenchResult(
+        curves=curves,
+        anomalies=anomalies,
+        meta=meta,
+        layers=layers,
+        anomaly_versus=anomaly_versus,
+    )
 
 
 def probe_curves(
