@@ -166,7 +166,7 @@ def best_anomaly_scores(
 @dataclass
 class BenchResult:
     curves: list[Curve]
-    anomalies: dict[str, dict[str, dict[str, float]]]  # feature → method → metrics
+    anomalies: dict[str, dict[str, dict]]  # feature → method → metrics
     meta: dict
     layers: dict[int, dict[str, float]] = field(default_factory=dict)  # layer → target → R²
     # The anomaly verdict's two scores, their ROC-AUC difference and its bootstrap interval.
