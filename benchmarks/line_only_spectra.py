@@ -1,10 +1,10 @@
 """A survey whose spectra keep only their lines: each spectrum less its running median.
 
-The known-answer control of issue [interpret]'s emission-line target. A model trained on
-the full mock spectra reads redshift from their continuum, so its redshift map need not
-sit on a line whatever the attribution method. A model trained on these spectra can read
-redshift only from lines (and what is left of the 4000 Å break), so its map shows whether
-integrated gradients find the lines when the model does use them:
+A control for issue [interpret]'s emission-line target. A model trained on the full mock
+spectra reads redshift from their continuum, so its redshift map need not sit on a line
+whatever the attribution method. A model trained on these spectra can read redshift only
+from lines (and what is left of the 4000 Å break); docs/benchmarks.md ("A model that can
+read only lines") has what its maps show, beside the same network untrained:
 
     .venv/bin/python benchmarks/line_only_spectra.py runs/reference-shape-q3/data \\
         runs/line-only/data
