@@ -8,9 +8,11 @@ mock survey (simulated into ``--data`` when that folder is empty):
 1. speed of one object's map per method (64 image patches), median over objects;
 2. a label planted in four patches: share of the attribution mass that lands there;
 3. the redshift probe from spectra (``--lines`` late-type galaxies, 60 by default; ``--fill``
-   one fill only): how often the integrated-gradient peak lies within 20 Å of an emission
-   line at the galaxy's redshift, beside the chance rate, for all of them and for those
-   with a line pixel above 5σ;
+   one fill only; the ``spectrum`` model of a run given as ``--model``): how often the
+   integrated-gradient peak lies within 20 Å of an emission line at the galaxy's
+   redshift, beside the chance rate and the same network with every weight re-drawn, for
+   all of them and for those with a line pixel above 5σ; and, without any map, how far the
+   probe's redshift moves when those galaxies' lines are replaced by their continuum;
 4. surprise maps of painted satellite trails and lensed arcs: how often the most
    surprising patch lies on the painted light;
 5. the sanity checks (Adebayo et al. 2018): rank correlations after randomisation;
@@ -20,6 +22,7 @@ mock survey (simulated into ``--data`` when that folder is empty):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -27,20 +30,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import median_filter
 from sklearn.metrics import roc_auc_score
 
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.shards import load_image_set
 from astroloom.data.sim.survey import simulate_survey
 from astroloom.evaluate.metrics import anomaly_metrics
-from astroloom.interpret.attribution import FILLS, Explainer
-from astroloom.interpret.known import paint_rare, plant_source, region_share, surprise_hits
+from astroloom.interpret.attribution import EXPLAIN_POOL, FILLS, Explainer, continuum_of
+from astroloom.interpret.known import (
+    line_significance,
+    near_lines,
+    paint_rare,
+    plant_source,
+    region_share,
+    surprise_hits,
+    without_lines,
+)
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.foundation import Foundation
+from astroloom.model.multimodal import build_model
 
-LINES = np.array([3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718.3, 6732.7])  # Å, vacuum
+IMAGE_FILLS = ("inpaint", "empty")  # an image has no continuum
+SPECTRUM_FILLS = ("empty", "continuum", "inpaint")
 
 
 def speed(f: Foundation, galaxies, n: int) -> dict:
@@ -65,7 +77,7 @@ def speed(f: Foundation, galaxies, n: int) -> dict:
 def planted(f: Foundation, galaxies, n: int) -> dict:
     data, has = plant_source(f, galaxies)
     out = {}
-    for fill in FILLS:
+    for fill in IMAGE_FILLS:
         ex = Explainer(f, data, use=["image"], fill=fill)
         target = ex.probe("planted", "source")
         for method in ("occlusion", "integrated-gradients"):
@@ -82,49 +94,100 @@ def planted(f: Foundation, galaxies, n: int) -> dict:
     return out
 
 
-def line_significance(
-    flux: np.ndarray, ivar: np.ndarray, lines: np.ndarray, wave: np.ndarray
-) -> float:
-    """The strongest pixel within 20 Å of a line above the continuum (a 31-pixel running
-    median), in units of its noise: how visible the galaxy's lines are at all."""
-    cont = median_filter(np.nan_to_num(flux), size=31, mode="nearest")
-    snr = (flux - cont) * np.sqrt(np.clip(ivar, 0, None))
-    near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
-    return float(np.nanmax(np.where(near, snr, -np.inf)))
+def line_hits(ex: Explainer, target, late: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """Whether each galaxy's integrated-gradient peak lies within 20 Å of a line."""
+    data = ex.data
+    hits = []
+    for i in late:
+        m = ex.integrated_gradients(str(data.ids[i]), target)
+        attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
+        hits.append(bool(near_lines(wave, data.labels["redshift"][i])[np.argmax(attr)]))
+    return np.array(hits)
 
 
-def spectral_lines(f: Foundation, data_dir: Path, n: int, fills=FILLS) -> dict:
+def rate(hits: np.ndarray) -> dict:
+    r = float(hits.mean()) if len(hits) else float("nan")
+    return {
+        "hit_rate": r,
+        "standard_error": float(np.sqrt(r * (1 - r) / max(len(hits), 1))),
+        "n": len(hits),
+    }
+
+
+def lines_removed(ex: Explainer, target, rows: np.ndarray, wave: np.ndarray) -> dict:
+    """Without any map: how far the probe's redshift moves when the lines' pixels become the
+    continuum (:func:`without_lines`), against the same windows moved away from every line
+    (each galaxy's line mask rolled to a place 60 Å clear of its lines)."""
+    data = keep(ex.data, rows)
+    gone = without_lines(data, wave)
+    moved = data.arrays["spectrum_flux"].copy()
+    smooth = continuum_of(data).arrays["spectrum_flux"]
+    rng = np.random.default_rng(0)
+    for k, z in enumerate(data.labels["redshift"]):
+        near = near_lines(wave, z)
+        clear = ~near_lines(wave, z, 60.0)
+        for _ in range(200):
+            shifted = np.roll(near, rng.integers(len(wave)))
+            if not (shifted & ~clear).any():
+                moved[k, : len(wave)][shifted] = smooth[k, : len(wave)][shifted]
+                break
+    out = {}
+    for name, flux in (
+        ("as is", data.arrays["spectrum_flux"]),
+        ("lines removed", gone.arrays["spectrum_flux"]),
+        ("windows moved", moved),
+    ):
+        copy = dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": flux})
+        tokens = ex.foundation.tokens_from_set(copy, ["spectrum"])
+        with torch.no_grad():
+            out[name] = target(ex.embed(tokens)).numpy()
+    z = data.labels["redshift"].astype(float)
+    return {
+        "n": len(rows),
+        "median_shift_lines_removed": float(np.median(np.abs(out["lines removed"] - out["as is"]))),
+        "median_shift_windows_moved": float(np.median(np.abs(out["windows moved"] - out["as is"]))),
+        "median_error": float(np.median(np.abs(out["as is"] - z))),
+        "median_error_lines_removed": float(np.median(np.abs(out["lines removed"] - z))),
+    }
+
+
+def spectral_lines(
+    f: Foundation, data_dir: Path, n: int, fills=SPECTRUM_FILLS, pool: str = EXPLAIN_POOL
+) -> dict:
+    """Per fill: how often the redshift probe's integrated-gradient peak lies within 20 Å
+    of a line, for the late types and for those whose lines stand out (a pixel above 5σ),
+    beside the same network with every weight re-drawn (the probe refitted); and, without
+    any map, how much the probe's redshift needs the lines at all."""
     data = load_multimodal_set(data_dir, ["spectrum"])
     data = keep(data, data.present["spectrum"])
     wave = f.tokenizer["spectrum"].wavelength
     late = np.flatnonzero(data.labels["morph_type"] == "late")[:n]
+    strong = np.array(
+        [
+            line_significance(
+                data.arrays["spectrum_flux"][i][: len(wave)],
+                data.arrays["spectrum_ivar"][i][: len(wave)],
+                wave,
+                data.labels["redshift"][i],
+            )
+            > 5
+            for i in late
+        ]
+    )
+    chance = float(np.mean([near_lines(wave, data.labels["redshift"][i]).mean() for i in late]))
+    torch.manual_seed(0)
+    untrained = Foundation(build_model(f.model.cfg).eval(), f.tokenizer)
     out = {}
     for fill in fills:
-        ex = Explainer(f, data, use=["spectrum"], fill=fill)
-        target = ex.probe("redshift")
-        hits, chance, strong = [], [], []
-        for i in late:
-            m = ex.integrated_gradients(str(data.ids[i]), target)
-            attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
-            lines = LINES * (1 + data.labels["redshift"][i])
-            near = np.min(np.abs(wave[:, None] - lines[None]), axis=1) <= 20
-            hits.append(bool(near[np.argmax(attr)]))
-            chance.append(float(near.mean()))
-            flux = data.arrays["spectrum_flux"][i][: len(wave)]
-            ivar = data.arrays["spectrum_ivar"][i][: len(wave)]
-            strong.append(line_significance(flux, ivar, lines, wave) > 5)
-        hits, strong = np.array(hits), np.array(strong)
-        rate = float(hits.mean())
-        out[f"fill {fill}"] = {
-            "hit_rate": rate,
-            "standard_error": float(np.sqrt(rate * (1 - rate) / len(hits))),
-            "chance": float(np.mean(chance)),
-            "n": len(hits),
-            "with_a_line_above_5_sigma": {
-                "hit_rate": float(hits[strong].mean()) if strong.any() else None,
-                "n": int(strong.sum()),
-            },
-        }
+        row = {"chance": chance}
+        for name, model in (("trained", f), ("weights re-drawn", untrained)):
+            ex = Explainer(model, data, use=["spectrum"], fill=fill, pool=pool)
+            target = ex.probe("redshift")
+            hits = line_hits(ex, target, late, wave)
+            row[name] = {"late types": rate(hits), "with a line above 5 sigma": rate(hits[strong])}
+            if fill == fills[0] and name == "trained":
+                out["lines removed (no map)"] = lines_removed(ex, target, late[strong], wave)
+        out[f"fill {fill}"] = row
     return out
 
 
@@ -159,6 +222,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/interpret-survey"))
     parser.add_argument("--survey", type=Path, default=None)
     parser.add_argument("--model", default="astroloom/mock-tiny")
+    parser.add_argument(
+        "--pool", default=EXPLAIN_POOL, help="the spectrum maps' pooling (the probe reads it)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/interpret.json"))
     parser.add_argument(
         "--only", choices=["planted", "lines", "sanity"], default=None, help="measure one part only"
@@ -167,7 +233,7 @@ def main() -> None:
         "--lines", type=int, default=60, help="late-type galaxies whose spectrum maps are scored"
     )
     parser.add_argument(
-        "--fill", choices=FILLS, default=None, help="the spectrum maps' fill (default both)"
+        "--fill", choices=FILLS, default=None, help="the spectrum maps' fill (default all three)"
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -185,8 +251,8 @@ def main() -> None:
         result["planted"] = planted(f, galaxies, 32)
         print("planted source, share of |attribution| in its 4 patches:", result["planted"])
     if wanted("lines"):
-        fills = FILLS if args.fill is None else (args.fill,)
-        result["spectral_lines"] = spectral_lines(f, args.data, args.lines, fills)
+        fills = SPECTRUM_FILLS if args.fill is None else (args.fill,)
+        result["spectral_lines"] = spectral_lines(f, args.data, args.lines, fills, args.pool)
         print("redshift IG peak within 20 Å of a line:", result["spectral_lines"])
     if wanted(None):
         result["painted"] = painted(f, galaxies, 100)
@@ -197,7 +263,7 @@ def main() -> None:
             f"{m}, fill {fill}": sanity_checks(
                 Explainer(f, galaxies, use=["image"], fill=fill), ids, "redshift", m
             )
-            for fill in FILLS
+            for fill in IMAGE_FILLS
             for m in ("occlusion", "integrated-gradients")
         }
         for m, rows in result["sanity"].items():

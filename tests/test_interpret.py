@@ -17,14 +17,17 @@ from sklearn.metrics import roc_auc_score
 
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.schema import DataError
-from astroloom.interpret.attribution import Explainer, ExplainError
+from astroloom.interpret.attribution import Explainer, ExplainError, continuum_of
 from astroloom.interpret.explain import explain_object
 from astroloom.interpret.known import (
     SOURCE_PATCHES,
+    line_significance,
+    near_lines,
     paint_rare,
     plant_source,
     region_share,
     surprise_hits,
+    without_lines,
 )
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import surprise_anomaly_scores
@@ -303,3 +306,50 @@ def test_light_curve_epochs_and_spectrum_windows_get_their_own_maps(foundation, 
     per_pixel = physical_maps(spectra, ig)["spectrum"]
     assert per_pixel.shape == (1551,)
     assert np.nansum(per_pixel) == pytest.approx(ig.value - ig.baseline_value, rel=0.05, abs=2e-3)
+
+
+def test_a_spectrums_continuum_fill_credits_what_departs_from_it(foundation, survey_dir):
+    """The continuum fill replaces each spectrum by its running median: the lines of the
+    galaxies whose lines stand out (a pixel above 5σ) are gone from it and from
+    ``without_lines``, whose other pixels are untouched; integrated gradients from it sum to
+    f(spectrum) − f(continuum), and only departures from the continuum can get credit."""
+    data = load_multimodal_set(survey_dir, ["spectrum"])
+    data = keep(data, data.present["spectrum"])
+    wave = foundation.tokenizer["spectrum"].wavelength
+    flux, ivar = data.arrays["spectrum_flux"], data.arrays["spectrum_ivar"]
+    z = data.labels["redshift"]
+    late = np.flatnonzero(data.labels["morph_type"] == "late")
+    visible = [i for i in late if line_significance(flux[i], ivar[i], wave, z[i]) > 5]
+    assert len(visible) >= 20  # measured: 54 of 210 late types
+    smooth = continuum_of(data).arrays["spectrum_flux"]
+    gone = without_lines(keep(data, np.array(visible)), wave)
+    for k, i in enumerate(visible):
+        # Measured: 104σ at most before; 1.9σ at most after, in both copies.
+        assert line_significance(smooth[i], ivar[i], wave, z[i]) < 3
+        lines = near_lines(wave, z[i])
+        assert line_significance(gone.arrays["spectrum_flux"][k], ivar[i], wave, z[i]) < 3
+        np.testing.assert_array_equal(gone.arrays["spectrum_flux"][k][~lines], flux[i][~lines])
+
+    explainer = Explainer(foundation, data, use=["spectrum"], fill="continuum")
+    galaxy = str(data.ids[visible[0]])
+    fill = explainer.fills(galaxy)["spectrum"]
+    tokens = explainer.tokens["spectrum"].values[visible[0]]
+    assert not torch.equal(fill, tokens)
+    ig = explainer.integrated_gradients(galaxy, explainer.probe("redshift"))
+    assert ig.fill == "continuum"
+    assert np.nansum(ig.values["spectrum"]) == pytest.approx(
+        ig.value - ig.baseline_value, rel=0.02, abs=1e-4
+    )
+    # Where a pixel is its own running median the path starts and ends there: no credit.
+    per_pixel = ig.values["spectrum"].reshape(-1)[: len(wave)]
+    same = flux[visible[0]][: len(wave)] == smooth[visible[0]][: len(wave)]
+    assert same.sum() > 50
+    assert np.all(per_pixel[same] == 0) and np.all(per_pixel[~same] != 0)
+
+    images = load_multimodal_set(survey_dir, ["image"])
+    with pytest.raises(ExplainError, match="continuum"):
+        Explainer(foundation, images, use=["image"], fill="continuum")
+    with pytest.raises(ExplainError, match="redshift"):
+        without_lines(dataclasses.replace(data, labels={}), wave)
+    with pytest.raises(ExplainError, match="odd width"):
+        continuum_of(data, pixels=30)

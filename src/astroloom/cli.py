@@ -909,7 +909,8 @@ def explain(
         typer.Option(
             help="What replaces a token for occlusion and integrated gradients: inpaint (the "
             "model's prediction of it from the others; default for models pretrained to "
-            "fill in tokens) or empty (sky, zero flux)."
+            "fill in tokens), empty (sky, zero flux) or continuum (a spectrum's own running "
+            "median, so that its lines get the credit)."
         ),
     ] = None,
 ) -> None:

@@ -22,7 +22,11 @@ attribution however bright it is; one they cannot predict — a source no neighb
 announces — keeps it. So the two fills answer different questions: an emission line that
 the galaxy's other lines foretell ([O III] from Hβ) gets little with the model's fill and
 more with the empty one (measured there). An autoregressive model cannot fill a token in
-from both sides, so its fill is the empty one.
+from both sides, so its fill is the empty one. A third fill, ``fill="continuum"``, replaces
+a spectrum by its own continuum (:func:`continuum_of`: a running median wider than any
+line; Sturmfels et al. 2020's "blurred" baseline), so that integrated gradients credit what
+departs from it — emission and absorption lines, and noise — and nothing of the continuum's
+level or shape; the object's other modalities get the empty fill.
 * **attention rollout** (Abnar & Zuidema 2020): the attention of every block, averaged
   over heads, mixed with the residual (½A + ½I) and multiplied through to the layer the
   embedding is read at, pooled as the embedding pools the tokens.
@@ -32,11 +36,13 @@ from both sides, so its fill is the empty one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.ndimage import median_filter
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
@@ -50,12 +56,32 @@ from astroloom.tokenize.image import check_orientations
 from astroloom.tokenize.tokens import ModalityTokens
 
 METHODS = ("occlusion", "integrated-gradients", "attention", "surprise")
-FILLS = ("inpaint", "empty")  # what replaces a token (occlusion) or starts the path (IG)
+FILLS = ("inpaint", "empty", "continuum")  # what replaces a token / starts the IG path
+# A spectrum's continuum: its running median over this many pixels — 124 Å on the mock's
+# 4 Å grid, wider than any line, so that the lines drop out and the 4000 Å break stays.
+CONTINUUM_PIXELS = 31
 TARGETED = ("occlusion", "integrated-gradients")  # methods that explain a number
 
 
 class ExplainError(DataError):
     """A request that cannot be explained: unknown object, label or method."""
+
+
+def continuum_of(data: MultimodalSet, pixels: int = CONTINUUM_PIXELS) -> MultimodalSet:
+    """A copy of ``data`` whose every spectrum is its running median over ``pixels`` of its
+    measured (finite) fluxes — lines and noise smoothed away, the continuum kept; unmeasured
+    pixels stay unmeasured and everything else is shared with ``data``."""
+    if "spectrum_flux" not in data.arrays:
+        raise ExplainError("the data holds no spectra: nothing has a continuum")
+    if pixels < 3 or pixels % 2 == 0:
+        raise ExplainError(f"a running median needs an odd width of 3 or more pixels, not {pixels}")
+    flux = data.arrays["spectrum_flux"]
+    smooth = np.full_like(flux, np.nan)
+    for row, spectrum in enumerate(flux):
+        measured = np.isfinite(spectrum)
+        if measured.any():
+            smooth[row, measured] = median_filter(spectrum[measured], size=pixels, mode="nearest")
+    return dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": smooth})
 
 
 @dataclass
@@ -113,8 +139,8 @@ class Explainer:
         """``embeddings``: the objects' embeddings at this layer, pooling and number of
         ``orientations`` averaged (as ``astroloom embed`` records them), in the data's
         order, when they were computed already; else computed here.
-        ``fill``: ``"inpaint"`` or ``"empty"`` (module docstring); default the model's own
-        fill when it was pretrained to fill in hidden tokens, else empty."""
+        ``fill``: ``"inpaint"``, ``"empty"`` or ``"continuum"`` (module docstring); default the
+        model's own fill when it was pretrained to fill in hidden tokens, else empty."""
         have = [m for m in foundation.modalities if m in data.present and data.present[m].any()]
         if use is not None:
             unknown = [m for m in use if m not in foundation.modalities]
@@ -143,6 +169,11 @@ class Explainer:
                 "fill 'inpaint' needs a model pretrained to fill in hidden tokens (objective "
                 f"masked or mixed); this one is {self.model.cfg.objective}: use fill 'empty'"
             )
+        if fill == "continuum" and "spectrum" not in have:
+            raise ExplainError(
+                f"fill 'continuum' replaces a spectrum by its continuum, and {have} hold no "
+                "spectrum: use fill 'inpaint' or 'empty'"
+            )
         self.fill = fill
         self.data = data
         self.use = have
@@ -150,6 +181,11 @@ class Explainer:
         self.pool = pool
         self.orientations = check_orientations(orientations, ExplainError)
         self.tokens = foundation.tokens_from_set(data, have)
+        self._continuum = (
+            foundation.tokens_from_set(continuum_of(data), ["spectrum"])["spectrum"]
+            if fill == "continuum"
+            else None
+        )
         self._row = {str(i): k for k, i in enumerate(data.ids)}
         if embeddings is not None and len(embeddings) != len(data.ids):
             raise ExplainError(f"{len(embeddings)} embeddings given for {len(data.ids)} objects")
@@ -289,12 +325,17 @@ class Explainer:
     @torch.no_grad()
     def fills(self, object_id: str, batch_size: int = 128) -> dict[str, torch.Tensor]:
         """What replaces each of the object's tokens, ``(N, V)`` per modality: zeros (the
-        empty fill), or the model's prediction of the token with it alone hidden and every
-        other token shown (one copy of the object per token)."""
+        empty fill), the spectrum's continuum (other modalities empty), or the model's
+        prediction of the token with it alone hidden and every other token shown (one copy
+        of the object per token)."""
         one = self.object_tokens(object_id)
         out = {m: torch.zeros(t.values.shape[1:]) for m, t in one.items()}
         if self.fill == "empty":
             return out
+        if self.fill == "continuum":
+            if "spectrum" in out and self._continuum is not None:
+                out["spectrum"] = self._continuum.values[self.row(object_id)].clone()
+            return {m: v * one[m].valid[0].expand(v.shape).float() for m, v in out.items()}
         slots = self._present(one)
         for lo in range(0, len(slots), batch_size):
             part = slots[lo : lo + batch_size]

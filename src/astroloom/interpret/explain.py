@@ -93,7 +93,7 @@ def write_fits(path: Path, maps: list[TokenMap], physical: list[dict[str, np.nda
     if maps[0].value is not None:
         hdus[0].header["VALUE"] = maps[0].value
     if maps[0].fill is not None:
-        hdus[0].header["FILL"] = (maps[0].fill, "what replaced a token: inpaint or empty")
+        hdus[0].header["FILL"] = (maps[0].fill, "what replaced a token: inpaint, empty, continuum")
     for k, (tm, phys) in enumerate(zip(maps, physical, strict=True)):
         for name, array in phys.items():
             hdu = fits.ImageHDU(
@@ -125,8 +125,9 @@ def explain_object(
     anomaly score) or ``neighbour`` (the similarity to another object). ``method``
     defaults to occlusion when something is to be explained, else to the surprise map.
     ``fill`` is what replaces a token for occlusion and integrated gradients (``inpaint``,
-    the model's prediction of it from the others — the default for models that can — or
-    ``empty``). With ``out`` a PNG and a FITS file are written there."""
+    the model's prediction of it from the others — the default for models that can —
+    ``empty``, or ``continuum``: a spectrum's own smoothed continuum, so that its lines get
+    the credit). With ``out`` a PNG and a FITS file are written there."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")

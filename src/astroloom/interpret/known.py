@@ -3,18 +3,30 @@ tests and for ``benchmarks/interpret.py`` (and for anyone checking a new method)
 
 * :func:`plant_source` — a label carried only by four image patches;
 * :func:`paint_rare` — satellite trails and lensed arcs painted onto ordinary galaxies
-  with the mock survey's own drawing code, with the pixels they light.
+  with the mock survey's own drawing code, with the pixels they light;
+* :func:`near_lines` / :func:`line_significance` / :func:`without_lines` — where a
+  galaxy's emission lines fall in its spectrum, how far they stand above its noise, and the
+  spectra with those pixels replaced by their continuum: whether a number needs the lines
+  at all, asked without any map.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import galsim
 import numpy as np
 import torch
+from scipy.ndimage import median_filter
 
 from astroloom.data.multiset import MultimodalSet, keep
 from astroloom.data.sim import rare
-from astroloom.interpret.attribution import Explainer
+from astroloom.interpret.attribution import (
+    CONTINUUM_PIXELS,
+    Explainer,
+    ExplainError,
+    continuum_of,
+)
 from astroloom.model.foundation import Foundation
 from astroloom.tokenize.image import spiral_order
 
@@ -22,6 +34,56 @@ from astroloom.tokenize.image import spiral_order
 SOURCE_PIXEL = 16
 SOURCE_PATCHES = np.zeros((8, 8), bool)
 SOURCE_PATCHES[1:3, 1:3] = True
+
+
+# Rest-frame vacuum wavelengths (Å) of the strong optical emission lines: [O II] 3727,
+# Hβ, [O III] 4960 and 5008, Hα, [N II] 6585, [S II] 6718 and 6733.
+EMISSION_LINES = np.array([3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718.3, 6732.7])
+
+
+def near_lines(wavelength: np.ndarray, redshift: float, within: float = 20.0) -> np.ndarray:
+    """Which pixels of an observed-frame ``wavelength`` grid (Å) lie within ``within`` Å of
+    an emission line at ``redshift``."""
+    observed = EMISSION_LINES * (1 + redshift)
+    return np.min(np.abs(np.asarray(wavelength)[:, None] - observed[None]), axis=1) <= within
+
+
+def line_significance(
+    flux: np.ndarray, ivar: np.ndarray, wavelength: np.ndarray, redshift: float
+) -> float:
+    """The strongest pixel within 20 Å of a line above the continuum (its running median,
+    :func:`~astroloom.interpret.attribution.continuum_of`), in units of its noise: how
+    visible the galaxy's lines are at all."""
+    flux = np.nan_to_num(np.asarray(flux, dtype=float))
+    continuum = median_filter(flux, size=CONTINUUM_PIXELS, mode="nearest")
+    snr = (flux - continuum) * np.sqrt(np.clip(ivar, 0, None))
+    return float(np.max(np.where(near_lines(wavelength, redshift), snr, -np.inf)))
+
+
+def without_lines(
+    data: MultimodalSet, wavelength: np.ndarray | None = None, within: float = 20.0
+) -> MultimodalSet:
+    """A copy of ``data`` whose spectra have every pixel within ``within`` Å of an emission
+    line at the object's ``redshift`` label replaced by the spectrum's continuum (the lines
+    taken out, the noise elsewhere kept). ``wavelength``: the grid the spectra share (e.g.
+    the model's tokenizer's); default each spectrum's own (``spectrum_wave``). A number
+    that moves little when the lines go did not read them, and no faithful map of it
+    should peak there."""
+    if "redshift" not in data.labels:
+        raise ExplainError("the lines' place needs each object's redshift; the data has none")
+    if wavelength is None and "spectrum_wave" not in data.arrays:
+        raise ExplainError("give the wavelength grid: the spectra carry none of their own")
+    flux = data.arrays["spectrum_flux"]
+    smooth = continuum_of(data).arrays["spectrum_flux"]
+    out = flux.copy()
+    for row, z in enumerate(np.asarray(data.labels["redshift"], dtype=float)):
+        grid = data.arrays["spectrum_wave"][row] if wavelength is None else wavelength
+        n = min(len(grid), flux.shape[1])
+        if np.isfinite(z):
+            near = np.zeros(flux.shape[1], bool)
+            near[:n] = near_lines(grid[:n], z, within)
+            out[row, near] = smooth[row, near]
+    return dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": out})
 
 
 def patch_grid(tokens: np.ndarray, g: int = 8) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""Does the redshift map find the lines when the model reads them? (issue [interpret];
+docs/benchmarks.md, "Attribution").
+
+    .venv/bin/python benchmarks/lines_finetuned.py --model RUN --data DATA \
+        [--steps 4000] [--lr 1e-3] [--lines 240] [--out runs/lines-finetuned.json]
+
+The frozen ridge probe of a pretrained spectrum model reads redshift from the continuum
+(``benchmarks/interpret.py --only lines``). Here the spectrum model of ``RUN`` and a linear
+head on its mean-pooled state at the embedding layer are trained together for redshift
+(AdamW, 50 warm-up steps then a cosine, batches of 32, gradients clipped at 1) on every
+galaxy but the first ``--lines`` late types and 1,000 others held out. Then, on the
+held-out late types whose lines stand out (a pixel above 5σ over the continuum):
+
+1. without any map: how far the predicted redshift moves when the lines' pixels become
+   the continuum (:func:`~astroloom.interpret.known.without_lines`), against the same
+   windows moved clear of every line; the median error with and without the lines;
+2. how often the integrated-gradient peak lies within 20 Å of a line, with the empty and
+   the continuum fills, beside the same network with every weight re-drawn (a ridge probe
+   refitted on its embeddings).
+
+Both are also given for the frozen ridge probe of the model as pretrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from interpret import line_hits, lines_removed, rate  # noqa: E402
+
+from astroloom.data.multiset import keep, load_multimodal_set  # noqa: E402
+from astroloom.interpret.attribution import Explainer, Target  # noqa: E402
+from astroloom.interpret.known import line_significance, near_lines  # noqa: E402
+from astroloom.model.foundation import Foundation  # noqa: E402
+from astroloom.model.multimodal import build_model  # noqa: E402
+
+POOL = "mean"  # the fine-tuned head's input
+
+
+def fine_tune(ex: Explainer, train: np.ndarray, steps: int, lr: float) -> Target:
+    """Train ``ex``'s network and a linear head together for redshift; the head as a target
+    of the network's pooled state (the network is trained in place)."""
+    net = ex.model
+    y = torch.tensor(ex.data.labels["redshift"].astype(np.float32))
+    mu, sd = y[train].mean(), y[train].std()
+    head = torch.nn.Linear(net.cfg.n_embd, 1)
+    params = list(net.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(0)
+    net.train()
+    for step in range(steps):
+        for group in opt.param_groups:
+            warm = min(1.0, (step + 1) / 50)
+            group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        pick = torch.as_tensor(train[torch.randint(len(train), (32,), generator=gen).numpy()])
+        batch = {m: t.take(pick) for m, t in ex.tokens.items()}
+        pred = head(net.pooled_state(batch, ex.layer, POOL)).squeeze(-1)
+        loss = F.mse_loss(pred, (y[pick] - mu) / sd)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 500 == 0:
+            print(f"step {step}: loss {float(loss):.4f}", flush=True)
+    net.eval()
+    head.eval()
+    return Target("redshift (fine-tuned head)", lambda e: head(e).squeeze(-1) * sd + mu)
+
+
+@torch.no_grad()
+def r2(ex: Explainer, target: Target, rows: np.ndarray) -> float:
+    batch = {m: t.take(torch.as_tensor(rows)) for m, t in ex.tokens.items()}
+    pred = target(ex.embed(batch)).numpy()
+    z = ex.data.labels["redshift"][rows].astype(float)
+    return float(1 - np.mean((pred - z) ** 2) / np.var(z))
+
+
+def maps(f: Foundation, data, target: Target | None, late, strong, wave) -> dict:
+    """Line hit rates of one network's redshift maps, per fill; ``target`` None: a ridge
+    probe fitted on the network's embeddings."""
+    out = {}
+    for fill in ("empty", "continuum"):
+        ex = Explainer(f, data, use=["spectrum"], fill=fill, pool=POOL)
+        hits = line_hits(ex, target or ex.probe("redshift"), late, wave)
+        out[f"fill {fill}"] = {
+            "late types": rate(hits),
+            "with a line above 5 sigma": rate(hits[strong]),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a run or model name with spectra")
+    parser.add_argument("--data", type=Path, required=True, help="a mock survey")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
+    parser.add_argument("--out", type=Path, default=Path("runs/lines-finetuned.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    f = Foundation.from_pretrained(args.model)
+    data = load_multimodal_set(args.data, ["spectrum"])
+    data = keep(data, data.present["spectrum"])
+    wave = f.tokenizer["spectrum"].wavelength
+    late = np.flatnonzero(data.labels["morph_type"] == "late")[: args.lines]
+    flux, ivar, z = (
+        data.arrays["spectrum_flux"],
+        data.arrays["spectrum_ivar"],
+        data.labels["redshift"],
+    )
+    strong = np.array([line_significance(flux[i], ivar[i], wave, z[i]) > 5 for i in late])
+    rest = np.setdiff1d(np.arange(len(data.ids)), late)
+    np.random.default_rng(0).shuffle(rest)
+    test, train = rest[:1000], rest[1000:]
+    chance = float(np.mean([near_lines(wave, z[i]).mean() for i in late]))
+    result: dict = {"model": str(args.model), "data": str(args.data.resolve()), "chance": chance}
+
+    ex = Explainer(f, data, use=["spectrum"], fill="empty", pool=POOL)
+    frozen = ex.probe("redshift")
+    result["frozen ridge probe"] = {
+        "r2 held out": r2(ex, frozen, test),
+        "lines removed (no map)": lines_removed(ex, frozen, late[strong], wave),
+        **maps(f, data, frozen, late, strong, wave),
+    }
+    print(json.dumps(result["frozen ridge probe"]), flush=True)
+
+    start = time.perf_counter()
+    tuned = fine_tune(ex, train, args.steps, args.lr)
+    result["fine-tuned"] = {
+        "steps": args.steps,
+        "train_s": time.perf_counter() - start,
+        "r2 held out": r2(ex, tuned, test),
+        "lines removed (no map)": lines_removed(ex, tuned, late[strong], wave),
+        **maps(f, data, tuned, late, strong, wave),
+    }
+    print(json.dumps(result["fine-tuned"]), flush=True)
+
+    torch.manual_seed(0)
+    untrained = Foundation(build_model(f.model.cfg).eval(), f.tokenizer)
+    result["weights re-drawn, ridge probe refitted"] = maps(
+        untrained, data, None, late, strong, wave
+    )
+    print(json.dumps(result["weights re-drawn, ridge probe refitted"]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
