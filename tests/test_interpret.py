@@ -6,6 +6,7 @@ checks of Adebayo et al. (2018) — all with the shipped model ``astroloom/mock-
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -308,7 +309,7 @@ def test_light_curve_epochs_and_spectrum_windows_get_their_own_maps(foundation, 
     assert np.nansum(per_pixel) == pytest.approx(ig.value - ig.baseline_value, rel=0.05, abs=2e-3)
 
 
-def test_a_spectrums_continuum_fill_credits_what_departs_from_it(foundation, survey_dir):
+def test_a_spectrums_continuum_fill_credits_what_departs_from_it(foundation, survey_dir, tmp_path):
     """The continuum fill replaces each spectrum by its running median: the lines of the
     galaxies whose lines stand out (a pixel above 5σ) are gone from it and from
     ``without_lines``, whose other pixels are untouched; integrated gradients from it sum to
@@ -346,6 +347,16 @@ def test_a_spectrums_continuum_fill_credits_what_departs_from_it(foundation, sur
     assert same.sum() > 50
     assert np.all(per_pixel[same] == 0) and np.all(per_pixel[~same] != 0)
 
+    # From the command's Python face, with the fill recorded in the FITS file.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a FITS card too long for its comment
+        done = explain_object(
+            MODEL, survey_dir, galaxy, target="redshift", method="integrated-gradients",
+            modalities=["spectrum"], out=tmp_path, fill="continuum",
+        )  # fmt: skip
+    np.testing.assert_allclose(done.maps[0].values["spectrum"], ig.values["spectrum"], atol=1e-6)
+    with fits.open(tmp_path / f"explain-{galaxy}-integrated-gradients.fits") as hdus:
+        assert hdus[0].header["FILL"] == "continuum"
     images = load_multimodal_set(survey_dir, ["image"])
     with pytest.raises(ExplainError, match="continuum"):
         Explainer(foundation, images, use=["image"], fill="continuum")

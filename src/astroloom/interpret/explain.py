@@ -93,7 +93,7 @@ def write_fits(path: Path, maps: list[TokenMap], physical: list[dict[str, np.nda
     if maps[0].value is not None:
         hdus[0].header["VALUE"] = maps[0].value
     if maps[0].fill is not None:
-        hdus[0].header["FILL"] = (maps[0].fill, "what replaced a token: inpaint, empty, continuum")
+        hdus[0].header["FILL"] = (maps[0].fill, "what replaced a token (--fill)")
     for k, (tm, phys) in enumerate(zip(maps, physical, strict=True)):
         for name, array in phys.items():
             hdu = fits.ImageHDU(

@@ -54,10 +54,11 @@ def line_significance(
     """The strongest pixel within 20 Å of a line above the continuum (its running median,
     :func:`~astroloom.interpret.attribution.continuum_of`), in units of its noise: how
     visible the galaxy's lines are at all."""
-    flux = np.nan_to_num(np.asarray(flux, dtype=float))
+    n = min(len(flux), len(wavelength))
+    flux = np.nan_to_num(np.asarray(flux[:n], dtype=float))
     continuum = median_filter(flux, size=CONTINUUM_PIXELS, mode="nearest")
-    snr = (flux - continuum) * np.sqrt(np.clip(ivar, 0, None))
-    return float(np.max(np.where(near_lines(wavelength, redshift), snr, -np.inf)))
+    snr = (flux - continuum) * np.sqrt(np.clip(np.nan_to_num(ivar[:n]), 0, None))
+    return float(np.max(np.where(near_lines(wavelength[:n], redshift), snr, -np.inf)))
 
 
 def without_lines(
