@@ -22,7 +22,6 @@ mock survey (simulated into ``--data`` when that folder is empty):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -36,15 +35,16 @@ from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.shards import load_image_set
 from astroloom.data.sim.survey import simulate_survey
 from astroloom.evaluate.metrics import anomaly_metrics
-from astroloom.interpret.attribution import EXPLAIN_POOL, FILLS, Explainer, continuum_of
+from astroloom.interpret.attribution import EXPLAIN_POOL, FILLS, Explainer
 from astroloom.interpret.known import (
+    line_hits,
     line_significance,
+    lines_removed,
     near_lines,
     paint_rare,
     plant_source,
     region_share,
     surprise_hits,
-    without_lines,
 )
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import image_surprise_scores
@@ -94,60 +94,12 @@ def planted(f: Foundation, galaxies, n: int) -> dict:
     return out
 
 
-def line_hits(ex: Explainer, target, late: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    """Whether each galaxy's integrated-gradient peak lies within 20 Å of a line."""
-    data = ex.data
-    hits = []
-    for i in late:
-        m = ex.integrated_gradients(str(data.ids[i]), target)
-        attr = np.nan_to_num(np.abs(m.values["spectrum"].reshape(-1)[: len(wave)]))
-        hits.append(bool(near_lines(wave, data.labels["redshift"][i])[np.argmax(attr)]))
-    return np.array(hits)
-
-
 def rate(hits: np.ndarray) -> dict:
     r = float(hits.mean()) if len(hits) else float("nan")
     return {
         "hit_rate": r,
         "standard_error": float(np.sqrt(r * (1 - r) / max(len(hits), 1))),
         "n": len(hits),
-    }
-
-
-def lines_removed(ex: Explainer, target, rows: np.ndarray, wave: np.ndarray) -> dict:
-    """Without any map: how far the probe's redshift moves when the lines' pixels become the
-    continuum (:func:`without_lines`), against the same windows moved away from every line
-    (each galaxy's line mask rolled to a place 60 Å clear of its lines)."""
-    data = keep(ex.data, rows)
-    gone = without_lines(data, wave)
-    moved = data.arrays["spectrum_flux"].copy()
-    smooth = continuum_of(data).arrays["spectrum_flux"]
-    rng = np.random.default_rng(0)
-    for k, z in enumerate(data.labels["redshift"]):
-        near = near_lines(wave, z)
-        clear = ~near_lines(wave, z, 60.0)
-        for _ in range(200):
-            shifted = np.roll(near, rng.integers(len(wave)))
-            if not (shifted & ~clear).any():
-                moved[k, : len(wave)][shifted] = smooth[k, : len(wave)][shifted]
-                break
-    out = {}
-    for name, flux in (
-        ("as is", data.arrays["spectrum_flux"]),
-        ("lines removed", gone.arrays["spectrum_flux"]),
-        ("windows moved", moved),
-    ):
-        copy = dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": flux})
-        tokens = ex.foundation.tokens_from_set(copy, ["spectrum"])
-        with torch.no_grad():
-            out[name] = target(ex.embed(tokens)).numpy()
-    z = data.labels["redshift"].astype(float)
-    return {
-        "n": len(rows),
-        "median_shift_lines_removed": float(np.median(np.abs(out["lines removed"] - out["as is"]))),
-        "median_shift_windows_moved": float(np.median(np.abs(out["windows moved"] - out["as is"]))),
-        "median_error": float(np.median(np.abs(out["as is"] - z))),
-        "median_error_lines_removed": float(np.median(np.abs(out["lines removed"] - z))),
     }
 
 

@@ -5,10 +5,11 @@ docs/benchmarks.md, "Attribution").
         [--steps 4000] [--lr 1e-3] [--lines 240] [--out runs/lines-finetuned.json]
 
 The frozen ridge probe of a pretrained spectrum model reads redshift from the continuum
-(``benchmarks/interpret.py --only lines``). Here the spectrum model of ``RUN`` and a linear
-head on its mean-pooled state at the embedding layer are trained together for redshift
-(AdamW, 50 warm-up steps then a cosine, batches of 32, gradients clipped at 1) on every
-galaxy but the first ``--lines`` late types and 1,000 others held out. Then, on the
+(``benchmarks/interpret.py --only lines``). Here a copy of the spectrum model of ``RUN`` and a
+linear head on its mean-pooled state at the embedding layer are trained together for
+redshift by :func:`astroloom.interpret.tuned.fine_tune` (what ``astroloom explain
+--fine-tune`` runs: AdamW, 50 warm-up steps then a cosine, batches of 32, gradients clipped
+at 1) on every galaxy but the first ``--lines`` late types and 1,000 others held out. Then, on the
 held-out late types whose lines stand out (a pixel above 5σ over the continuum):
 
 1. without any map: how far the predicted redshift moves when the lines' pixels become
@@ -25,55 +26,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from interpret import line_hits, lines_removed, rate  # noqa: E402
+from interpret import rate  # noqa: E402
 
 from astroloom.data.multiset import keep, load_multimodal_set  # noqa: E402
 from astroloom.interpret.attribution import Explainer, Target  # noqa: E402
-from astroloom.interpret.known import line_significance, near_lines  # noqa: E402
+from astroloom.interpret.known import (  # noqa: E402
+    line_hits,
+    line_significance,
+    lines_removed,
+    near_lines,
+)
+from astroloom.interpret.tuned import TUNED_POOL as POOL  # noqa: E402
+from astroloom.interpret.tuned import fine_tune  # noqa: E402
 from astroloom.model.foundation import Foundation  # noqa: E402
 from astroloom.model.multimodal import build_model  # noqa: E402
-
-POOL = "mean"  # the fine-tuned head's input
-
-
-def fine_tune(ex: Explainer, train: np.ndarray, steps: int, lr: float) -> Target:
-    """Train ``ex``'s network and a linear head together for redshift; the head as a target
-    of the network's pooled state (the network is trained in place)."""
-    net = ex.model
-    y = torch.tensor(ex.data.labels["redshift"].astype(np.float32))
-    mu, sd = y[train].mean(), y[train].std()
-    head = torch.nn.Linear(net.cfg.n_embd, 1)
-    params = list(net.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(0)
-    net.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            warm = min(1.0, (step + 1) / 50)
-            group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
-        pick = torch.as_tensor(train[torch.randint(len(train), (32,), generator=gen).numpy()])
-        batch = {m: t.take(pick) for m, t in ex.tokens.items()}
-        pred = head(net.pooled_state(batch, ex.layer, POOL)).squeeze(-1)
-        loss = F.mse_loss(pred, (y[pick] - mu) / sd)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if step % 500 == 0:
-            print(f"step {step}: loss {float(loss):.4f}", flush=True)
-    net.eval()
-    head.eval()
-    return Target("redshift (fine-tuned head)", lambda e: head(e).squeeze(-1) * sd + mu)
 
 
 @torch.no_grad()
@@ -135,13 +109,18 @@ def main() -> None:
     print(json.dumps(result["frozen ridge probe"]), flush=True)
 
     start = time.perf_counter()
-    tuned = fine_tune(ex, train, args.steps, args.lr)
+    tuned = fine_tune(
+        f, keep(data, train), "redshift", ["spectrum"], steps=args.steps, lr=args.lr, hold_out=0
+    )
+    seconds = time.perf_counter() - start
+    after = tuned.explainer(data, fill="empty")
+    target = tuned.target()
     result["fine-tuned"] = {
         "steps": args.steps,
-        "train_s": time.perf_counter() - start,
-        "r2 held out": r2(ex, tuned, test),
-        "lines removed (no map)": lines_removed(ex, tuned, late[strong], wave),
-        **maps(f, data, tuned, late, strong, wave),
+        "train_s": seconds,
+        "r2 held out": r2(after, target, test),
+        "lines removed (no map)": lines_removed(after, target, late[strong], wave),
+        **maps(tuned.foundation, data, target, late, strong, wave),
     }
     print(json.dumps(result["fine-tuned"]), flush=True)
 

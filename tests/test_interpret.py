@@ -32,6 +32,7 @@ from astroloom.interpret.known import (
 )
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import surprise_anomaly_scores
+from astroloom.interpret.tuned import TunedProbe, fine_tune
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import ModalityError, build_model
 from astroloom.tokenize.image import spiral_order
@@ -364,3 +365,81 @@ def test_a_spectrums_continuum_fill_credits_what_departs_from_it(foundation, sur
         without_lines(dataclasses.replace(data, labels={}), wave)
     with pytest.raises(ExplainError, match="odd width"):
         continuum_of(data, pixels=30)
+
+
+def test_a_probe_fine_tuned_with_its_network_beats_the_frozen_one_and_is_kept(
+    foundation, survey_dir, tmp_path, monkeypatch
+):
+    """``--fine-tune``: a copy of the network trained with a linear head for redshift from
+    the spectrum predicts it better on held-out galaxies than the frozen probe of the same
+    embedding, leaves the model it came from untouched, is kept beside the maps and read
+    back with the same predictions instead of being trained again."""
+    before = {k: v.clone() for k, v in foundation.model.state_dict().items()}
+    data = load_multimodal_set(survey_dir, ["spectrum"])
+    data = keep(data, data.present["spectrum"])
+    galaxy = str(data.ids[np.flatnonzero(data.labels["morph_type"] == "late")[0]])
+    done = explain_object(
+        MODEL, survey_dir, galaxy, target="redshift", method="integrated-gradients",
+        modalities=["spectrum"], out=tmp_path, fine_tune=300, progress=False,
+    )  # fmt: skip
+    kept = tmp_path / "tuned-redshift-spectrum-300"
+    tuned = TunedProbe.load(kept, foundation)
+    score = tuned.held_out
+    # Measured: R² 0.677 fine-tuned against 0.573 frozen, 32 held-out galaxies.
+    assert score["metric"] == "r2" and score["n"] >= 25
+    assert score["fine-tuned"] > score["frozen probe"] + 0.05
+    assert "held-out r2" in done.notes[0]
+    for k, v in foundation.model.state_dict().items():
+        assert torch.equal(v, before[k]), f"fine-tuning changed the original model's {k}"
+    assert done.maps[0].fill == "continuum"  # a fine-tuned network's default for spectra
+    assert "fine-tuned head" in done.maps[0].what
+    # Read back: the same map; a second request trains nothing.
+    explainer = tuned.explainer(data)
+    again = explainer.integrated_gradients(galaxy, tuned.target())
+    np.testing.assert_allclose(again.values["spectrum"], done.maps[0].values["spectrum"],
+                               atol=1e-6)  # fmt: skip
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the kept probe was trained again")
+
+    written = (kept / "probe.json").stat().st_mtime_ns
+    asked = ("--id", galaxy, "--target", "redshift", "--modality", "spectrum")
+    result = cli("explain", MODEL, str(survey_dir), *asked, "--fine-tune", "300",
+                 "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuned for redshift in 300 steps" in result.stdout
+    assert (kept / "probe.json").stat().st_mtime_ns == written
+    monkeypatch.setattr("astroloom.interpret.explain.fine_tune", no_training)
+    explain_object(
+        MODEL, survey_dir, galaxy, target="redshift", modalities=["spectrum"], out=tmp_path,
+        fine_tune=300,
+    )  # fmt: skip
+
+    # A class label: the logit of one class, accuracy on the held-out objects.
+    types = fine_tune(foundation, data, "morph_type", ["spectrum"], steps=20, progress=False)
+    assert types.held_out["metric"] == "accuracy" and {"early", "late"} <= set(types.classes)
+    with torch.no_grad():
+        emb = types.foundation.model.pooled_state(
+            types.explainer(data).object_tokens(galaxy), types.layer, types.pool
+        )
+    assert types.target("late")(emb).shape == (1,)
+
+    # Bad requests.
+    with pytest.raises(ExplainError, match="no class 'spiral'"):
+        types.target("spiral")
+    with pytest.raises(ExplainError, match="is a number"):
+        tuned.target("late")
+    with pytest.raises(ExplainError, match="give --target"):
+        explain_object(MODEL, survey_dir, galaxy, anomaly=True, fine_tune=10)
+    with pytest.raises(ExplainError, match="at least one step"):
+        fine_tune(foundation, data, "redshift", ["spectrum"], steps=0)
+    with pytest.raises(ExplainError, match="no label 'colour'"):
+        fine_tune(foundation, data, "colour", ["spectrum"], steps=5)
+    other = Foundation(
+        build_model(dataclasses.replace(foundation.model.cfg, n_layer=1)), foundation.tokenizer
+    )
+    with pytest.raises(ExplainError, match="n_layer: this model 1"):
+        TunedProbe.load(kept, other)
+    (kept / "probe.json").write_text("{not json")
+    with pytest.raises(ExplainError, match="no readable fine-tuned probe"):
+        TunedProbe.load(kept, foundation)

@@ -913,6 +913,15 @@ def explain(
             "median, so that its lines get the credit)."
         ),
     ] = None,
+    fine_tune: Annotated[
+        int | None,
+        typer.Option(
+            "--fine-tune",
+            help="With --target: explain a copy of the network fine-tuned with a linear head "
+            "for the label in this many steps (e.g. 1000), instead of the frozen probe; kept "
+            "in --out and reused. Its default fill is continuum for spectra, else empty.",
+        ),
+    ] = None,
 ) -> None:
     """Why the model says what it says about one object: a map as PNG and FITS.
 
@@ -932,7 +941,10 @@ def explain(
         class_name=class_name,
         out=out or output_home(run) / "explain",
         fill=fill,
+        fine_tune=fine_tune,
     )
+    for note in result.notes:
+        say(note)
     first = result.maps[0]
     value = f" = {first.value:.4g}" if first.value is not None else ""
     say(f"{first.method} map of {first.object_id}: {first.what}{value}")

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from astroloom.data.multiset import load_multimodal_set
+from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.interpret.attribution import METHODS, TARGETED, Explainer, ExplainError, TokenMap
+from astroloom.interpret.tuned import TunedProbe, fine_tune
 from astroloom.model.foundation import Foundation
 from astroloom.report.plots import plot_explanation
 from astroloom.tokenize.image import spiral_order
@@ -105,6 +106,43 @@ def write_fits(path: Path, maps: list[TokenMap], physical: list[dict[str, np.nda
     return path
 
 
+def tuned_probe(
+    foundation: Foundation,
+    data_set: MultimodalSet,
+    run: str | Path,
+    data: str | Path,
+    label: str,
+    explainer: Explainer,
+    steps: int,
+    out: str | Path | None,
+    progress: bool = True,
+) -> TunedProbe:
+    """The network fine-tuned for ``label``: read from ``out`` when it was made there from the
+    same model, data, modalities and steps, else trained and (with ``out``) kept there."""
+    where = Path(run)
+    made_from = {
+        "model": str(where.resolve()) if where.exists() else str(run),
+        "data": str(Path(data).resolve()),
+    }
+    kept = None
+    if out is not None:
+        kept = Path(out) / f"tuned-{safe_name(label)}-{'+'.join(explainer.use)}-{steps}"
+        if (kept / "probe.json").is_file():
+            tuned = TunedProbe.load(kept, foundation)
+            same = {k: tuned.settings.get(k) for k in made_from} == made_from
+            if same and tuned.label == label and tuned.layer == explainer.layer:
+                return tuned
+    tuned = fine_tune(
+        foundation, data_set, label, explainer.use, explainer.layer, steps=steps,
+        progress=progress,
+    )  # fmt: skip
+    tuned.settings.update(made_from)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        tuned.save(kept)
+    return tuned
+
+
 def explain_object(
     run: str | Path,
     data: str | Path,
@@ -118,6 +156,8 @@ def explain_object(
     class_name: str | None = None,
     out: str | Path | None = None,
     fill: str | None = None,
+    fine_tune: int | None = None,
+    progress: bool = True,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
 
@@ -127,7 +167,12 @@ def explain_object(
     ``fill`` is what replaces a token for occlusion and integrated gradients (``inpaint``,
     the model's prediction of it from the others — the default for models that can —
     ``empty``, or ``continuum``: a spectrum's own smoothed continuum, so that its lines get
-    the credit). With ``out`` a PNG and a FITS file are written there."""
+    the credit). With ``out`` a PNG and a FITS file are written there.
+
+    ``fine_tune`` (with ``target``): explain, instead of the frozen probe, a copy of the
+    network fine-tuned with a linear head for that many steps (:mod:`.tuned`), trained on
+    the data's labels once and kept in ``out`` (``tuned-LABEL-MODALITIES-STEPS``) to be
+    reused while the model, data and label stay the same."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
@@ -148,6 +193,8 @@ def explain_object(
             f"{method} maps do not depend on a target; drop it, or use occlusion or "
             "integrated-gradients"
         )
+    if fine_tune is not None and target is None:
+        raise ExplainError("--fine-tune trains the network for a label: give --target LABEL")
     foundation = Foundation.from_pretrained(run)
     # Without --modality, every modality both the model and the data have: a multimodal
     # model explains a folder of photographs from their images.
@@ -156,8 +203,24 @@ def explain_object(
     explainer.row(object_id)  # an unknown id fails before any work
     if neighbour is not None:
         explainer.row(neighbour)
+    notes = []
+    tuned = None
+    if fine_tune is not None:
+        tuned = tuned_probe(
+            foundation, data_set, run, data, target, explainer, fine_tune, out, progress
+        )
+        explainer = tuned.explainer(data_set, fill=fill)
+        score = tuned.held_out
+        if score:
+            notes.append(
+                f"fine-tuned for {target} in {fine_tune} steps: held-out {score['metric']} "
+                f"{score['fine-tuned']:.3f} against the frozen probe's {score['frozen probe']:.3f} "
+                f"({score['n']} objects)"
+            )
     maps = []
-    if target is not None:
+    if tuned is not None:
+        maps.append(explainer.explain(object_id, method, tuned.target(class_name)))
+    elif target is not None:
         maps.append(explainer.explain(object_id, method, explainer.probe(target, class_name)))
     elif anomaly:
         maps.append(explainer.explain(object_id, method, explainer.anomaly(object_id)))
@@ -167,7 +230,7 @@ def explain_object(
     else:
         maps.append(explainer.explain(object_id, method))
     physical = [physical_maps(explainer, tm) for tm in maps]
-    result = Explanation(maps, physical)
+    result = Explanation(maps, physical, notes=notes)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,317 @@
+"""A probe trained together with its network: the model fine-tuned for one label.
+
+A frozen probe reads whatever the pretrained embedding already carries, and its map shows
+that. For redshift from a mock spectrum this is mostly the continuum's shape: taking a
+galaxy's emission lines out barely moves the frozen probe's redshift, so its map rightly
+does not point at them (docs/benchmarks.md, "When the model does read the lines").
+Fine-tuning the network with a linear head on its mean-pooled state makes it learn what the
+label needs, and then the map asks what *that* model reads:
+
+    >>> from astroloom.interpret.tuned import fine_tune
+    >>> tuned = fine_tune(Foundation.from_pretrained("astroloom/mock-tiny"), data,
+    ...                   "redshift", use=["spectrum"], steps=1000)
+    >>> tuned.held_out  # R² on objects it never trained on, beside the frozen probe's
+    >>> explainer = tuned.explainer(data, fill="continuum")
+    >>> explainer.integrated_gradients(object_id, tuned.target())
+
+The original model is left untouched: the network trained is a copy. ``astroloom explain
+... --target LABEL --fine-tune STEPS`` does this once per label and keeps the result
+(:meth:`TunedProbe.save`) beside the maps, to be reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from astroloom.data.multiset import MultimodalSet
+from astroloom.interpret.attribution import Explainer, ExplainError, Target
+from astroloom.model.checkpoint import CheckpointError, load_weights
+from astroloom.model.foundation import Foundation
+
+# The head reads the mean of the token states: every token can pass the label to it, and a
+# line's window is as close to the head as the continuum's.
+TUNED_POOL = "mean"
+WARMUP_STEPS = 50
+
+
+@dataclass
+class TunedProbe:
+    """A fine-tuned copy of a model and the linear head trained with it for ``label``."""
+
+    foundation: Foundation
+    head: torch.nn.Linear
+    label: str
+    use: list[str]
+    layer: int
+    classes: list[str] | None  # None: the label is a number
+    centre: float  # a number's training mean and spread (the head predicts it standardised)
+    spread: float
+    settings: dict = field(default_factory=dict)  # steps, lr, batch size, seed, data
+    held_out: dict = field(default_factory=dict)  # scores on objects never trained on
+    pool: str = TUNED_POOL
+
+    def target(self, class_name: str | None = None) -> Target:
+        """The head's prediction as a differentiable :class:`Target`: the label in its own
+        unit, or the logit of ``class_name`` (default the last class)."""
+        head = self.head.eval()
+        if self.classes is None:
+            if class_name is not None:
+                raise ExplainError(f"label {self.label!r} is a number; it has no classes")
+            centre, spread = self.centre, self.spread
+            return Target(
+                f"{self.label} (fine-tuned head)", lambda e: head(e)[:, 0] * spread + centre
+            )
+        name = class_name if class_name is not None else self.classes[-1]
+        if name not in self.classes:
+            raise ExplainError(f"label {self.label!r} has no class {name!r}; it has {self.classes}")
+        k = self.classes.index(name)
+        return Target(f"logit of {self.label} = {name} (fine-tuned head)", lambda e: head(e)[:, k])
+
+    def explainer(self, data: MultimodalSet, fill: str | None = None) -> Explainer:
+        """An :class:`Explainer` of the fine-tuned network, reading what the head reads.
+
+        ``fill`` defaults to ``"continuum"`` when a spectrum is explained, else ``"empty"``:
+        the fine-tuned network's trunk has moved away from the prediction heads that
+        pretraining fitted to it, so its own fill in of hidden tokens is no longer the
+        pretrained model's."""
+        if fill is None:
+            fill = "continuum" if "spectrum" in self.use else "empty"
+        return Explainer(self.foundation, data, self.use, self.layer, pool=self.pool, fill=fill)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` (the fine-tuned network), ``head.safetensors`` and
+        ``probe.json`` into ``directory`` (written aside and renamed: a killed run leaves
+        no half-written probe)."""
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = self.foundation.model.state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.items()},
+                  tmp / "model.safetensors")  # fmt: skip
+        head = self.head.state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in head.items()},
+                  tmp / "head.safetensors")  # fmt: skip
+        about = {
+            "label": self.label,
+            "use": self.use,
+            "layer": self.layer,
+            "pool": self.pool,
+            "classes": self.classes,
+            "centre": self.centre,
+            "spread": self.spread,
+            "settings": self.settings,
+            "held_out": self.held_out,
+            "model": model_shape(self.foundation),
+        }
+        (tmp / "probe.json").write_text(json.dumps(about, indent=2) + "\n")
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, base: Foundation) -> TunedProbe:
+        """A probe written by :meth:`save`, on a copy of ``base`` — the model it was
+        fine-tuned from (its tokenizers are used; a model of another shape is an error
+        naming what differs)."""
+        directory = Path(directory)
+        try:
+            about = json.loads((directory / "probe.json").read_text())
+            head_state = load_file(directory / "head.safetensors")
+        except (OSError, ValueError) as err:
+            raise ExplainError(f"{directory} holds no readable fine-tuned probe: {err}") from err
+        differ = {
+            k: (v, about["model"].get(k))
+            for k, v in model_shape(base).items()
+            if about["model"].get(k) != v
+        }
+        if differ:
+            said = "; ".join(
+                f"{k}: this model {a}, the probe's {b}" for k, (a, b) in differ.items()
+            )
+            raise ExplainError(
+                f"the fine-tuned probe in {directory} was made from another model ({said})"
+            )
+        foundation = Foundation(copy.deepcopy(base.model), base.tokenizer)
+        try:
+            load_weights(foundation.model, directory / "model.safetensors")
+        except CheckpointError as err:
+            raise ExplainError(str(err)) from err
+        outputs = len(about["classes"]) if about["classes"] else 1
+        head = torch.nn.Linear(foundation.model.cfg.n_embd, outputs)
+        head.load_state_dict(head_state)
+        foundation.model.eval()
+        return cls(
+            foundation, head.to(foundation.device), about["label"], about["use"],
+            about["layer"], about["classes"], about["centre"], about["spread"],
+            about["settings"], about["held_out"], about["pool"],
+        )  # fmt: skip
+
+
+def model_shape(foundation: Foundation) -> dict:
+    """What a fine-tuned network must share with the model it is loaded on."""
+    cfg = foundation.model.cfg
+    return {
+        "modalities": list(cfg.modalities),
+        "n_layer": cfg.n_layer,
+        "n_embd": cfg.n_embd,
+        "patch_dim": cfg.patch_dim,
+    }
+
+
+def _usable(data: MultimodalSet, label: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The label's values, which objects have one, and whether it is a number."""
+    if label not in data.labels:
+        raise ExplainError(f"the data has no label {label!r}; its labels: {sorted(data.labels)}")
+    y = np.asarray(data.labels[label])
+    numeric = y.dtype != object
+    ok = np.isfinite(y.astype(float)) if numeric else np.array([v is not None for v in y])
+    if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
+        raise ExplainError(
+            f"label {label!r} has {int(ok.sum())} usable values and {len(np.unique(y[ok]))} "
+            "distinct ones: nothing a probe can learn"
+        )
+    return y, ok, numeric
+
+
+def _score(pred: np.ndarray, truth: np.ndarray, numeric: bool) -> float:
+    if numeric:
+        return float(1 - np.mean((pred - truth) ** 2) / np.var(truth))
+    return float(np.mean(pred == truth))
+
+
+def fine_tune(
+    foundation: Foundation,
+    data: MultimodalSet,
+    label: str,
+    use: list[str] | None = None,
+    layer: int | None = None,
+    steps: int = 1000,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    hold_out: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> TunedProbe:
+    """Train a copy of ``foundation``'s network and a linear head on its mean-pooled state at
+    ``layer`` together for ``label`` of ``data``: mean squared error on the standardised
+    number, or cross-entropy over a class label's classes. AdamW (weight decay 0.01),
+    ``WARMUP_STEPS`` of warm-up then a cosine to zero, gradients clipped at 1.
+
+    A share ``hold_out`` of the labelled objects is kept out of training, and the result's
+    ``held_out`` scores the fine-tuned head and, for comparison, the frozen probe of the
+    same embedding fitted on the training objects (R² for a number, accuracy for classes)."""
+    if steps < 1:
+        raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
+    if not 0 <= hold_out < 1:
+        raise ExplainError(f"hold_out is a share of the objects, in [0, 1); got {hold_out}")
+    frozen = Explainer(foundation, data, use, layer, pool=TUNED_POOL, fill="empty")
+    y, ok, numeric = _usable(data, label)
+    present = np.zeros(len(data.ids), bool)
+    for t in frozen.tokens.values():
+        present |= t.present.any(dim=1).numpy()
+    rows = np.flatnonzero(ok & present)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(rows)
+    n_test = int(round(hold_out * len(rows)))
+    test, train = rows[:n_test], rows[n_test:]
+    if len(train) < 10:
+        raise ExplainError(f"{len(train)} objects left to train on; at least 10 are needed")
+
+    classes = None if numeric else sorted({str(v) for v in y[train]})
+    if numeric:
+        values = y.astype(np.float64)
+        centre, spread = float(values[train].mean()), float(values[train].std()) or 1.0
+        goal = torch.tensor((np.nan_to_num(values) - centre) / spread, dtype=torch.float32)
+    else:
+        index = {c: k for k, c in enumerate(classes)}
+        goal = torch.tensor([index.get(str(v), -1) for v in y], dtype=torch.long)
+
+    tuned = Foundation(copy.deepcopy(foundation.model), foundation.tokenizer)
+    net = tuned.model
+    device = tuned.device
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(net.cfg.n_embd, 1 if numeric else len(classes)).to(device)
+    params = [p for p in net.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    bar = tqdm(range(steps), desc=f"fine-tune for {label}", disable=not progress)
+    for step in bar:
+        warm = min(1.0, (step + 1) / WARMUP_STEPS)
+        for group in opt.param_groups:
+            group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        draw = torch.randint(len(train), (batch_size,), generator=gen).numpy()
+        pick = torch.as_tensor(train[draw])
+        batch = {m: t.take(pick).to(device) for m, t in frozen.tokens.items()}
+        out = head(net.pooled_state(batch, frozen.layer, TUNED_POOL))
+        want = goal[pick].to(device)
+        loss = F.mse_loss(out[:, 0], want) if numeric else F.cross_entropy(out, want)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    net.eval()
+    head.eval()
+    probe = TunedProbe(
+        tuned, head, label, frozen.use, frozen.layer, classes,
+        centre if numeric else 0.0, spread if numeric else 1.0,
+        settings={"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+                  "hold_out": hold_out, "trained_on": len(train)},
+    )  # fmt: skip
+    if len(test) >= 2:
+        probe.held_out = _held_out_scores(probe, frozen, y, train, test, numeric)
+    return probe
+
+
+def _held_out_scores(
+    probe: TunedProbe,
+    frozen: Explainer,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    numeric: bool,
+) -> dict:
+    """The fine-tuned head's and the frozen probe's scores on the held-out objects."""
+    tokens = {m: t.take(torch.as_tensor(test)) for m, t in frozen.tokens.items()}
+    with torch.no_grad():
+        out = probe.head(probe.foundation.model.pooled_state(
+            {m: t.to(probe.foundation.device) for m, t in tokens.items()},
+            probe.layer, probe.pool,
+        )).cpu().numpy()  # fmt: skip
+    if numeric:
+        tuned_pred = out[:, 0] * probe.spread + probe.centre
+        truth = y[test].astype(float)
+    else:
+        tuned_pred = np.array(probe.classes)[out.argmax(1)]
+        truth = y[test].astype(str)
+    emb = frozen.embeddings()
+    scaler = StandardScaler().fit(emb[train])
+    if numeric:
+        fit = RidgeCV(alphas=np.logspace(-2, 6, 17)).fit(scaler.transform(emb[train]),
+                                                       y[train].astype(float))  # fmt: skip
+    else:
+        fit = LogisticRegression(max_iter=2000).fit(scaler.transform(emb[train]),
+                                                    y[train].astype(str))  # fmt: skip
+    frozen_pred = fit.predict(scaler.transform(emb[test]))
+    return {
+        "metric": "r2" if numeric else "accuracy",
+        "n": len(test),
+        "fine-tuned": _score(tuned_pred, truth, numeric),
+        "frozen probe": _score(frozen_pred, truth, numeric),
+    }
