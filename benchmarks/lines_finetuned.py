@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a mock survey")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="the fine-tuning's seed")
+    parser.add_argument("--tuned-only", action="store_true",
+                        help="skip the frozen probe and the re-drawn network")  # fmt: skip
     parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
     parser.add_argument("--out", type=Path, default=Path("runs/lines-finetuned.json"))
     args = parser.parse_args()
@@ -97,21 +100,26 @@ def main() -> None:
     np.random.default_rng(0).shuffle(rest)
     test, train = rest[:1000], rest[1000:]
     chance = float(np.mean([near_lines(wave, z[i]).mean() for i in late]))
-    result: dict = {"model": str(args.model), "data": str(args.data.resolve()), "chance": chance}
+    result: dict = {
+        "model": str(args.model), "data": str(args.data.resolve()), "chance": chance,
+        "seed": args.seed,
+    }  # fmt: skip
 
-    ex = Explainer(f, data, use=["spectrum"], fill="empty", pool=POOL)
-    frozen = ex.probe("redshift")
-    result["frozen ridge probe"] = {
-        "r2 held out": r2(ex, frozen, test),
-        "lines removed (no map)": lines_removed(ex, frozen, late[strong], wave),
-        **maps(f, data, frozen, late, strong, wave),
-    }
-    print(json.dumps(result["frozen ridge probe"]), flush=True)
+    if not args.tuned_only:
+        ex = Explainer(f, data, use=["spectrum"], fill="empty", pool=POOL)
+        frozen = ex.probe("redshift")
+        result["frozen ridge probe"] = {
+            "r2 held out": r2(ex, frozen, test),
+            "lines removed (no map)": lines_removed(ex, frozen, late[strong], wave),
+            **maps(f, data, frozen, late, strong, wave),
+        }
+        print(json.dumps(result["frozen ridge probe"]), flush=True)
 
     start = time.perf_counter()
     tuned = fine_tune(
-        f, keep(data, train), "redshift", ["spectrum"], steps=args.steps, lr=args.lr, hold_out=0
-    )
+        f, keep(data, train), "redshift", ["spectrum"], steps=args.steps, lr=args.lr,
+        hold_out=0, seed=args.seed,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     after = tuned.explainer(data, fill="empty")
     target = tuned.target()
@@ -124,12 +132,13 @@ def main() -> None:
     }
     print(json.dumps(result["fine-tuned"]), flush=True)
 
-    torch.manual_seed(0)
-    untrained = Foundation(build_model(f.model.cfg).eval(), f.tokenizer)
-    result["weights re-drawn, ridge probe refitted"] = maps(
-        untrained, data, None, late, strong, wave
-    )
-    print(json.dumps(result["weights re-drawn, ridge probe refitted"]), flush=True)
+    if not args.tuned_only:
+        torch.manual_seed(0)
+        untrained = Foundation(build_model(f.model.cfg).eval(), f.tokenizer)
+        result["weights re-drawn, ridge probe refitted"] = maps(
+            untrained, data, None, late, strong, wave
+        )
+        print(json.dumps(result["weights re-drawn, ridge probe refitted"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
