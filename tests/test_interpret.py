@@ -443,3 +443,9 @@ def test_a_probe_fine_tuned_with_its_network_beats_the_frozen_one_and_is_kept(
     (kept / "probe.json").write_text("{not json")
     with pytest.raises(ExplainError, match="no readable fine-tuned probe"):
         TunedProbe.load(kept, foundation)
+    monkeypatch.undo()  # a damaged probe is made again, not an error
+    explain_object(
+        MODEL, survey_dir, galaxy, target="redshift", modalities=["spectrum"], out=tmp_path,
+        fine_tune=300, progress=False,
+    )  # fmt: skip
+    assert TunedProbe.load(kept, foundation).held_out["n"] == score["n"]

@@ -120,6 +120,22 @@ class TokenMap:
 EXPLAIN_POOL = "meanstd"
 
 
+def usable_label(data: MultimodalSet, label: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``label``'s values, which objects have one, and whether it is a number; a clear error
+    for a label the data lacks or one with fewer than 10 values or a single distinct one."""
+    if label not in data.labels:
+        raise ExplainError(f"the data has no label {label!r}; its labels: {sorted(data.labels)}")
+    y = np.asarray(data.labels[label])
+    numeric = y.dtype != object
+    ok = np.isfinite(y.astype(float)) if numeric else np.array([v is not None for v in y])
+    if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
+        raise ExplainError(
+            f"label {label!r} has {int(ok.sum())} usable values and {len(np.unique(y[ok]))} "
+            "distinct ones: nothing a probe can learn"
+        )
+    return y, ok, numeric
+
+
 class Explainer:
     """Maps for the objects of an in-memory dataset, read from one model's embeddings at
     ``layer`` pooled by ``pool``, from the modalities in ``use`` (default: every modality
@@ -237,18 +253,7 @@ class Explainer:
         (the logit of ``class_name``). ``shuffle_seed`` shuffles the labels first (the
         sanity check of Adebayo et al. 2018: a map must change when the probe learns
         nothing)."""
-        if label not in self.data.labels:
-            raise ExplainError(
-                f"the data has no label {label!r}; its labels: {sorted(self.data.labels)}"
-            )
-        y = np.asarray(self.data.labels[label])
-        numeric = y.dtype != object
-        ok = np.isfinite(y.astype(float)) if numeric else np.array([v is not None for v in y])
-        if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
-            raise ExplainError(
-                f"label {label!r} has {int(ok.sum())} usable values and "
-                f"{len(np.unique(y[ok]))} distinct ones: nothing a probe can learn"
-            )
+        y, ok, numeric = usable_label(self.data, label)
         x = self.embeddings()[ok]
         y = y[ok]
         if shuffle_seed is not None:

@@ -128,8 +128,11 @@ def tuned_probe(
     if out is not None:
         kept = Path(out) / f"tuned-{safe_name(label)}-{'+'.join(explainer.use)}-{steps}"
         if (kept / "probe.json").is_file():
-            tuned = TunedProbe.load(kept, foundation)
-            same = {k: tuned.settings.get(k) for k in made_from} == made_from
+            try:
+                tuned = TunedProbe.load(kept, foundation)
+            except ExplainError:  # made from another model, or damaged: make it again
+                tuned = None
+            same = tuned is not None and {k: tuned.settings.get(k) for k in made_from} == made_from
             if same and tuned.label == label and tuned.layer == explainer.layer:
                 return tuned
     tuned = fine_tune(

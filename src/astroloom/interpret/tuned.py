@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from astroloom.data.multiset import MultimodalSet
-from astroloom.interpret.attribution import Explainer, ExplainError, Target
+from astroloom.interpret.attribution import Explainer, ExplainError, Target, usable_label
 from astroloom.model.checkpoint import CheckpointError, load_weights
 from astroloom.model.foundation import Foundation
 
@@ -172,21 +172,6 @@ def model_shape(foundation: Foundation) -> dict:
     }
 
 
-def _usable(data: MultimodalSet, label: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The label's values, which objects have one, and whether it is a number."""
-    if label not in data.labels:
-        raise ExplainError(f"the data has no label {label!r}; its labels: {sorted(data.labels)}")
-    y = np.asarray(data.labels[label])
-    numeric = y.dtype != object
-    ok = np.isfinite(y.astype(float)) if numeric else np.array([v is not None for v in y])
-    if ok.sum() < 10 or len(np.unique(y[ok])) < 2:
-        raise ExplainError(
-            f"label {label!r} has {int(ok.sum())} usable values and {len(np.unique(y[ok]))} "
-            "distinct ones: nothing a probe can learn"
-        )
-    return y, ok, numeric
-
-
 def _score(pred: np.ndarray, truth: np.ndarray, numeric: bool) -> float:
     if numeric:
         return float(1 - np.mean((pred - truth) ** 2) / np.var(truth))
@@ -224,7 +209,7 @@ def fine_tune(
     if not 0 <= hold_out < 1:
         raise ExplainError(f"hold_out is a share of the objects, in [0, 1); got {hold_out}")
     frozen = Explainer(foundation, data, use, layer, pool=TUNED_POOL, fill="empty")
-    y, ok, numeric = _usable(data, label)
+    y, ok, numeric = usable_label(data, label)
     present = np.zeros(len(data.ids), bool)
     for t in frozen.tokens.values():
         present |= t.present.any(dim=1).numpy()
