@@ -7,7 +7,10 @@ tests and for ``benchmarks/interpret.py`` (and for anyone checking a new method)
 * :func:`near_lines` / :func:`line_significance` / :func:`without_lines` — where a
   galaxy's emission lines fall in its spectrum, how far they stand above its noise, and the
   spectra with those pixels replaced by their continuum: whether a number needs the lines
-  at all, asked without any map.
+  at all, asked without any map;
+* :func:`lines_removed` / :func:`line_hits` — that question asked of a redshift target
+  (how far it moves without the lines, against the same windows moved elsewhere), and how
+  often its map peaks within 20 Å of a line.
 """
 
 from __future__ import annotations
