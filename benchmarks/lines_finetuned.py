@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="the fine-tuning's seed")
+    parser.add_argument("--train-on", choices=("all", "late"), default="all",
+                        help="fine-tune on every galaxy, or on the late types only")  # fmt: skip
     parser.add_argument("--tuned-only", action="store_true",
                         help="skip the frozen probe and the re-drawn network")  # fmt: skip
     parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
@@ -99,10 +101,13 @@ def main() -> None:
     rest = np.setdiff1d(np.arange(len(data.ids)), late)
     np.random.default_rng(0).shuffle(rest)
     test, train = rest[:1000], rest[1000:]
+    late_test = data.labels["morph_type"][test] == "late"
+    if args.train_on == "late":
+        train = train[data.labels["morph_type"][train] == "late"]
     chance = float(np.mean([near_lines(wave, z[i]).mean() for i in late]))
     result: dict = {
         "model": str(args.model), "data": str(args.data.resolve()), "chance": chance,
-        "seed": args.seed,
+        "seed": args.seed, "train_on": args.train_on, "trained_on": len(train),
     }  # fmt: skip
 
     if not args.tuned_only:
@@ -127,6 +132,7 @@ def main() -> None:
         "steps": args.steps,
         "train_s": seconds,
         "r2 held out": r2(after, target, test),
+        "r2 held out, late types": r2(after, target, test[late_test]),
         "lines removed (no map)": lines_removed(after, target, late[strong], wave),
         **maps(tuned.foundation, data, target, late, strong, wave),
     }
