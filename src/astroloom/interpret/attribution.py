@@ -136,6 +136,18 @@ def usable_label(data: MultimodalSet, label: str) -> tuple[np.ndarray, np.ndarra
     return y, ok, numeric
 
 
+def fit_probe(
+    x: np.ndarray, y: np.ndarray, numeric: bool
+) -> tuple[StandardScaler, RidgeCV | LogisticRegression]:
+    """The frozen probe of standardised embeddings ``x``: ridge (penalty by cross-validation)
+    for a number, logistic regression for classes."""
+    scaler = StandardScaler().fit(x)
+    xs = scaler.transform(x)
+    if numeric:
+        return scaler, RidgeCV(alphas=np.logspace(-2, 6, 17)).fit(xs, y.astype(float))
+    return scaler, LogisticRegression(max_iter=2000).fit(xs, y)
+
+
 class Explainer:
     """Maps for the objects of an in-memory dataset, read from one model's embeddings at
     ``layer`` pooled by ``pool``, from the modalities in ``use`` (default: every modality
@@ -258,17 +270,14 @@ class Explainer:
         y = y[ok]
         if shuffle_seed is not None:
             y = np.random.default_rng(shuffle_seed).permutation(y)
-        scaler = StandardScaler().fit(x)
-        xs = scaler.transform(x)
+        scaler, fit = fit_probe(x, y, numeric)
         mu = torch.tensor(scaler.mean_, dtype=torch.float32)
         sd = torch.tensor(scaler.scale_, dtype=torch.float32)
         if numeric:
-            fit = RidgeCV(alphas=np.logspace(-2, 6, 17)).fit(xs, y.astype(float))
             w = torch.tensor(fit.coef_, dtype=torch.float32)
             b = float(fit.intercept_)
             describe = f"{label} (ridge probe)"
         else:
-            fit = LogisticRegression(max_iter=2000).fit(xs, y)
             classes = [str(c) for c in fit.classes_]
             name = class_name if class_name is not None else classes[-1]
             if name not in classes:

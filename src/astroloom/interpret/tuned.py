@@ -32,12 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from astroloom.data.multiset import MultimodalSet
-from astroloom.interpret.attribution import Explainer, ExplainError, Target, usable_label
+from astroloom.interpret.attribution import (
+    Explainer,
+    ExplainError,
+    Target,
+    fit_probe,
+    usable_label,
+)
 from astroloom.model.checkpoint import CheckpointError, load_weights
 from astroloom.model.foundation import Foundation
 
@@ -291,13 +295,8 @@ def _held_out_scores(
         tuned_pred = np.array(probe.classes)[out.argmax(1)]
         truth = y[test].astype(str)
     emb = frozen.embeddings()
-    scaler = StandardScaler().fit(emb[train])
-    if numeric:
-        fit = RidgeCV(alphas=np.logspace(-2, 6, 17)).fit(scaler.transform(emb[train]),
-                                                       y[train].astype(float))  # fmt: skip
-    else:
-        fit = LogisticRegression(max_iter=2000).fit(scaler.transform(emb[train]),
-                                                    y[train].astype(str))  # fmt: skip
+    labels = y[train] if numeric else y[train].astype(str)
+    scaler, fit = fit_probe(emb[train], labels, numeric)
     frozen_pred = fit.predict(scaler.transform(emb[test]))
     return {
         "metric": "r2" if numeric else "accuracy",
