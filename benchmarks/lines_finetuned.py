@@ -2,7 +2,8 @@
 docs/benchmarks.md, "Attribution").
 
     .venv/bin/python benchmarks/lines_finetuned.py --model RUN --data DATA \
-        [--steps 4000] [--lr 1e-3] [--lines 240] [--out runs/lines-finetuned.json]
+        [--steps 4000] [--lr 1e-3] [--seed 0] [--lines 240] [--out runs/lines-finetuned.json] \
+        [--keep runs/lines-tuned]
 
 The frozen ridge probe of a pretrained spectrum model reads redshift from the continuum
 (``benchmarks/interpret.py --only lines``). Here a copy of the spectrum model of ``RUN`` and a
@@ -85,6 +86,7 @@ def main() -> None:
                         help="skip the frozen probe and the re-drawn network")  # fmt: skip
     parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
     parser.add_argument("--out", type=Path, default=Path("runs/lines-finetuned.json"))
+    parser.add_argument("--keep", type=Path, help="save the fine-tuned probe in this folder")
     args = parser.parse_args()
     torch.manual_seed(0)
     f = Foundation.from_pretrained(args.model)
@@ -126,6 +128,8 @@ def main() -> None:
         hold_out=0, seed=args.seed,
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    if args.keep:
+        tuned.save(args.keep)
     after = tuned.explainer(data, fill="empty")
     target = tuned.target()
     result["fine-tuned"] = {
