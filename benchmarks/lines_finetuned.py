@@ -73,6 +73,27 @@ def maps(f: Foundation, data, target: Target | None, late, strong, wave) -> dict
     return out
 
 
+def setup(model: str, path: Path, lines: int) -> tuple:
+    """The model, the survey's spectra, their wavelengths, the first ``lines`` late types
+    (scored, never trained on), which of them have a line above 5σ, and the other galaxies
+    split into 1,000 held out and the rest to train on."""
+    torch.manual_seed(0)
+    f = Foundation.from_pretrained(model)
+    data = load_multimodal_set(path, ["spectrum"])
+    data = keep(data, data.present["spectrum"])
+    wave = f.tokenizer["spectrum"].wavelength
+    late = np.flatnonzero(data.labels["morph_type"] == "late")[:lines]
+    flux, ivar, z = (
+        data.arrays["spectrum_flux"],
+        data.arrays["spectrum_ivar"],
+        data.labels["redshift"],
+    )
+    strong = np.array([line_significance(flux[i], ivar[i], wave, z[i]) > 5 for i in late])
+    rest = np.setdiff1d(np.arange(len(data.ids)), late)
+    np.random.default_rng(0).shuffle(rest)
+    return f, data, wave, late, strong, rest[:1000], rest[1000:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a run or model name with spectra")
@@ -88,21 +109,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/lines-finetuned.json"))
     parser.add_argument("--keep", type=Path, help="save the fine-tuned probe in this folder")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    f = Foundation.from_pretrained(args.model)
-    data = load_multimodal_set(args.data, ["spectrum"])
-    data = keep(data, data.present["spectrum"])
-    wave = f.tokenizer["spectrum"].wavelength
-    late = np.flatnonzero(data.labels["morph_type"] == "late")[: args.lines]
-    flux, ivar, z = (
-        data.arrays["spectrum_flux"],
-        data.arrays["spectrum_ivar"],
-        data.labels["redshift"],
-    )
-    strong = np.array([line_significance(flux[i], ivar[i], wave, z[i]) > 5 for i in late])
-    rest = np.setdiff1d(np.arange(len(data.ids)), late)
-    np.random.default_rng(0).shuffle(rest)
-    test, train = rest[:1000], rest[1000:]
+    f, data, wave, late, strong, test, train = setup(args.model, args.data, args.lines)
+    z = data.labels["redshift"]
     late_test = data.labels["morph_type"][test] == "late"
     if args.train_on == "late":
         train = train[data.labels["morph_type"][train] == "late"]

@@ -1,0 +1,113 @@
+"""Does the redshift map of an ensemble of fine-tuned runs find the lines more often, and
+more reliably, than one run? (issue [interpret]; docs/benchmarks.md, "the map of an
+ensemble of fine-tuned runs").
+
+    .venv/bin/python benchmarks/lines_ensemble.py --model RUN --data DATA \
+        [--seeds 0,1,2] [--steps 4000] [--keep runs/lines-tuned] [--out runs/lines-ensemble.json]
+
+Each seed's run is :func:`astroloom.interpret.tuned.fine_tune` on the split of
+``benchmarks/lines_finetuned.py``; it is kept in ``--keep`` as ``seedS-STEPS`` and read back
+instead of trained when it is there. Integrated gradients are linear in the function they
+explain, so the map of the ensemble's mean redshift is the mean of its members' maps (each
+from the spectrum's continuum). For every subset of the seeds: the held-out R² of the mean
+redshift, its median error on the late types whose lines stand out with and without those
+lines, and how often the mean map peaks within 20 Å of a line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from interpret import rate  # noqa: E402
+from lines_finetuned import setup  # noqa: E402
+
+from astroloom.data.multiset import keep  # noqa: E402
+from astroloom.interpret.known import near_lines, without_lines  # noqa: E402
+from astroloom.interpret.tuned import TunedProbe, fine_tune  # noqa: E402
+
+
+def member(f, data, wave, rows, test, train, seed: int, steps: int, folder: Path) -> dict:
+    """One run's continuum-fill maps of ``rows`` and its redshifts: on the held-out galaxies,
+    on ``rows``, and on ``rows`` with their lines replaced by the continuum."""
+    if (folder / "probe.json").exists():
+        tuned = TunedProbe.load(folder, f)
+    else:
+        start = time.perf_counter()
+        tuned = fine_tune(
+            f, keep(data, train), "redshift", ["spectrum"], steps=steps, hold_out=0, seed=seed
+        )
+        print(f"seed {seed}: trained in {time.perf_counter() - start:.0f} s", flush=True)
+        tuned.save(folder)
+    ex, target = tuned.explainer(data, fill="continuum"), tuned.target()
+    maps = np.stack(
+        [
+            ex.integrated_gradients(str(data.ids[i]), target).values["spectrum"].reshape(-1)
+            for i in rows
+        ]
+    )[:, : len(wave)]
+    out = {"maps": np.nan_to_num(maps)}
+    with torch.no_grad():
+        for name, idx in (("test", test), ("rows", rows)):
+            batch = {m: t.take(torch.as_tensor(idx)) for m, t in ex.tokens.items()}
+            out[name] = target(ex.embed(batch)).numpy()
+        gone = without_lines(keep(data, rows), wave)
+        out["rows without lines"] = target(
+            ex.embed(ex.foundation.tokens_from_set(gone, ["spectrum"]))
+        ).numpy()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a run or model name with spectra")
+    parser.add_argument("--data", type=Path, required=True, help="a mock survey")
+    parser.add_argument("--seeds", default="0,1,2", help="the runs' seeds, comma-separated")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
+    parser.add_argument("--keep", type=Path, default=Path("runs/lines-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("runs/lines-ensemble.json"))
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    f, data, wave, late, strong, test, train = setup(args.model, args.data, args.lines)
+    rows = late[strong]
+    runs = {
+        s: member(f, data, wave, rows, test, train, s, args.steps,
+                  args.keep / f"seed{s}-{args.steps}")
+        for s in seeds
+    }  # fmt: skip
+    z = data.labels["redshift"].astype(float)
+    near = np.stack([near_lines(wave, z[i]) for i in rows])
+    result: dict = {"model": str(args.model), "data": str(args.data.resolve()),
+                    "steps": args.steps, "galaxies": len(rows)}  # fmt: skip
+    for size in range(1, len(seeds) + 1):
+        for combo in itertools.combinations(seeds, size):
+
+            def mean(key: str, combo: tuple = combo) -> np.ndarray:
+                return np.mean([runs[s][key] for s in combo], axis=0)
+
+            peaks = np.abs(mean("maps")).argmax(axis=1)
+            error = np.median(np.abs(mean("rows") - z[rows]))
+            without = np.median(np.abs(mean("rows without lines") - z[rows]))
+            result["+".join(map(str, combo))] = {
+                "r2 held out": float(1 - np.mean((mean("test") - z[test]) ** 2) / np.var(z[test])),
+                "median error": float(error),
+                "median error, lines removed": float(without),
+                "peak on a line": rate(near[np.arange(len(rows)), peaks]),
+            }
+            print(combo, json.dumps(result["+".join(map(str, combo))]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
