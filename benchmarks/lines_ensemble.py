@@ -35,9 +35,9 @@ from astroloom.interpret.known import near_lines, without_lines  # noqa: E402
 from astroloom.interpret.tuned import TunedProbe, fine_tune  # noqa: E402
 
 
-def member(f, data, wave, rows, test, train, seed: int, steps: int, folder: Path) -> dict:
+def member(f, data, gone, wave, rows, test, train, seed: int, steps: int, folder: Path) -> dict:
     """One run's continuum-fill maps of ``rows`` and its redshifts: on the held-out galaxies,
-    on ``rows``, and on ``rows`` with their lines replaced by the continuum."""
+    on ``rows``, and on ``gone`` (``rows`` with their lines replaced by the continuum)."""
     if (folder / "probe.json").exists():
         tuned = TunedProbe.load(folder, f)
     else:
@@ -59,7 +59,6 @@ def member(f, data, wave, rows, test, train, seed: int, steps: int, folder: Path
         for name, idx in (("test", test), ("rows", rows)):
             batch = {m: t.take(torch.as_tensor(idx)) for m, t in ex.tokens.items()}
             out[name] = target(ex.embed(batch)).numpy()
-        gone = without_lines(keep(data, rows), wave)
         out["rows without lines"] = target(
             ex.embed(ex.foundation.tokens_from_set(gone, ["spectrum"]))
         ).numpy()
@@ -79,8 +78,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     f, data, wave, late, strong, test, train = setup(args.model, args.data, args.lines)
     rows = late[strong]
+    gone = without_lines(keep(data, rows), wave)
     runs = {
-        s: member(f, data, wave, rows, test, train, s, args.steps,
+        s: member(f, data, gone, wave, rows, test, train, s, args.steps,
                   args.keep / f"seed{s}-{args.steps}")
         for s in seeds
     }  # fmt: skip
