@@ -11,7 +11,8 @@ instead of trained when it is there. Integrated gradients are linear in the func
 explain, so the map of the ensemble's mean redshift is the mean of its members' maps (each
 from the spectrum's continuum). For every subset of the seeds: the held-out R² of the mean
 redshift, its median error on the late types whose lines stand out with and without those
-lines, and how often the mean map peaks within 20 Å of a line.
+lines, and how often the mean map peaks within 20 Å of a line; and how alike the maps of
+two disjoint sets of as many runs are (``agreement``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).parent))
 from interpret import rate  # noqa: E402
@@ -62,6 +64,25 @@ def member(f, data, gone, wave, rows, test, train, seed: int, steps: int, folder
         out["rows without lines"] = target(
             ex.embed(ex.foundation.tokens_from_set(gone, ["spectrum"]))
         ).numpy()
+    return out
+
+
+def agreement(runs: dict, seeds: list[int]) -> dict:
+    """How alike the maps of two disjoint sets of k runs are, for each k: Spearman's ρ between
+    the two mean maps of a galaxy, averaged over the galaxies and over every way of drawing
+    the two sets from ``seeds``. A map that does not depend on the draw of its runs gives 1."""
+    out = {}
+    for k in range(1, len(seeds) // 2 + 1):
+        rhos = []
+        for one in itertools.combinations(seeds, k):
+            for two in itertools.combinations([s for s in seeds if s not in one], k):
+                if one > two:
+                    continue  # each unordered pair once
+                a = np.mean([runs[s]["maps"] for s in one], axis=0)
+                b = np.mean([runs[s]["maps"] for s in two], axis=0)
+                rhos.append(np.mean([spearmanr(x, y)[0] for x, y in zip(a, b, strict=True)]))
+        out[str(k)] = {"rho": float(np.mean(rhos)), "spread": float(np.std(rhos)),
+                       "pairs": len(rhos)}  # fmt: skip
     return out
 
 
@@ -104,6 +125,8 @@ def main() -> None:
                 "peak on a line": rate(near[np.arange(len(rows)), peaks]),
             }
             print(combo, json.dumps(result["+".join(map(str, combo))]), flush=True)
+    result["agreement"] = agreement(runs, seeds)
+    print("agreement", json.dumps(result["agreement"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -32,7 +32,7 @@ from astroloom.interpret.known import (
 )
 from astroloom.interpret.sanity import sanity_checks
 from astroloom.interpret.surprise import surprise_anomaly_scores
-from astroloom.interpret.tuned import TunedProbe, fine_tune
+from astroloom.interpret.tuned import TunedEnsemble, TunedProbe, ensemble, fine_tune
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import ModalityError, build_model
 from astroloom.tokenize.image import spiral_order
@@ -449,3 +449,62 @@ def test_a_probe_fine_tuned_with_its_network_beats_the_frozen_one_and_is_kept(
         fine_tune=300, progress=False,
     )  # fmt: skip
     assert TunedProbe.load(kept, foundation).held_out["n"] == score["n"]
+
+
+def test_the_map_of_several_fine_tuned_runs_is_the_map_of_their_mean(
+    foundation, survey_dir, tmp_path
+):
+    """``--fine-tune STEPS --runs N``: N copies fine-tuned with seeds 0, 1, … and explained
+    as one model, their mean prediction. Its held-out score is that of the mean prediction
+    (never below the runs' average R², by convexity of the squared error), its map is the
+    mean of the runs' maps and, for integrated gradients, adds up to the mean prediction's
+    change from the filled input; a run kept from an earlier request is reused."""
+    data = load_multimodal_set(survey_dir, ["spectrum"])
+    data = keep(data, data.present["spectrum"])
+    galaxy = str(data.ids[np.flatnonzero(data.labels["morph_type"] == "late")[0]])
+    asked = dict(target="redshift", method="integrated-gradients", modalities=["spectrum"],
+                 out=tmp_path, fine_tune=100, progress=False)  # fmt: skip
+    explain_object(MODEL, survey_dir, galaxy, **asked)
+    first = tmp_path / "tuned-redshift-spectrum-100"
+    written = (first / "probe.json").stat().st_mtime_ns
+    done = explain_object(MODEL, survey_dir, galaxy, runs=2, **asked)
+    assert (first / "probe.json").stat().st_mtime_ns == written  # seed 0 reused
+    assert "2 runs averaged" in done.notes[0] and "each run alone" in done.notes[0]
+    second = tmp_path / "tuned-redshift-spectrum-100-seed1"
+    members = [TunedProbe.load(first, foundation), TunedProbe.load(second, foundation)]
+    assert [m.settings["seed"] for m in members] == [0, 1]
+
+    together = ensemble(members, foundation, data)
+    score = together.held_out
+    assert score["n"] >= 25 and len(score["runs"]) == 2
+    assert score["fine-tuned"] >= np.mean(score["runs"]) - 1e-9
+    assert score["fine-tuned"] > score["frozen probe"]
+
+    singles = [m.explainer(data).integrated_gradients(galaxy, m.target()) for m in members]
+    a, b = (tm.values["spectrum"] for tm in singles)
+    assert np.nanmax(np.abs(a - b)) > 1e-3 * np.nanmax(np.abs(a))  # the seeds differ
+    mean = done.maps[0]
+    np.testing.assert_allclose(mean.values["spectrum"], (a + b) / 2, atol=1e-6)
+    assert "mean of 2 fine-tuned runs" in mean.what
+    assert mean.value == pytest.approx(np.mean([tm.value for tm in singles]), abs=1e-6)
+    change = mean.value - mean.baseline_value
+    assert np.nansum(mean.tokens["spectrum"]) == pytest.approx(change, rel=0.05, abs=1e-3)
+    result = cli("explain", MODEL, str(survey_dir), "--id", galaxy, "--target", "redshift",
+                 "--modality", "spectrum", "--fine-tune", "100", "--runs", "2",
+                 "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "2 runs averaged" in result.stdout and "mean of 2 fine-tuned runs" in result.stdout
+    occlusion = together.explain(data, galaxy, "occlusion")
+    alone = [m.explainer(data).occlusion(galaxy, m.target()).tokens["spectrum"] for m in members]
+    np.testing.assert_allclose(occlusion.tokens["spectrum"], np.mean(alone, axis=0), atol=1e-6)
+
+    # Bad requests.
+    with pytest.raises(ExplainError, match="--runs is how many"):
+        explain_object(MODEL, survey_dir, galaxy, runs=0, **asked)
+    with pytest.raises(ExplainError, match="give --fine-tune"):
+        explain_object(MODEL, survey_dir, galaxy, target="redshift", runs=2)
+    types = fine_tune(foundation, data, "morph_type", ["spectrum"], steps=2, progress=False)
+    with pytest.raises(ExplainError, match="must share their label"):
+        TunedEnsemble([members[0], types])
+    with pytest.raises(ExplainError, match="at least one"):
+        TunedEnsemble([])

@@ -922,6 +922,14 @@ def explain(
             "in --out and reused. Its default fill is continuum for spectra, else empty.",
         ),
     ] = None,
+    runs: Annotated[
+        int,
+        typer.Option(
+            help="With --fine-tune: fine-tune this many copies (seeds 0, 1, …) and explain "
+            "their mean prediction by the mean of their maps, which depends less on whether "
+            "one run happened to lean on, say, a spectrum's emission lines.",
+        ),
+    ] = 1,
 ) -> None:
     """Why the model says what it says about one object: a map as PNG and FITS.
 
@@ -942,6 +950,7 @@ def explain(
         out=out or output_home(run) / "explain",
         fill=fill,
         fine_tune=fine_tune,
+        runs=runs,
     )
     for note in result.notes:
         say(note)

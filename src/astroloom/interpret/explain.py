@@ -19,7 +19,7 @@ from astropy.io import fits
 
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.interpret.attribution import METHODS, TARGETED, Explainer, ExplainError, TokenMap
-from astroloom.interpret.tuned import TunedProbe, fine_tune
+from astroloom.interpret.tuned import TunedEnsemble, TunedProbe, ensemble, fine_tune
 from astroloom.model.foundation import Foundation
 from astroloom.report.plots import plot_explanation
 from astroloom.tokenize.image import spiral_order
@@ -116,9 +116,11 @@ def tuned_probe(
     steps: int,
     out: str | Path | None,
     progress: bool = True,
+    seed: int = 0,
 ) -> TunedProbe:
-    """The network fine-tuned for ``label``: read from ``out`` when it was made there from the
-    same model, data, modalities and steps, else trained and (with ``out``) kept there."""
+    """The network fine-tuned for ``label`` with ``seed``: read from ``out`` when it was made
+    there from the same model, data, modalities and steps, else trained and (with ``out``)
+    kept there (``tuned-LABEL-MODALITIES-STEPS``, with ``-seedS`` after it for seeds but 0)."""
     where = Path(run)
     made_from = {
         "model": str(where.resolve()) if where.exists() else str(run),
@@ -127,23 +129,44 @@ def tuned_probe(
     kept = None
     if out is not None:
         kept = Path(out) / f"tuned-{safe_name(label)}-{'+'.join(explainer.use)}-{steps}"
+        if seed:
+            kept = kept.with_name(f"{kept.name}-seed{seed}")
         if (kept / "probe.json").is_file():
             try:
                 tuned = TunedProbe.load(kept, foundation)
             except ExplainError:  # made from another model, or damaged: make it again
                 tuned = None
             same = tuned is not None and {k: tuned.settings.get(k) for k in made_from} == made_from
+            same = same and tuned.settings.get("seed", 0) == seed
             if same and tuned.label == label and tuned.layer == explainer.layer:
                 return tuned
     tuned = fine_tune(
         foundation, data_set, label, explainer.use, explainer.layer, steps=steps,
-        progress=progress,
+        seed=seed, progress=progress,
     )  # fmt: skip
     tuned.settings.update(made_from)
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         tuned.save(kept)
     return tuned
+
+
+def tuned_note(tuned: TunedProbe | TunedEnsemble, label: str, steps: int) -> str:
+    """What the fine-tuning gave, on objects it never trained on."""
+    score = tuned.held_out
+    runs = len(tuned.members) if isinstance(tuned, TunedEnsemble) else 1
+    said = f"fine-tuned for {label} in {steps} steps"
+    if runs > 1:
+        said += f", {runs} runs averaged"
+    if not score:
+        return said + " (no objects held out to score it)"
+    said += (
+        f": held-out {score['metric']} {score['fine-tuned']:.3f} against the frozen probe's "
+        f"{score['frozen probe']:.3f} ({score['n']} objects)"
+    )
+    if "runs" in score:
+        said += "; each run alone " + " / ".join(f"{v:.3f}" for v in score["runs"])
+    return said
 
 
 def explain_object(
@@ -160,6 +183,7 @@ def explain_object(
     out: str | Path | None = None,
     fill: str | None = None,
     fine_tune: int | None = None,
+    runs: int = 1,
     progress: bool = True,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
@@ -175,7 +199,10 @@ def explain_object(
     ``fine_tune`` (with ``target``): explain, instead of the frozen probe, a copy of the
     network fine-tuned with a linear head for that many steps (:mod:`.tuned`), trained on
     the data's labels once and kept in ``out`` (``tuned-LABEL-MODALITIES-STEPS``) to be
-    reused while the model, data and label stay the same."""
+    reused while the model, data and label stay the same. ``runs`` > 1 fine-tunes that many
+    copies with seeds 0, 1, … and explains their mean prediction by the mean of their maps
+    (:class:`~astroloom.interpret.tuned.TunedEnsemble`): whether one run leans on a
+    spectrum's emission lines is left to its draw, and the mean map depends on it less."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
@@ -198,6 +225,10 @@ def explain_object(
         )
     if fine_tune is not None and target is None:
         raise ExplainError("--fine-tune trains the network for a label: give --target LABEL")
+    if runs < 1:
+        raise ExplainError(f"--runs is how many fine-tuned copies to average; got {runs}")
+    if runs > 1 and fine_tune is None:
+        raise ExplainError("--runs averages fine-tuned copies: give --fine-tune STEPS too")
     foundation = Foundation.from_pretrained(run)
     # Without --modality, every modality both the model and the data have: a multimodal
     # model explains a folder of photographs from their images.
@@ -209,19 +240,18 @@ def explain_object(
     notes = []
     tuned = None
     if fine_tune is not None:
-        tuned = tuned_probe(
-            foundation, data_set, run, data, target, explainer, fine_tune, out, progress
-        )
-        explainer = tuned.explainer(data_set, fill=fill)
-        score = tuned.held_out
-        if score:
-            notes.append(
-                f"fine-tuned for {target} in {fine_tune} steps: held-out {score['metric']} "
-                f"{score['fine-tuned']:.3f} against the frozen probe's {score['frozen probe']:.3f} "
-                f"({score['n']} objects)"
-            )
+        members = [
+            tuned_probe(foundation, data_set, run, data, target, explainer, fine_tune, out,
+                        progress, seed)  # fmt: skip
+            for seed in range(runs)
+        ]
+        tuned = ensemble(members, foundation, data_set) if runs > 1 else members[0]
+        explainer = members[0].explainer(data_set, fill=fill)
+        notes.append(tuned_note(tuned, target, fine_tune))
     maps = []
-    if tuned is not None:
+    if isinstance(tuned, TunedEnsemble):
+        maps.append(tuned.explain(data_set, object_id, method, class_name, fill))
+    elif tuned is not None:
         maps.append(explainer.explain(object_id, method, tuned.target(class_name)))
     elif target is not None:
         maps.append(explainer.explain(object_id, method, explainer.probe(target, class_name)))

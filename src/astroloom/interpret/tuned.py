@@ -39,6 +39,7 @@ from astroloom.interpret.attribution import (
     Explainer,
     ExplainError,
     Target,
+    TokenMap,
     fit_probe,
     usable_label,
 )
@@ -165,6 +166,85 @@ class TunedProbe:
         )  # fmt: skip
 
 
+@dataclass
+class TunedEnsemble:
+    """Several fine-tuned runs of one recipe, differing only in their seeds, read as one
+    model: their mean prediction.
+
+    Occlusion and integrated gradients are linear in the function they explain when the
+    fill does not depend on the model (the fine-tuned default: a spectrum's continuum, or
+    empty), so the ensemble's map is exactly the mean of its members' maps. Which runs lean
+    on a spectrum's emission lines is left to the draw (docs/benchmarks.md, "the map of an
+    ensemble of fine-tuned runs"); the mean map depends less on it than one run's."""
+
+    members: list[TunedProbe]
+    held_out: dict = field(default_factory=dict)  # the mean prediction's, and each run's
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ExplainError("an ensemble needs at least one fine-tuned run")
+        first = self.members[0]
+        for other in self.members[1:]:
+            mine = (first.label, first.use, first.layer, first.classes, first.pool)
+            theirs = (other.label, other.use, other.layer, other.classes, other.pool)
+            if mine != theirs or (first.centre, first.spread) != (other.centre, other.spread):
+                raise ExplainError(
+                    "the fine-tuned runs of an ensemble must share their label, modalities, "
+                    f"layer, classes and training objects; {theirs} differs from {mine}"
+                )
+
+    def explain(
+        self,
+        data: MultimodalSet,
+        object_id: str,
+        method: str,
+        class_name: str | None = None,
+        fill: str | None = None,
+    ) -> TokenMap:
+        """``method``'s map (occlusion or integrated gradients) of the mean prediction: the
+        mean of the members' maps. (With ``fill="inpaint"`` each run fills a token from its
+        own network, and the mean of the maps is no longer exactly the map of the mean.)"""
+        maps = [
+            p.explainer(data, fill).explain(object_id, method, p.target(class_name))
+            for p in self.members
+        ]
+        return mean_map(maps, f"mean of {len(maps)} fine-tuned runs")
+
+
+def mean_map(maps: list[TokenMap], said: str) -> TokenMap:
+    """The mean of maps of one object by one method (every number, token by token)."""
+    first = maps[0]
+
+    def mean(key: str) -> dict[str, np.ndarray]:
+        return {m: np.mean([getattr(tm, key)[m] for tm in maps], axis=0)
+                for m in getattr(first, key)}  # fmt: skip
+
+    def mean_of(key: str) -> float | None:
+        values = [getattr(tm, key) for tm in maps]
+        return None if any(v is None for v in values) else float(np.mean(values))
+
+    return TokenMap(
+        first.object_id, first.method, f"{first.what}, {said}", mean("tokens"),
+        mean("values"), mean_of("value"), mean_of("baseline_value"), first.fill,
+    )  # fmt: skip
+
+
+def ensemble(
+    members: list[TunedProbe], base: Foundation, data: MultimodalSet, hold_out: float = 0.1
+) -> TunedEnsemble:
+    """``members`` (fine-tuned by :func:`fine_tune` from ``base`` on ``data`` with
+    ``hold_out``, seeds apart) as one :class:`TunedEnsemble`, scored on the objects they all
+    held out: the mean prediction's score, each run's (``runs``), and the frozen probe's."""
+    together = TunedEnsemble(members)
+    first = members[0]
+    frozen, y, numeric, train, test = _split(
+        base, data, first.label, first.use, first.layer, hold_out
+    )
+    if len(test) >= 2:
+        together.held_out = _held_out_scores(members, frozen, y, train, test, numeric)
+    return together
+
+
 def model_shape(foundation: Foundation) -> dict:
     """What a fine-tuned network must share with the model it is loaded on."""
     cfg = foundation.model.cfg
@@ -212,18 +292,7 @@ def fine_tune(
         raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
     if not 0 <= hold_out < 1:
         raise ExplainError(f"hold_out is a share of the objects, in [0, 1); got {hold_out}")
-    frozen = Explainer(foundation, data, use, layer, pool=TUNED_POOL, fill="empty")
-    y, ok, numeric = usable_label(data, label)
-    present = np.zeros(len(data.ids), bool)
-    for t in frozen.tokens.values():
-        present |= t.present.any(dim=1).numpy()
-    rows = np.flatnonzero(ok & present)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(rows)
-    n_test = int(round(hold_out * len(rows)))
-    test, train = rows[:n_test], rows[n_test:]
-    if len(train) < 10:
-        raise ExplainError(f"{len(train)} objects left to train on; at least 10 are needed")
+    frozen, y, numeric, train, test = _split(foundation, data, label, use, layer, hold_out)
 
     classes = None if numeric else sorted({str(v) for v in y[train]})
     if numeric:
@@ -269,38 +338,72 @@ def fine_tune(
                   "hold_out": hold_out, "trained_on": len(train)},
     )  # fmt: skip
     if len(test) >= 2:
-        probe.held_out = _held_out_scores(probe, frozen, y, train, test, numeric)
+        probe.held_out = _held_out_scores([probe], frozen, y, train, test, numeric)
     return probe
 
 
+def _split(
+    foundation: Foundation,
+    data: MultimodalSet,
+    label: str,
+    use: list[str] | None,
+    layer: int | None,
+    hold_out: float,
+) -> tuple[Explainer, np.ndarray, bool, np.ndarray, np.ndarray]:
+    """The frozen explainer, ``label``'s values, whether it is a number, and the objects to
+    train on and to hold out. The split does not depend on the fine-tuning's seed, so that
+    runs of several seeds are scored, alone and together, on the same held-out objects."""
+    frozen = Explainer(foundation, data, use, layer, pool=TUNED_POOL, fill="empty")
+    y, ok, numeric = usable_label(data, label)
+    present = np.zeros(len(data.ids), bool)
+    for t in frozen.tokens.values():
+        present |= t.present.any(dim=1).numpy()
+    rows = np.flatnonzero(ok & present)
+    np.random.default_rng(0).shuffle(rows)
+    n_test = int(round(hold_out * len(rows)))
+    test, train = rows[:n_test], rows[n_test:]
+    if len(train) < 10:
+        raise ExplainError(f"{len(train)} objects left to train on; at least 10 are needed")
+    return frozen, y, numeric, train, test
+
+
 def _held_out_scores(
-    probe: TunedProbe,
+    probes: list[TunedProbe],
     frozen: Explainer,
     y: np.ndarray,
     train: np.ndarray,
     test: np.ndarray,
     numeric: bool,
 ) -> dict:
-    """The fine-tuned head's and the frozen probe's scores on the held-out objects."""
+    """The fine-tuned heads' and the frozen probe's scores on the held-out objects. Several
+    heads are scored by their mean output (the number, or each class's logit), and each
+    alone under ``runs``."""
     tokens = {m: t.take(torch.as_tensor(test)) for m, t in frozen.tokens.items()}
+    outs = []
     with torch.no_grad():
-        out = probe.head(probe.foundation.model.pooled_state(
-            {m: t.to(probe.foundation.device) for m, t in tokens.items()},
-            probe.layer, probe.pool,
-        )).cpu().numpy()  # fmt: skip
-    if numeric:
-        tuned_pred = out[:, 0] * probe.spread + probe.centre
-        truth = y[test].astype(float)
-    else:
-        tuned_pred = np.array(probe.classes)[out.argmax(1)]
-        truth = y[test].astype(str)
+        for probe in probes:
+            outs.append(probe.head(probe.foundation.model.pooled_state(
+                {m: t.to(probe.foundation.device) for m, t in tokens.items()},
+                probe.layer, probe.pool,
+            )).cpu().numpy())  # fmt: skip
+    first = probes[0]
+    truth = y[test].astype(float) if numeric else y[test].astype(str)
+
+    def score(out: np.ndarray) -> float:
+        if numeric:
+            return _score(out[:, 0] * first.spread + first.centre, truth, numeric)
+        return _score(np.array(first.classes)[out.argmax(1)], truth, numeric)
+
     emb = frozen.embeddings()
     labels = y[train] if numeric else y[train].astype(str)
     scaler, fit = fit_probe(emb[train], labels, numeric)
     frozen_pred = fit.predict(scaler.transform(emb[test]))
-    return {
+    result = {
         "metric": "r2" if numeric else "accuracy",
         "n": len(test),
-        "fine-tuned": _score(tuned_pred, truth, numeric),
+        "fine-tuned": score(np.mean(outs, axis=0)),
         "frozen probe": _score(frozen_pred, truth, numeric),
     }
+    if len(probes) > 1:
+        result["runs"] = [score(out) for out in outs]
+    return result
