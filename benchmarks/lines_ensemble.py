@@ -3,7 +3,8 @@ more reliably, than one run? (issue [interpret]; docs/benchmarks.md, "the map of
 ensemble of fine-tuned runs").
 
     .venv/bin/python benchmarks/lines_ensemble.py --model RUN --data DATA \
-        [--seeds 0,1,2] [--steps 4000] [--keep runs/lines-tuned] [--out runs/lines-ensemble.json]
+        [--seeds 0,1,2] [--steps 4000] [--flat-views 0.2] [--keep runs/lines-tuned] \
+        [--out runs/lines-ensemble.json]
 
 Each seed's run is :func:`astroloom.interpret.tuned.fine_tune` on the split of
 ``benchmarks/lines_finetuned.py``; it is kept in ``--keep`` as ``seedS-STEPS`` and read back
@@ -37,7 +38,9 @@ from astroloom.interpret.known import near_lines, without_lines  # noqa: E402
 from astroloom.interpret.tuned import TunedProbe, fine_tune  # noqa: E402
 
 
-def member(f, data, gone, wave, rows, test, train, seed: int, steps: int, folder: Path) -> dict:
+def member(
+    f, data, gone, wave, rows, test, train, seed: int, steps: int, folder: Path, flat: float
+) -> dict:
     """One run's continuum-fill maps of ``rows`` and its redshifts: on the held-out galaxies,
     on ``rows``, and on ``gone`` (``rows`` with their lines replaced by the continuum)."""
     if (folder / "probe.json").exists():
@@ -45,7 +48,8 @@ def member(f, data, gone, wave, rows, test, train, seed: int, steps: int, folder
     else:
         start = time.perf_counter()
         tuned = fine_tune(
-            f, keep(data, train), "redshift", ["spectrum"], steps=steps, hold_out=0, seed=seed
+            f, keep(data, train), "redshift", ["spectrum"], steps=steps, hold_out=0, seed=seed,
+            flat_views=flat,
         )
         print(f"seed {seed}: trained in {time.perf_counter() - start:.0f} s", flush=True)
         tuned.save(folder)
@@ -93,6 +97,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="the runs' seeds, comma-separated")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
+    parser.add_argument("--flat-views", type=float, default=0.0,
+                        help="share of each batch with flattened continua")  # fmt: skip
     parser.add_argument("--keep", type=Path, default=Path("runs/lines-tuned"))
     parser.add_argument("--out", type=Path, default=Path("runs/lines-ensemble.json"))
     args = parser.parse_args()
@@ -102,13 +108,14 @@ def main() -> None:
     gone = without_lines(keep(data, rows), wave)
     runs = {
         s: member(f, data, gone, wave, rows, test, train, s, args.steps,
-                  args.keep / f"seed{s}-{args.steps}")
+                  args.keep / f"seed{s}-{args.steps}", args.flat_views)
         for s in seeds
     }  # fmt: skip
     z = data.labels["redshift"].astype(float)
     near = np.stack([near_lines(wave, z[i]) for i in rows])
     result: dict = {"model": str(args.model), "data": str(args.data.resolve()),
-                    "steps": args.steps, "galaxies": len(rows)}  # fmt: skip
+                    "steps": args.steps, "flat_views": args.flat_views,
+                    "galaxies": len(rows)}  # fmt: skip
     for size in range(1, len(seeds) + 1):
         for combo in itertools.combinations(seeds, size):
 

@@ -930,6 +930,15 @@ def explain(
             "one run happened to lean on, say, a spectrum's emission lines.",
         ),
     ] = 1,
+    flat_views: Annotated[
+        float,
+        typer.Option(
+            "--flat-views",
+            help="With --fine-tune: the share of each batch (e.g. 0.2) shown with its "
+            "spectra's continuum flattened (break and slope gone, lines kept), so that the "
+            "network learns to read emission lines.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Why the model says what it says about one object: a map as PNG and FITS.
 
@@ -951,6 +960,7 @@ def explain(
         fill=fill,
         fine_tune=fine_tune,
         runs=runs,
+        flat_views=flat_views,
     )
     for note in result.notes:
         say(note)

@@ -117,10 +117,12 @@ def tuned_probe(
     out: str | Path | None,
     progress: bool = True,
     seed: int = 0,
+    flat_views: float = 0.0,
 ) -> TunedProbe:
     """The network fine-tuned for ``label`` with ``seed``: read from ``out`` when it was made
     there from the same model, data, modalities and steps, else trained and (with ``out``)
-    kept there (``tuned-LABEL-MODALITIES-STEPS``, with ``-seedS`` after it for seeds but 0)."""
+    kept there (``tuned-LABEL-MODALITIES-STEPS``, then ``-flatF`` with flattened views and
+    ``-seedS`` for seeds but 0)."""
     where = Path(run)
     made_from = {
         "model": str(where.resolve()) if where.exists() else str(run),
@@ -129,6 +131,8 @@ def tuned_probe(
     kept = None
     if out is not None:
         kept = Path(out) / f"tuned-{safe_name(label)}-{'+'.join(explainer.use)}-{steps}"
+        if flat_views:
+            kept = kept.with_name(f"{kept.name}-flat{flat_views:g}")
         if seed:
             kept = kept.with_name(f"{kept.name}-seed{seed}")
         if (kept / "probe.json").is_file():
@@ -138,11 +142,12 @@ def tuned_probe(
                 tuned = None
             same = tuned is not None and {k: tuned.settings.get(k) for k in made_from} == made_from
             same = same and tuned.settings.get("seed", 0) == seed
+            same = same and tuned.settings.get("flat_views", 0.0) == flat_views
             if same and tuned.label == label and tuned.layer == explainer.layer:
                 return tuned
     tuned = fine_tune(
         foundation, data_set, label, explainer.use, explainer.layer, steps=steps,
-        seed=seed, progress=progress,
+        seed=seed, flat_views=flat_views, progress=progress,
     )  # fmt: skip
     tuned.settings.update(made_from)
     if kept is not None:
@@ -156,6 +161,9 @@ def tuned_note(tuned: TunedProbe | TunedEnsemble, label: str, steps: int) -> str
     score = tuned.held_out
     runs = len(tuned.members) if isinstance(tuned, TunedEnsemble) else 1
     said = f"fine-tuned for {label} in {steps} steps"
+    first = tuned.members[0] if isinstance(tuned, TunedEnsemble) else tuned
+    if first.settings.get("flat_views"):
+        said += f" ({first.settings['flat_views']:.0%} of each batch with flattened continua)"
     if runs > 1:
         said += f", {runs} runs averaged"
     if not score:
@@ -184,6 +192,7 @@ def explain_object(
     fill: str | None = None,
     fine_tune: int | None = None,
     runs: int = 1,
+    flat_views: float = 0.0,
     progress: bool = True,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
@@ -202,7 +211,10 @@ def explain_object(
     reused while the model, data and label stay the same. ``runs`` > 1 fine-tunes that many
     copies with seeds 0, 1, … and explains their mean prediction by the mean of their maps
     (:class:`~astroloom.interpret.tuned.TunedEnsemble`): whether one run leans on a
-    spectrum's emission lines is left to its draw, and the mean map depends on it less."""
+    spectrum's emission lines is left to its draw, and the mean map depends on it less.
+    ``flat_views``: the share of each fine-tuning batch shown with its spectra's continuum
+    flattened, so that the network learns to read their lines
+    (:func:`~astroloom.interpret.tuned.fine_tune`)."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
@@ -229,6 +241,8 @@ def explain_object(
         raise ExplainError(f"--runs is how many fine-tuned copies to average; got {runs}")
     if runs > 1 and fine_tune is None:
         raise ExplainError("--runs averages fine-tuned copies: give --fine-tune STEPS too")
+    if flat_views and fine_tune is None:
+        raise ExplainError("--flat-views is a way to fine-tune: give --fine-tune STEPS too")
     foundation = Foundation.from_pretrained(run)
     # Without --modality, every modality both the model and the data have: a multimodal
     # model explains a folder of photographs from their images.
@@ -242,7 +256,7 @@ def explain_object(
     if fine_tune is not None:
         members = [
             tuned_probe(foundation, data_set, run, data, target, explainer, fine_tune, out,
-                        progress, seed)  # fmt: skip
+                        progress, seed, flat_views)  # fmt: skip
             for seed in range(runs)
         ]
         tuned = ensemble(members, foundation, data_set) if runs > 1 else members[0]

@@ -22,6 +22,7 @@ The original model is left untouched: the network trained is a copy. ``astroloom
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -40,11 +41,13 @@ from astroloom.interpret.attribution import (
     ExplainError,
     Target,
     TokenMap,
+    continuum_of,
     fit_probe,
     usable_label,
 )
 from astroloom.model.checkpoint import CheckpointError, load_weights
 from astroloom.model.foundation import Foundation
+from astroloom.tokenize.tokens import ModalityTokens
 
 # The head reads the mean of the token states: every token can pass the label to it, and a
 # line's window is as close to the head as the continuum's.
@@ -273,6 +276,7 @@ def fine_tune(
     batch_size: int = 32,
     hold_out: float = 0.1,
     seed: int = 0,
+    flat_views: float = 0.0,
     progress: bool = True,
 ) -> TunedProbe:
     """Train a copy of ``foundation``'s network and a linear head on its mean-pooled state at
@@ -287,12 +291,27 @@ def fine_tune(
     The default 4,000 steps of 32 are the recipe measured on the reference mock survey with
     a 16-pixel ``tiny`` spectrum model (about 8 minutes on two CPU cores): redshift R²
     0.93–0.95, and a network that leans on its emission lines to a degree that varies
-    between runs (docs/benchmarks.md, "A fine-tuned probe in the package")."""
+    between runs (docs/benchmarks.md, "A fine-tuned probe in the package").
+
+    ``flat_views``: the share of each batch whose spectra are shown with their continuum
+    flattened (:func:`flat_continuum`: the 4000 Å break and the continuum's shape gone, the
+    lines and the noise kept), so that the network must learn to read lines to predict
+    those. A spectrum's redshift otherwise rests on its continuum as often as on its lines,
+    depending on the run's draw (docs/benchmarks.md, "Continuum-flattened views")."""
     if steps < 1:
         raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
+    if not 0 <= flat_views < 1:
+        raise ExplainError(f"flat_views is a share of each batch, in [0, 1); got {flat_views}")
     if not 0 <= hold_out < 1:
         raise ExplainError(f"hold_out is a share of the objects, in [0, 1); got {hold_out}")
     frozen, y, numeric, train, test = _split(foundation, data, label, use, layer, hold_out)
+    flat = None
+    if flat_views:
+        if "spectrum" not in frozen.use:
+            raise ExplainError(
+                f"flat_views flattens spectra, and {frozen.use} hold none: use flat_views=0"
+            )
+        flat = foundation.tokens_from_set(flat_continuum(data), ["spectrum"])["spectrum"]
 
     classes = None if numeric else sorted({str(v) for v in y[train]})
     if numeric:
@@ -311,6 +330,7 @@ def fine_tune(
     params = [p for p in net.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
+    coin = torch.Generator().manual_seed(1000 + seed)  # which objects are shown flattened
     net.train()
     bar = tqdm(range(steps), desc=f"fine-tune for {label}", disable=not progress)
     for step in bar:
@@ -319,7 +339,11 @@ def fine_tune(
             group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
         draw = torch.randint(len(train), (batch_size,), generator=gen).numpy()
         pick = torch.as_tensor(train[draw])
-        batch = {m: t.take(pick).to(device) for m, t in frozen.tokens.items()}
+        batch = {m: t.take(pick) for m, t in frozen.tokens.items()}
+        if flat is not None:
+            shown = torch.rand(batch_size, generator=coin) < flat_views
+            batch["spectrum"] = mixed_views(batch["spectrum"], flat.take(pick), shown)
+        batch = {m: t.to(device) for m, t in batch.items()}
         out = head(net.pooled_state(batch, frozen.layer, TUNED_POOL))
         want = goal[pick].to(device)
         loss = F.mse_loss(out[:, 0], want) if numeric else F.cross_entropy(out, want)
@@ -335,11 +359,39 @@ def fine_tune(
         tuned, head, label, frozen.use, frozen.layer, classes,
         centre if numeric else 0.0, spread if numeric else 1.0,
         settings={"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
-                  "hold_out": hold_out, "trained_on": len(train)},
+                  "hold_out": hold_out, "trained_on": len(train), "flat_views": flat_views},
     )  # fmt: skip
     if len(test) >= 2:
         probe.held_out = _held_out_scores([probe], frozen, y, train, test, numeric)
     return probe
+
+
+def flat_continuum(data: MultimodalSet) -> MultimodalSet:
+    """A copy of ``data`` whose spectra have their continuum (:func:`continuum_of`, a running
+    median) replaced by its median level: flux − continuum + median(continuum). Lines and
+    noise stay where they were; the 4000 Å break and the continuum's slope are gone."""
+    flux = data.arrays["spectrum_flux"]
+    continuum = continuum_of(data).arrays["spectrum_flux"]
+    with np.errstate(all="ignore"):  # a spectrum with no measured pixel stays unmeasured
+        level = np.nanmedian(continuum, axis=1, keepdims=True)
+    flat = flux - continuum + level
+    return dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": flat})
+
+
+def mixed_views(full: ModalityTokens, flat: ModalityTokens, shown: torch.Tensor) -> ModalityTokens:
+    """``full`` with the objects where ``shown`` is true taken from ``flat``."""
+    per_value, per_token = shown.view(-1, 1, 1), shown.view(-1, 1)
+
+    def pick(a: torch.Tensor | None, b: torch.Tensor | None, where) -> torch.Tensor | None:
+        return None if a is None else torch.where(where, b, a)
+
+    return dataclasses.replace(
+        full,
+        values=torch.where(per_value, flat.values, full.values),
+        valid=torch.where(per_value, flat.valid, full.valid),
+        present=torch.where(per_token, flat.present, full.present),
+        context=pick(full.context, flat.context, per_token),
+    )
 
 
 def _split(
