@@ -515,6 +515,9 @@ def test_the_map_of_several_fine_tuned_runs_is_the_map_of_their_mean(
         TunedEnsemble([members[0], types])
     with pytest.raises(ExplainError, match="at least one"):
         TunedEnsemble([])
+    longer = dataclasses.replace(members[1], settings={**members[1].settings, "steps": 200})
+    with pytest.raises(ExplainError, match="differ only in their seed; these differ in steps"):
+        TunedEnsemble([members[0], longer])
 
 
 def test_flattened_views_keep_the_lines_and_replace_the_spectra_drawn(

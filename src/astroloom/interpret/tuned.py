@@ -177,8 +177,8 @@ class TunedEnsemble:
     Occlusion and integrated gradients are linear in the function they explain when the
     fill does not depend on the model (the fine-tuned default: a spectrum's continuum, or
     empty), so the ensemble's map is exactly the mean of its members' maps. Which runs lean
-    on a spectrum's emission lines is left to the draw (docs/benchmarks.md, "the map of an
-    ensemble of fine-tuned runs"); the mean map depends less on it than one run's."""
+    on a spectrum's emission lines is left to the draw (docs/benchmarks.md, "The map of
+    several fine-tuned runs"); the mean map depends less on it than one run's."""
 
     members: list[TunedProbe]
     held_out: dict = field(default_factory=dict)  # the mean prediction's, and each run's
@@ -194,6 +194,15 @@ class TunedEnsemble:
                 raise ExplainError(
                     "the fine-tuned runs of an ensemble must share their label, modalities, "
                     f"layer, classes and training objects; {theirs} differs from {mine}"
+                )
+            recipe = {k: v for k, v in first.settings.items() if k != "seed"}
+            theirs = {k: v for k, v in other.settings.items() if k != "seed"}
+            if recipe != theirs:
+                differ = sorted(k for k in recipe.keys() | theirs.keys()
+                                if recipe.get(k) != theirs.get(k))  # fmt: skip
+                raise ExplainError(
+                    "the fine-tuned runs of an ensemble must differ only in their seed; "
+                    f"these differ in {', '.join(differ)}"
                 )
 
     def explain(
