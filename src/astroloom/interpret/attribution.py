@@ -36,6 +36,7 @@ level or shape; the object's other modalities get the empty fill.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -219,6 +220,14 @@ class Explainer:
             raise ExplainError(f"{len(embeddings)} embeddings given for {len(data.ids)} objects")
         self._embeddings: np.ndarray | None = embeddings
         self._reference: SurpriseReference | None = None
+
+    def for_network(self, foundation: Foundation) -> Explainer:
+        """This explainer (data, tokens, fill, layer, pooling) for another network with the
+        same tokenizers — a fine-tuned copy — without tokenising the data again."""
+        other = copy.copy(self)
+        other.foundation, other.model = foundation, foundation.model.eval()
+        other._embeddings = other._reference = None
+        return other
 
     # ------------------------------------------------------------------ objects
     def row(self, object_id: str) -> int:

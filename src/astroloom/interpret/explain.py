@@ -264,7 +264,7 @@ def explain_object(
         notes.append(tuned_note(tuned, target, fine_tune))
     maps = []
     if isinstance(tuned, TunedEnsemble):
-        maps.append(tuned.explain(data_set, object_id, method, class_name, fill))
+        maps.append(tuned.explain(data_set, object_id, method, class_name, fill, explainer))
     elif tuned is not None:
         maps.append(explainer.explain(object_id, method, tuned.target(class_name)))
     elif target is not None:

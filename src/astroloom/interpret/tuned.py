@@ -212,12 +212,16 @@ class TunedEnsemble:
         method: str,
         class_name: str | None = None,
         fill: str | None = None,
+        explainer: Explainer | None = None,
     ) -> TokenMap:
         """``method``'s map (occlusion or integrated gradients) of the mean prediction: the
         mean of the members' maps. (With ``fill="inpaint"`` each run fills a token from its
-        own network, and the mean of the maps is no longer exactly the map of the mean.)"""
+        own network, and the mean of the maps is no longer exactly the map of the mean.)
+        ``explainer``: the first member's explainer of ``data``, when made already; the data
+        are tokenised once for all members."""
+        first = explainer or self.members[0].explainer(data, fill)
         maps = [
-            p.explainer(data, fill).explain(object_id, method, p.target(class_name))
+            first.for_network(p.foundation).explain(object_id, method, p.target(class_name))
             for p in self.members
         ]
         return mean_map(maps, f"mean of {len(maps)} fine-tuned runs")
