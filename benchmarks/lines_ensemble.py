@@ -3,8 +3,8 @@ more reliably, than one run? (issue [interpret]; docs/benchmarks.md, "the map of
 ensemble of fine-tuned runs").
 
     .venv/bin/python benchmarks/lines_ensemble.py --model RUN --data DATA \
-        [--seeds 0,1,2] [--steps 4000] [--flat-views 0.2] [--keep runs/lines-tuned] \
-        [--out runs/lines-ensemble.json]
+        [--seeds 0,1,2] [--steps 4000] [--flat-views 0.5 [--flat-lines-sigma 5]] \
+        [--keep runs/lines-tuned] [--out runs/lines-ensemble.json]
 
 Each seed's run is :func:`astroloom.interpret.tuned.fine_tune` on the split of
 ``benchmarks/lines_finetuned.py``; it is kept in ``--keep`` as ``seedS-STEPS`` and read back
@@ -12,8 +12,9 @@ instead of trained when it is there. Integrated gradients are linear in the func
 explain, so the map of the ensemble's mean redshift is the mean of its members' maps (each
 from the spectrum's continuum). For every subset of the seeds: the held-out R² of the mean
 redshift, its median error on the late types whose lines stand out with and without those
-lines, and how often the mean map peaks within 20 Å of a line; and how alike the maps of
-two disjoint sets of as many runs are (``agreement``).
+lines and with their continuum flattened (the lines alone left to read), and how often the
+mean map peaks within 20 Å of a line; and how alike the maps of two disjoint sets of as many
+runs are (``agreement``).
 """
 
 from __future__ import annotations
@@ -35,21 +36,23 @@ from lines_finetuned import setup  # noqa: E402
 
 from astroloom.data.multiset import keep  # noqa: E402
 from astroloom.interpret.known import near_lines, without_lines  # noqa: E402
-from astroloom.interpret.tuned import TunedProbe, fine_tune  # noqa: E402
+from astroloom.interpret.tuned import TunedProbe, fine_tune, flat_continuum  # noqa: E402
 
 
 def member(
-    f, data, gone, wave, rows, test, train, seed: int, steps: int, folder: Path, flat: float
+    f, data, gone, flat_rows, wave, rows, test, train, seed: int, steps: int, folder: Path,
+    flat: float, sigma: float,
 ) -> dict:
     """One run's continuum-fill maps of ``rows`` and its redshifts: on the held-out galaxies,
-    on ``rows``, and on ``gone`` (``rows`` with their lines replaced by the continuum)."""
+    on ``rows``, on ``gone`` (``rows`` with their lines replaced by the continuum) and on
+    ``flat_rows`` (``rows`` with their continuum flattened: only the lines left to read)."""
     if (folder / "probe.json").exists():
         tuned = TunedProbe.load(folder, f)
     else:
         start = time.perf_counter()
         tuned = fine_tune(
             f, keep(data, train), "redshift", ["spectrum"], steps=steps, hold_out=0, seed=seed,
-            flat_views=flat,
+            flat_views=flat, flat_lines_sigma=sigma,
         )
         print(f"seed {seed}: trained in {time.perf_counter() - start:.0f} s", flush=True)
         tuned.save(folder)
@@ -65,9 +68,10 @@ def member(
         for name, idx in (("test", test), ("rows", rows)):
             batch = {m: t.take(torch.as_tensor(idx)) for m, t in ex.tokens.items()}
             out[name] = target(ex.embed(batch)).numpy()
-        out["rows without lines"] = target(
-            ex.embed(ex.foundation.tokens_from_set(gone, ["spectrum"]))
-        ).numpy()
+        for name, changed in (("rows without lines", gone), ("rows flattened", flat_rows)):
+            out[name] = target(
+                ex.embed(ex.foundation.tokens_from_set(changed, ["spectrum"]))
+            ).numpy()
     return out
 
 
@@ -98,7 +102,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--lines", type=int, default=240, help="late types scored (held out)")
     parser.add_argument("--flat-views", type=float, default=0.0,
-                        help="share of each batch with flattened continua")  # fmt: skip
+                        help="share of the spectra with a line shown flattened")  # fmt: skip
+    parser.add_argument("--flat-lines-sigma", type=float, default=5.0,
+                        help="a line stands this many σ above the continuum; 0: flatten any "
+                        "spectrum (the first recipe, --flat-views 0.2)")  # fmt: skip
     parser.add_argument("--keep", type=Path, default=Path("runs/lines-tuned"))
     parser.add_argument("--out", type=Path, default=Path("runs/lines-ensemble.json"))
     args = parser.parse_args()
@@ -106,15 +113,17 @@ def main() -> None:
     f, data, wave, late, strong, test, train = setup(args.model, args.data, args.lines)
     rows = late[strong]
     gone = without_lines(keep(data, rows), wave)
+    flat_rows = flat_continuum(keep(data, rows))
     runs = {
-        s: member(f, data, gone, wave, rows, test, train, s, args.steps,
-                  args.keep / f"seed{s}-{args.steps}", args.flat_views)
+        s: member(f, data, gone, flat_rows, wave, rows, test, train, s, args.steps,
+                  args.keep / f"seed{s}-{args.steps}", args.flat_views, args.flat_lines_sigma)
         for s in seeds
     }  # fmt: skip
     z = data.labels["redshift"].astype(float)
     near = np.stack([near_lines(wave, z[i]) for i in rows])
     result: dict = {"model": str(args.model), "data": str(args.data.resolve()),
                     "steps": args.steps, "flat_views": args.flat_views,
+                    "flat_lines_sigma": args.flat_lines_sigma,
                     "galaxies": len(rows)}  # fmt: skip
     for size in range(1, len(seeds) + 1):
         for combo in itertools.combinations(seeds, size):
@@ -125,10 +134,12 @@ def main() -> None:
             peaks = np.abs(mean("maps")).argmax(axis=1)
             error = np.median(np.abs(mean("rows") - z[rows]))
             without = np.median(np.abs(mean("rows without lines") - z[rows]))
+            flattened = np.median(np.abs(mean("rows flattened") - z[rows]))
             result["+".join(map(str, combo))] = {
                 "r2 held out": float(1 - np.mean((mean("test") - z[test]) ** 2) / np.var(z[test])),
                 "median error": float(error),
                 "median error, lines removed": float(without),
+                "median error, continuum flattened": float(flattened),
                 "peak on a line": rate(near[np.arange(len(rows)), peaks]),
             }
             print(combo, json.dumps(result["+".join(map(str, combo))]), flush=True)

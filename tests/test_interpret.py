@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from astroloom.data.multiset import keep, load_multimodal_set
 from astroloom.data.schema import DataError
+from astroloom.interpret import tuned as tuned_module
 from astroloom.interpret.attribution import Explainer, ExplainError, continuum_of
 from astroloom.interpret.explain import explain_object
 from astroloom.interpret.known import (
@@ -39,10 +40,12 @@ from astroloom.interpret.tuned import (
     fine_tune,
     flat_continuum,
     mixed_views,
+    strongest_line,
 )
 from astroloom.model.foundation import Foundation
 from astroloom.model.multimodal import ModalityError, build_model
 from astroloom.tokenize.image import spiral_order
+from astroloom.tokenize.tokens import ModalityTokens
 
 MODEL = "astroloom/mock-tiny"
 
@@ -521,7 +524,7 @@ def test_the_map_of_several_fine_tuned_runs_is_the_map_of_their_mean(
 
 
 def test_flattened_views_keep_the_lines_and_replace_the_spectra_drawn(
-    foundation, survey_dir, tmp_path
+    foundation, survey_dir, tmp_path, monkeypatch
 ):
     """``flat_views``: some fine-tuning spectra are shown with their continuum flattened.
     Flattening takes the 4000 Å break out of early types and keeps late types' lines as
@@ -554,24 +557,49 @@ def test_flattened_views_keep_the_lines_and_replace_the_spectra_drawn(
     assert len(strong) >= 10
     assert np.median([b / a for a, b in strong]) == pytest.approx(1, abs=0.1)
 
-    # Fine-tuning shows the flattened spectrum instead of the full one for the objects drawn.
+    # Only a spectrum with a visible line keeps its redshift once flattened. Without knowing
+    # the redshift, `strongest_line` finds exactly the galaxies whose lines stand out 5σ at
+    # their catalogue redshift (measured: 65 of 319 here, the same 65).
+    at_z = np.array([line_significance(data.arrays["spectrum_flux"][i], ivar[i], wave, z[i])
+                     for i in range(len(z))])  # fmt: skip
+    lined = strongest_line(data) > 5
+    assert lined.sum() >= 20 and np.all(lined[at_z > 5]) and np.all(at_z[lined] > 3)
+
+    # Fine-tuning shows the flattened spectrum instead of the full one for the objects drawn,
+    # and only for spectra with a line (any spectrum with flat_lines_sigma=0).
     full = foundation.tokens_from_set(data, ["spectrum"])["spectrum"].take(torch.arange(4))
     flattened = foundation.tokens_from_set(flat, ["spectrum"])["spectrum"].take(torch.arange(4))
     mixed = mixed_views(full, flattened, torch.tensor([True, False, True, False]))
     for k, source in enumerate((flattened, full, flattened, full)):
         assert torch.equal(mixed.values[k], source.values[k])
     assert not torch.equal(full.values[0], flattened.values[0])
+    every_flat = foundation.tokens_from_set(flat, ["spectrum"])["spectrum"].values
+    whose = {every_flat[i].numpy().tobytes(): i for i in range(len(z))}
+    shown_objects: list[int] = []
+
+    def spy(full: ModalityTokens, flat: ModalityTokens, shown: torch.Tensor) -> ModalityTokens:
+        shown_objects.extend(whose[v.numpy().tobytes()] for v in flat.values[shown])
+        return mixed_views(full, flat, shown)
+
+    monkeypatch.setattr(tuned_module, "mixed_views", spy)
     plain = fine_tune(foundation, data, "redshift", ["spectrum"], steps=20, progress=False)
-    views = fine_tune(foundation, data, "redshift", ["spectrum"], steps=20, flat_views=0.3,
+    views = fine_tune(foundation, data, "redshift", ["spectrum"], steps=20, flat_views=0.5,
                       progress=False)  # fmt: skip
-    assert views.settings["flat_views"] == 0.3 and plain.settings["flat_views"] == 0
+    assert len(shown_objects) >= 20 and lined[shown_objects].all()
+    shown_objects.clear()
+    fine_tune(foundation, data, "redshift", ["spectrum"], steps=20, flat_views=0.5,
+              flat_lines_sigma=0, progress=False)  # fmt: skip
+    assert (~lined[shown_objects]).sum() >= 20  # galaxies without a line are flattened too
+    monkeypatch.undo()
+    assert views.settings["flat_views"] == 0.5 and plain.settings["flat_views"] == 0
+    assert views.settings["flat_lines_sigma"] == 5
     assert not torch.equal(views.head.weight, plain.head.weight)  # the same seed, other views
     galaxy = str(data.ids[late[0]])
     result = cli("explain", MODEL, str(survey_dir), "--id", galaxy, "--target", "redshift",
                  "--modality", "spectrum", "--fine-tune", "20", "--flat-views", "0.3",
                  "--out", str(tmp_path))  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "30% of each batch with flattened continua" in result.stdout
+    assert "30% of the spectra with a line above 5σ shown with flattened" in result.stdout
     kept = TunedProbe.load(tmp_path / "tuned-redshift-spectrum-20-flat0.3", foundation)
     assert kept.settings["flat_views"] == 0.3
     # How much the views make a network read its lines is measured on the reference survey
@@ -579,8 +607,11 @@ def test_flattened_views_keep_the_lines_and_replace_the_spectra_drawn(
     # are too few for it to learn them (measured: redshift error on flattened line spectra
     # 0.08 with views or without, 200 and 500 steps).
 
-    with pytest.raises(ExplainError, match="share of each batch"):
+    with pytest.raises(ExplainError, match="flat_views is a share"):
         fine_tune(foundation, data, "redshift", ["spectrum"], steps=5, flat_views=1.0)
+    with pytest.raises(ExplainError, match="no spectrum to train on has a pixel 1000σ"):
+        fine_tune(foundation, data, "redshift", ["spectrum"], steps=5, flat_views=0.2,
+                  flat_lines_sigma=1000)  # fmt: skip
     images = load_multimodal_set(survey_dir, ["image"])
     with pytest.raises(ExplainError, match="flat_views flattens spectra"):
         fine_tune(foundation, images, "redshift", ["image"], steps=5, flat_views=0.2)

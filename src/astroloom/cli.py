@@ -934,11 +934,19 @@ def explain(
         float,
         typer.Option(
             "--flat-views",
-            help="With --fine-tune: the share of each batch (e.g. 0.2) shown with its "
-            "spectra's continuum flattened (break and slope gone, lines kept), so that the "
-            "network learns to read emission lines.",
+            help="With --fine-tune: the share of the spectra with a visible line (e.g. 0.5) "
+            "shown with their continuum flattened (break and slope gone, lines kept), so that "
+            "the network learns to read emission lines.",
         ),
     ] = 0.0,
+    flat_lines_sigma: Annotated[
+        float | None,
+        typer.Option(
+            "--flat-lines-sigma",
+            help="With --flat-views: a spectrum has a visible line when a pixel stands this "
+            "many times its noise above its continuum (default 5; 0: flatten any spectrum).",
+        ),
+    ] = None,
 ) -> None:
     """Why the model says what it says about one object: a map as PNG and FITS.
 
@@ -961,6 +969,7 @@ def explain(
         fine_tune=fine_tune,
         runs=runs,
         flat_views=flat_views,
+        **({} if flat_lines_sigma is None else {"flat_lines_sigma": flat_lines_sigma}),
     )
     for note in result.notes:
         say(note)

@@ -19,7 +19,13 @@ from astropy.io import fits
 
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.interpret.attribution import METHODS, TARGETED, Explainer, ExplainError, TokenMap
-from astroloom.interpret.tuned import TunedEnsemble, TunedProbe, ensemble, fine_tune
+from astroloom.interpret.tuned import (
+    FLAT_LINES_SIGMA,
+    TunedEnsemble,
+    TunedProbe,
+    ensemble,
+    fine_tune,
+)
 from astroloom.model.foundation import Foundation
 from astroloom.report.plots import plot_explanation
 from astroloom.tokenize.image import spiral_order
@@ -118,11 +124,13 @@ def tuned_probe(
     progress: bool = True,
     seed: int = 0,
     flat_views: float = 0.0,
+    flat_lines_sigma: float = FLAT_LINES_SIGMA,
 ) -> TunedProbe:
     """The network fine-tuned for ``label`` with ``seed``: read from ``out`` when it was made
-    there from the same model, data, modalities and steps, else trained and (with ``out``)
-    kept there (``tuned-LABEL-MODALITIES-STEPS``, then ``-flatF`` with flattened views and
-    ``-seedS`` for seeds but 0)."""
+    there from the same model, data, modalities, steps and views, else trained and (with
+    ``out``) kept there (``tuned-LABEL-MODALITIES-STEPS``, then ``-flatF`` with flattened
+    views, ``-aboveS`` when they are not the spectra with a line above 5σ, and ``-seedS`` for
+    seeds but 0)."""
     where = Path(run)
     made_from = {
         "model": str(where.resolve()) if where.exists() else str(run),
@@ -133,6 +141,8 @@ def tuned_probe(
         kept = Path(out) / f"tuned-{safe_name(label)}-{'+'.join(explainer.use)}-{steps}"
         if flat_views:
             kept = kept.with_name(f"{kept.name}-flat{flat_views:g}")
+            if flat_lines_sigma != FLAT_LINES_SIGMA:
+                kept = kept.with_name(f"{kept.name}-above{flat_lines_sigma:g}")
         if seed:
             kept = kept.with_name(f"{kept.name}-seed{seed}")
         if (kept / "probe.json").is_file():
@@ -143,11 +153,13 @@ def tuned_probe(
             same = tuned is not None and {k: tuned.settings.get(k) for k in made_from} == made_from
             same = same and tuned.settings.get("seed", 0) == seed
             same = same and tuned.settings.get("flat_views", 0.0) == flat_views
+            if flat_views:  # runs kept before the choice of spectra flattened any
+                same = same and tuned.settings.get("flat_lines_sigma", 0.0) == flat_lines_sigma
             if same and tuned.label == label and tuned.layer == explainer.layer:
                 return tuned
     tuned = fine_tune(
         foundation, data_set, label, explainer.use, explainer.layer, steps=steps,
-        seed=seed, flat_views=flat_views, progress=progress,
+        seed=seed, flat_views=flat_views, flat_lines_sigma=flat_lines_sigma, progress=progress,
     )  # fmt: skip
     tuned.settings.update(made_from)
     if kept is not None:
@@ -163,7 +175,9 @@ def tuned_note(tuned: TunedProbe | TunedEnsemble, label: str, steps: int) -> str
     said = f"fine-tuned for {label} in {steps} steps"
     first = tuned.members[0] if isinstance(tuned, TunedEnsemble) else tuned
     if first.settings.get("flat_views"):
-        said += f" ({first.settings['flat_views']:.0%} of each batch with flattened continua)"
+        sigma = first.settings.get("flat_lines_sigma") or 0
+        which = f"the spectra with a line above {sigma:g}σ" if sigma else "the spectra"
+        said += f" ({first.settings['flat_views']:.0%} of {which} shown with flattened continua)"
     if runs > 1:
         said += f", {runs} runs averaged"
     if not score:
@@ -193,6 +207,7 @@ def explain_object(
     fine_tune: int | None = None,
     runs: int = 1,
     flat_views: float = 0.0,
+    flat_lines_sigma: float = FLAT_LINES_SIGMA,
     progress: bool = True,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
@@ -212,8 +227,9 @@ def explain_object(
     copies with seeds 0, 1, … and explains their mean prediction by the mean of their maps
     (:class:`~astroloom.interpret.tuned.TunedEnsemble`): whether one run leans on a
     spectrum's emission lines is left to its draw, and the mean map depends on it less.
-    ``flat_views``: the share of each fine-tuning batch shown with its spectra's continuum
-    flattened, so that the network learns to read their lines
+    ``flat_views``: the share of the spectra with a line (a pixel ``flat_lines_sigma`` times
+    its noise above the continuum; 0: any spectrum) shown, while fine-tuning, with their
+    continuum flattened, so that the network learns to read their lines
     (:func:`~astroloom.interpret.tuned.fine_tune`)."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
@@ -256,7 +272,7 @@ def explain_object(
     if fine_tune is not None:
         members = [
             tuned_probe(foundation, data_set, run, data, target, explainer, fine_tune, out,
-                        progress, seed, flat_views)  # fmt: skip
+                        progress, seed, flat_views, flat_lines_sigma)  # fmt: skip
             for seed in range(runs)
         ]
         tuned = ensemble(members, foundation, data_set) if runs > 1 else members[0]

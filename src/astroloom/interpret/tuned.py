@@ -53,6 +53,10 @@ from astroloom.tokenize.tokens import ModalityTokens
 # line's window is as close to the head as the continuum's.
 TUNED_POOL = "mean"
 WARMUP_STEPS = 50
+# Only a spectrum with a visible line carries its redshift once its continuum is flattened;
+# flattening the others would teach the network nothing but the mean (docs/benchmarks.md,
+# "Flattened views of the spectra with a line").
+FLAT_LINES_SIGMA = 5.0
 
 
 @dataclass
@@ -290,6 +294,7 @@ def fine_tune(
     hold_out: float = 0.1,
     seed: int = 0,
     flat_views: float = 0.0,
+    flat_lines_sigma: float = FLAT_LINES_SIGMA,
     progress: bool = True,
 ) -> TunedProbe:
     """Train a copy of ``foundation``'s network and a linear head on its mean-pooled state at
@@ -306,15 +311,21 @@ def fine_tune(
     0.93–0.95, and a network that leans on its emission lines to a degree that varies
     between runs (docs/benchmarks.md, "A fine-tuned probe in the package").
 
-    ``flat_views``: the share of each batch whose spectra are shown with their continuum
-    flattened (:func:`flat_continuum`: the 4000 Å break and the continuum's shape gone, the
-    lines and the noise kept), so that the network must learn to read lines to predict
-    those. A spectrum's redshift otherwise rests on its continuum as often as on its lines,
-    depending on the run's draw (docs/benchmarks.md, "Continuum-flattened views")."""
+    ``flat_views``: the share of the spectra with a visible line that are shown, each time
+    one is drawn, with their continuum flattened (:func:`flat_continuum`: the 4000 Å break
+    and the continuum's shape gone, the lines and the noise kept), so that the network must
+    learn to read lines to predict those. A spectrum's redshift otherwise rests on its
+    continuum as often as on its lines, depending on the run's draw. A spectrum has a
+    visible line when its strongest pixel stands more than ``flat_lines_sigma`` times its
+    noise above its continuum (:func:`strongest_line`, no redshift needed); with
+    ``flat_lines_sigma=0`` any spectrum may be flattened (docs/benchmarks.md,
+    "Continuum-flattened views" and "Flattened views of the spectra with a line")."""
     if steps < 1:
         raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
     if not 0 <= flat_views < 1:
-        raise ExplainError(f"flat_views is a share of each batch, in [0, 1); got {flat_views}")
+        raise ExplainError(
+            f"flat_views is a share of the spectra with a line, in [0, 1); got {flat_views}"
+        )
     if not 0 <= hold_out < 1:
         raise ExplainError(f"hold_out is a share of the objects, in [0, 1); got {hold_out}")
     frozen, y, numeric, train, test = _split(foundation, data, label, use, layer, hold_out)
@@ -325,6 +336,16 @@ def fine_tune(
                 f"flat_views flattens spectra, and {frozen.use} hold none: use flat_views=0"
             )
         flat = foundation.tokens_from_set(flat_continuum(data), ["spectrum"])["spectrum"]
+        flattened = np.ones(len(data.ids), bool)
+        if flat_lines_sigma > 0:
+            flattened = strongest_line(data) > flat_lines_sigma
+            if not flattened[train].any():
+                raise ExplainError(
+                    f"no spectrum to train on has a pixel {flat_lines_sigma:g}σ above its "
+                    "continuum, so none would keep its redshift once flattened: lower "
+                    "flat_lines_sigma (0: any spectrum) or use flat_views=0"
+                )
+        flattened = torch.as_tensor(flattened)
 
     classes = None if numeric else sorted({str(v) for v in y[train]})
     if numeric:
@@ -354,7 +375,7 @@ def fine_tune(
         pick = torch.as_tensor(train[draw])
         batch = {m: t.take(pick) for m, t in frozen.tokens.items()}
         if flat is not None:
-            shown = torch.rand(batch_size, generator=coin) < flat_views
+            shown = (torch.rand(batch_size, generator=coin) < flat_views) & flattened[pick]
             batch["spectrum"] = mixed_views(batch["spectrum"], flat.take(pick), shown)
         batch = {m: t.to(device) for m, t in batch.items()}
         out = head(net.pooled_state(batch, frozen.layer, TUNED_POOL))
@@ -372,7 +393,8 @@ def fine_tune(
         tuned, head, label, frozen.use, frozen.layer, classes,
         centre if numeric else 0.0, spread if numeric else 1.0,
         settings={"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
-                  "hold_out": hold_out, "trained_on": len(train), "flat_views": flat_views},
+                  "hold_out": hold_out, "trained_on": len(train), "flat_views": flat_views,
+                  "flat_lines_sigma": flat_lines_sigma if flat_views else None},
     )  # fmt: skip
     if len(test) >= 2:
         probe.held_out = _held_out_scores([probe], frozen, y, train, test, numeric)
@@ -389,6 +411,16 @@ def flat_continuum(data: MultimodalSet) -> MultimodalSet:
         level = np.nanmedian(continuum, axis=1, keepdims=True)
     flat = flux - continuum + level
     return dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": flat})
+
+
+def strongest_line(data: MultimodalSet) -> np.ndarray:
+    """Each spectrum's strongest pixel above its continuum (:func:`continuum_of`), in units of
+    its noise: how visible its brightest emission line is, wherever it falls. Unmeasured
+    pixels count as on the continuum; a spectrum with none measured gives 0."""
+    flux = data.arrays["spectrum_flux"]
+    continuum = continuum_of(data).arrays["spectrum_flux"]
+    ivar = np.clip(np.nan_to_num(data.arrays["spectrum_ivar"]), 0, None)
+    return (np.nan_to_num(flux - continuum) * np.sqrt(ivar)).max(axis=1).clip(0, None)
 
 
 def mixed_views(full: ModalityTokens, flat: ModalityTokens, shown: torch.Tensor) -> ModalityTokens:
