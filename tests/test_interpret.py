@@ -609,6 +609,12 @@ def test_flattened_views_keep_the_lines_and_replace_the_spectra_drawn(
 
     with pytest.raises(ExplainError, match="flat_views is a share"):
         fine_tune(foundation, data, "redshift", ["spectrum"], steps=5, flat_views=1.0)
+    with pytest.raises(ExplainError, match="flat_lines_sigma is a line's height"):
+        fine_tune(foundation, data, "redshift", ["spectrum"], steps=5, flat_views=0.2,
+                  flat_lines_sigma=-1)  # fmt: skip
+    with pytest.raises(ExplainError, match="give --flat-views SHARE too"):
+        explain_object(MODEL, survey_dir, str(data.ids[0]), target="redshift", fine_tune=5,
+                       flat_lines_sigma=3)  # fmt: skip
     with pytest.raises(ExplainError, match="no spectrum to train on has a pixel 1000σ"):
         fine_tune(foundation, data, "redshift", ["spectrum"], steps=5, flat_views=0.2,
                   flat_lines_sigma=1000)  # fmt: skip

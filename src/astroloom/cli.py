@@ -969,7 +969,7 @@ def explain(
         fine_tune=fine_tune,
         runs=runs,
         flat_views=flat_views,
-        **({} if flat_lines_sigma is None else {"flat_lines_sigma": flat_lines_sigma}),
+        flat_lines_sigma=flat_lines_sigma,
     )
     for note in result.notes:
         say(note)

@@ -207,7 +207,7 @@ def explain_object(
     fine_tune: int | None = None,
     runs: int = 1,
     flat_views: float = 0.0,
-    flat_lines_sigma: float = FLAT_LINES_SIGMA,
+    flat_lines_sigma: float | None = None,
     progress: bool = True,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
@@ -227,8 +227,9 @@ def explain_object(
     copies with seeds 0, 1, … and explains their mean prediction by the mean of their maps
     (:class:`~astroloom.interpret.tuned.TunedEnsemble`): whether one run leans on a
     spectrum's emission lines is left to its draw, and the mean map depends on it less.
-    ``flat_views``: the share of the spectra with a line (a pixel ``flat_lines_sigma`` times
-    its noise above the continuum; 0: any spectrum) shown, while fine-tuning, with their
+    ``flat_views``: the share of the spectra with a line (a pixel ``flat_lines_sigma``, by
+    default 5, times its noise above the continuum; 0: any spectrum) shown, while
+    fine-tuning, with their
     continuum flattened, so that the network learns to read their lines
     (:func:`~astroloom.interpret.tuned.fine_tune`)."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
@@ -259,6 +260,11 @@ def explain_object(
         raise ExplainError("--runs averages fine-tuned copies: give --fine-tune STEPS too")
     if flat_views and fine_tune is None:
         raise ExplainError("--flat-views is a way to fine-tune: give --fine-tune STEPS too")
+    if flat_lines_sigma is not None and not flat_views:
+        raise ExplainError("--flat-lines-sigma chooses the spectra --flat-views flattens: give "
+                           "--flat-views SHARE too")  # fmt: skip
+    if flat_lines_sigma is None:
+        flat_lines_sigma = FLAT_LINES_SIGMA
     foundation = Foundation.from_pretrained(run)
     # Without --modality, every modality both the model and the data have: a multimodal
     # model explains a folder of photographs from their images.

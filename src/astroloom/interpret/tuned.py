@@ -328,6 +328,11 @@ def fine_tune(
         )
     if not 0 <= hold_out < 1:
         raise ExplainError(f"hold_out is a share of the objects, in [0, 1); got {hold_out}")
+    if not flat_lines_sigma >= 0:
+        raise ExplainError(
+            f"flat_lines_sigma is a line's height in units of its noise, 0 or more (0: any "
+            f"spectrum may be flattened); got {flat_lines_sigma}"
+        )
     frozen, y, numeric, train, test = _split(foundation, data, label, use, layer, hold_out)
     flat = None
     if flat_views:
