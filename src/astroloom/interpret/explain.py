@@ -229,8 +229,8 @@ def explain_object(
     spectrum's emission lines is left to its draw, and the mean map depends on it less.
     ``flat_views``: the share of the spectra with a line (a pixel ``flat_lines_sigma``, by
     default 5, times its noise above the continuum; 0: any spectrum) shown, while
-    fine-tuning, with their
-    continuum flattened, so that the network learns to read their lines
+    fine-tuning, with their continuum flattened, so that the network learns to read their
+    lines
     (:func:`~astroloom.interpret.tuned.fine_tune`)."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
