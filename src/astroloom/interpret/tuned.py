@@ -340,10 +340,12 @@ def fine_tune(
             raise ExplainError(
                 f"flat_views flattens spectra, and {frozen.use} hold none: use flat_views=0"
             )
-        flat = foundation.tokens_from_set(flat_continuum(data), ["spectrum"])["spectrum"]
+        continuum = continuum_of(data).arrays["spectrum_flux"]  # one running median for both
+        flat = foundation.tokens_from_set(flat_continuum(data, continuum), ["spectrum"])
+        flat = flat["spectrum"]
         flattened = np.ones(len(data.ids), bool)
         if flat_lines_sigma > 0:
-            flattened = strongest_line(data) > flat_lines_sigma
+            flattened = strongest_line(data, continuum) > flat_lines_sigma
             if not flattened[train].any():
                 raise ExplainError(
                     f"no spectrum to train on has a pixel {flat_lines_sigma:g}σ above its "
@@ -406,24 +408,28 @@ def fine_tune(
     return probe
 
 
-def flat_continuum(data: MultimodalSet) -> MultimodalSet:
+def flat_continuum(data: MultimodalSet, continuum: np.ndarray | None = None) -> MultimodalSet:
     """A copy of ``data`` whose spectra have their continuum (:func:`continuum_of`, a running
     median) replaced by its median level: flux − continuum + median(continuum). Lines and
-    noise stay where they were; the 4000 Å break and the continuum's slope are gone."""
+    noise stay where they were; the 4000 Å break and the continuum's slope are gone.
+    ``continuum``: the spectra's continuum when computed already."""
     flux = data.arrays["spectrum_flux"]
-    continuum = continuum_of(data).arrays["spectrum_flux"]
+    if continuum is None:
+        continuum = continuum_of(data).arrays["spectrum_flux"]
     with np.errstate(all="ignore"):  # a spectrum with no measured pixel stays unmeasured
         level = np.nanmedian(continuum, axis=1, keepdims=True)
     flat = flux - continuum + level
     return dataclasses.replace(data, arrays={**data.arrays, "spectrum_flux": flat})
 
 
-def strongest_line(data: MultimodalSet) -> np.ndarray:
+def strongest_line(data: MultimodalSet, continuum: np.ndarray | None = None) -> np.ndarray:
     """Each spectrum's strongest pixel above its continuum (:func:`continuum_of`), in units of
     its noise: how visible its brightest emission line is, wherever it falls. Unmeasured
-    pixels count as on the continuum; a spectrum with none measured gives 0."""
+    pixels count as on the continuum; a spectrum with none measured gives 0. ``continuum``:
+    the spectra's continuum when computed already."""
     flux = data.arrays["spectrum_flux"]
-    continuum = continuum_of(data).arrays["spectrum_flux"]
+    if continuum is None:
+        continuum = continuum_of(data).arrays["spectrum_flux"]
     ivar = np.clip(np.nan_to_num(data.arrays["spectrum_ivar"]), 0, None)
     return (np.nan_to_num(flux - continuum) * np.sqrt(ivar)).max(axis=1).clip(0, None)
 
