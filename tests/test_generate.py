@@ -145,6 +145,12 @@ def test_unet_shapes_null_condition_and_errors():
     nulls = torch.full_like(cond, float("nan"))
     torch.testing.assert_close(net(x, t, nulls), net(x, t, None))
     assert not torch.allclose(net(x, t, cond), net(x, t, None))
+    # The channels-last activations change the memory layout only, never the numbers.
+    assert net.memory_format == torch.channels_last
+    fast = net(x, t, cond)
+    net.memory_format = torch.contiguous_format
+    torch.testing.assert_close(fast, net(x, t, cond), rtol=1e-4, atol=1e-5)
+    net.memory_format = torch.channels_last
     with pytest.raises(ValueError, match="reads"):
         net(torch.randn(1, 3, 16, 16), t[:1], cond[:1])
     with pytest.raises(ValueError, match="image_size"):

@@ -1079,18 +1079,20 @@ def demo(
         "runs/demo"
     ),
     n_objects: Annotated[int, typer.Option(help="Galaxies to simulate.")] = 6000,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps; astroloom.demo.DEMO_STEPS when omitted.")
+    ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: tiny or small.")] = "tiny",
     seed: Annotated[int, typer.Option(help="Seed for data, model and probes.")] = 0,
     denoiser_steps: Annotated[int, typer.Option(help="Diffusion decoder training steps.")] = 400,
 ) -> None:
     """Run the whole journey on the mock survey and write an HTML report."""
-    from astroloom.demo import run_demo
+    from astroloom.demo import DEMO_STEPS, run_demo
 
     result = run_demo(
         out,
         n_objects=n_objects,
-        steps=steps,
+        steps=DEMO_STEPS if steps is None else steps,
         preset=preset,
         seed=seed,
         denoiser_steps=denoiser_steps,

@@ -52,6 +52,11 @@ DEMO_TARGETS = [
 
 
 MODALITIES = ["image", "spectrum", "photometry", "lightcurve"]
+# Foundation training steps. 1,500 took 564–598 s on the slower days of the shared 2-core
+# machine and pushed `make demo` to 16 min 23 s; 1,000 took 417 s there, with the image
+# embeddings' probe R² within 0.016 of 1,500 steps' on every demo label (docs/benchmarks.md,
+# "Demo budget").
+DEMO_STEPS = 1000
 
 
 @dataclass
@@ -100,7 +105,7 @@ def probe_table(report: Report, result: ProbeReport) -> None:
 def run_demo(
     out: str | Path = "runs/demo",
     n_objects: int = 6000,
-    steps: int = 1500,
+    steps: int = DEMO_STEPS,
     preset: str = "tiny",
     seed: int = 0,
     progress: bool = True,
