@@ -52,8 +52,8 @@ DEMO_TARGETS = [
 
 
 MODALITIES = ["image", "spectrum", "photometry", "lightcurve"]
-# Foundation training steps. 1,500 took 564–598 s on the slower days of the shared 2-core
-# machine and pushed `make demo` to 16 min 23 s; 1,000 took 417 s there, with the image
+# Foundation training steps. 1,500 took 598 s on a slower day of the shared 2-core machine
+# and pushed `make demo` to 16 min 23 s; 1,000 took 417 s on such a day, with the image
 # embeddings' probe R² within 0.016 of 1,500 steps' on every demo label (docs/benchmarks.md,
 # "Demo budget").
 DEMO_STEPS = 1000
