@@ -36,8 +36,9 @@ def sample_seconds(net: UNet) -> float:
     den = Denoiser(net.eval(), CosineSchedule(), "v", [1, 1, 1], 1.0, None, None, {})
     began = time.perf_counter()
     sample_unit(den, torch.randn(64, 128), 64, steps=25, guidance=2.0)
+    seconds = time.perf_counter() - began
     net.train()
-    return time.perf_counter() - began
+    return seconds
 
 
 def main() -> None:
