@@ -357,6 +357,24 @@ def test_bench_on_the_mock_survey(survey_run, tmp_path, monkeypatch):
     )
     assert versus["low"] <= versus["high"] and versus["draws"] == 2000
     assert "95 % interval" in (tmp_path / "bench.md").read_text()
+    # The probes read the moments pooling; the anomaly search the radial one, whose scores
+    # are those a user gets from `astroloom embed --pool radial` and `astroloom anomalies`.
+    assert bench["meta"]["pool"] == "moments" and bench["meta"]["anomaly_pool"] == "radial"
+    from astroloom.discover.anomaly import anomaly_scores
+    from astroloom.evaluate.embed import embed_dataset, read_embeddings
+    from astroloom.evaluate.metrics import anomaly_metrics
+
+    emb = read_embeddings(
+        embed_dataset(
+            run, data, tmp_path / "radial.parquet", modalities=["image"], pool="radial",
+            progress=False,
+        )
+    )
+    assert emb.vectors.shape[1] == 7 * emb.meta["n_embd"]
+    rare = emb.labels["is_rare"] == 1
+    for method in ("lof", "knn"):
+        own = anomaly_metrics(anomaly_scores(emb.vectors, method), rare)["roc_auc"]
+        assert own == pytest.approx(bench["anomalies"]["foundation"][method]["roc_auc"], abs=1e-6)
     # The three waves are read alike: every feature set by every probe type.
     for curve in bench["curves"]:
         pairs = {
@@ -478,7 +496,9 @@ def test_search_and_anomaly_commands(survey_run, tmp_path):
     assert len(result.output.strip().splitlines()) == 6 and (tmp_path / "near.png").exists()
     result = CliRunner().invoke(app, ["anomalies", str(path), "--top", "5"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output.strip().splitlines()[-1])
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    # Vectors pooled for probes: a tip on stderr names the anomaly search's own pooling.
+    assert "--pool radial" in result.stderr and "tip" not in result.stdout
     # The printed ROC-AUC is the rare labels' against the printed method's scores.
 
     emb = read_embeddings(path)

@@ -112,6 +112,12 @@ def test_embed_layers_and_pooling():
         expected.append(((a * wave[None, :, None]).sum(1).abs() / inner.sum()).float())
     torch.testing.assert_close(model.embed(batch, pool="moments"), torch.cat(expected, 1))
     assert model.embedding_dim("moments") == 160
+    # Radial: the moments, then the mean state within 1 pitch (the central 2 × 2) and within
+    # 1.6 (all but the four corners, 2.12 out) less the mean of all 16 patches.
+    within = (x**2 + y**2).sqrt()
+    radial = [h[:, within <= r].mean(1) - h.mean(1) for r in (1.0, 1.6)]
+    torch.testing.assert_close(model.embed(batch, pool="radial"), torch.cat(expected + radial, 1))
+    assert model.embedding_dim("radial") == 224
 
 
 def test_quadrupole_moments_measure_elongation_not_its_direction():
@@ -141,6 +147,34 @@ def test_quadrupole_moments_measure_elongation_not_its_direction():
     sides = [moments(torch.exp(-((xy[:, 0] - dx) ** 2 + xy[:, 1] ** 2))) for dx in (0.5, -0.5)]
     assert float(sides[0][:, 64:].min()) > 0.01
     torch.testing.assert_close(sides[1], sides[0], rtol=1e-5, atol=1e-7)
+
+
+def test_radial_terms_tell_a_ring_from_a_filled_disc():
+    """Two round patterns with the same mean state over the patches — light in a ring about
+    a faint core, and light filling the core — have no angular moments to tell them apart;
+    the radial terms do, with opposite signs, and a flat pattern has none."""
+    model = small_model()
+    batch = image_batch(torch.zeros(1, 3, 32, 32))
+    xy = batch["image"].position[0] / 8.0  # pixel scale 1, patches 8 pixels wide
+    seq = model._sequence(batch, model.canonical_plan(batch, "masked"))
+    r = (xy**2).sum(1).sqrt()
+
+    def read(pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = (pattern / pattern.mean())[None, :, None].expand(1, -1, 32).float()
+        return (
+            model._image_moments(h, seq, batch["image"]),
+            model._image_radial(h, seq, batch["image"]),
+        )
+
+    ring, filled = read(torch.exp(-((r - 1.6) ** 2))), read(torch.exp(-(r**2)))
+    for moments, _ in (ring, filled):
+        torch.testing.assert_close(moments, torch.zeros(1, 96), atol=1e-6, rtol=0)
+    # The ring's core is fainter than its mean state, the filled disc's brighter.
+    assert float(ring[1].max()) < 0 < float(filled[1].min())
+    assert float(ring[1][:, :32].max()) < -0.1 and float(filled[1][:, :32].min()) > 0.1
+    flat = read(torch.ones(len(r)))[1]
+    torch.testing.assert_close(flat, torch.zeros(1, 64), atol=1e-6, rtol=0)
+    assert model._image_radial(torch.zeros(2, 5, 32), seq, None).shape == (2, 64)
 
 
 def test_bad_token_shapes():

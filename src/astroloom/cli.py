@@ -451,8 +451,9 @@ def embed(
         typer.Option(
             help="moments (mean and spread of the token states, a light curve's spread "
             "left at zero, and, with an image, the "
-            "angular moments of its central patches: 5 × width), meanstd (mean and "
-            "spread, 2 × width), mean, or last."
+            "angular moments of its central patches: 5 × width), radial (those and the "
+            "radial profile of the patches, 7 × width: the read-out for `astroloom "
+            "anomalies`), meanstd (mean and spread, 2 × width), mean, or last."
         ),
     ] = EMBED_POOL,
     batch_size: Annotated[int, typer.Option(help="Objects per forward pass.")] = 256,
@@ -748,7 +749,9 @@ def export(
     run: Annotated[Path, typer.Argument(help=RUN_HELP)],
     onnx: Annotated[Path, typer.Option(help="ONNX file to write (image → embedding).")],
     layer: LayerOption = None,
-    pool: Annotated[str, typer.Option(help="moments, meanstd, mean or last.")] = EMBED_POOL,
+    pool: Annotated[
+        str, typer.Option(help="moments, radial, meanstd, mean or last.")
+    ] = EMBED_POOL,
     zero_point: Annotated[
         float | None,
         typer.Option(help="AB magnitude of one pixel unit of the images it will read."),
@@ -835,7 +838,11 @@ def anomalies(
         typer.Option(help="A 0/1 label to score against (default: is_rare, if present)."),
     ] = None,
 ) -> None:
-    """Rank objects by how unusual their embeddings are; score against known rare objects."""
+    """Rank objects by how unusual their embeddings are; score against known rare objects.
+
+    Embed with `astroloom embed RUN DATA --pool radial` for this: the radial profile of a
+    galaxy's patches finds rings and other rare objects better than the probes' pooling.
+    """
     from astroloom.discover.anomaly import anomaly_scores
     from astroloom.evaluate.embed import read_embeddings
     from astroloom.evaluate.metrics import anomaly_metrics
@@ -869,6 +876,14 @@ def anomalies(
         say(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
     if truth is not None:
         say(json.dumps(anomaly_metrics(scores, truth, emb.labels.get("morph_type"))))
+    if emb.meta.get("pool") == "moments" and "image" in emb.meta.get("modalities", []):
+        # stderr: the ranking on stdout stays a clean table to pipe.
+        typer.echo(
+            "tip: these vectors were pooled for probes; `astroloom embed RUN DATA --pool "
+            "radial` adds the galaxies' radial profiles, which find rings and other rare "
+            "objects better",
+            err=True,
+        )
 
 
 @app.command()
