@@ -550,9 +550,10 @@ def run_bench(
             neighbours=neighbours,
             pool=ANOMALY_POOL,
         )
-    by_layer = {depth: x[:, :width] for depth, x in by_layer.items()}
+    by_layer = {depth: np.ascontiguousarray(x[:, :width]) for depth, x in by_layer.items()}
     features = {
-        name: x[:, :width] if name in NETWORK_FEATURES else x for name, x in pooled.items()
+        name: np.ascontiguousarray(x[:, :width]) if name in NETWORK_FEATURES else x
+        for name, x in pooled.items()
     }
     curves = []
     for target in wanted:
