@@ -6,9 +6,9 @@ for the foundation's image embeddings (alone and paired with the model's surpris
 
     .venv/bin/python benchmarks/anomaly_neighbours.py RUN DATA [--out table.json]
 
-The features are the bench's own anomaly read-out (`bench_features` with the `radial`
-pooling: four turns, the data's brightness; `--pool moments` for the probes' vectors), so
-the k = 10 k-NN and k = 20 LOF rows equal `astroloom bench`'s anomaly table; the
+The features are the bench's own (`bench_features`: four turns, the data's brightness;
+`--pool radial` adds the patches' radial profile), so with the default pooling the k = 10
+k-NN and k = 20 LOF rows equal `astroloom bench`'s anomaly table; the
 gap between the two `lof-range` scores comes with a paired bootstrap interval over the
 objects. Several minutes on a 10,000-galaxy survey (embedding, surprise, photutils).
 """
@@ -27,7 +27,7 @@ from astroloom.evaluate.bench import bench_features
 from astroloom.evaluate.metrics import anomaly_metrics, paired_auc_difference
 from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.checkpoint import load_checkpoint
-from astroloom.model.multimodal import ANOMALY_POOL
+from astroloom.model.multimodal import EMBED_POOL
 from astroloom.tokenize.multimodal import image_description
 
 KS = (10, 20, 50)
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--pool", default=ANOMALY_POOL, help="The embeddings' pooling.")
+    parser.add_argument("--pool", default=EMBED_POOL, help="The embeddings' pooling.")
     args = parser.parse_args()
     model, cfg, tokenizer = load_checkpoint(args.run)
     images = load_image_set(args.data)

@@ -452,8 +452,8 @@ def embed(
             help="moments (mean and spread of the token states, a light curve's spread "
             "left at zero, and, with an image, the "
             "angular moments of its central patches: 5 × width), radial (those and the "
-            "radial profile of the patches, 7 × width: the read-out for `astroloom "
-            "anomalies`), meanstd (mean and spread, 2 × width), mean, or last."
+            "radial profile of the patches, 7 × width: rings stand out more in anomaly "
+            "searches), meanstd (mean and spread, 2 × width), mean, or last."
         ),
     ] = EMBED_POOL,
     batch_size: Annotated[int, typer.Option(help="Objects per forward pass.")] = 256,
@@ -838,11 +838,7 @@ def anomalies(
         typer.Option(help="A 0/1 label to score against (default: is_rare, if present)."),
     ] = None,
 ) -> None:
-    """Rank objects by how unusual their embeddings are; score against known rare objects.
-
-    Embed with `astroloom embed RUN DATA --pool radial` for this: the radial profile of a
-    galaxy's patches finds rings and other rare objects better than the probes' pooling.
-    """
+    """Rank objects by how unusual their embeddings are; score against known rare objects."""
     from astroloom.discover.anomaly import anomaly_scores
     from astroloom.evaluate.embed import read_embeddings
     from astroloom.evaluate.metrics import anomaly_metrics
@@ -876,14 +872,6 @@ def anomalies(
         say(f"{emb.ids[i]}\t{scores[i]:.4f}{extra}")
     if truth is not None:
         say(json.dumps(anomaly_metrics(scores, truth, emb.labels.get("morph_type"))))
-    if emb.meta.get("pool") == "moments" and "image" in emb.meta.get("modalities", []):
-        # stderr: the ranking on stdout stays a clean table to pipe.
-        typer.echo(
-            "tip: these vectors were pooled for probes; `astroloom embed RUN DATA --pool "
-            "radial` adds the galaxies' radial profiles, which find rings and other rare "
-            "objects better",
-            err=True,
-        )
 
 
 @app.command()

@@ -51,7 +51,7 @@ from astroloom.evaluate.probe import (
 from astroloom.interpret.surprise import image_surprise_scores
 from astroloom.model.checkpoint import load_checkpoint
 from astroloom.model.foundation import Foundation
-from astroloom.model.multimodal import ANOMALY_POOL, build_model
+from astroloom.model.multimodal import build_model
 from astroloom.paths import record_run
 from astroloom.tokenize.image import image_zooms
 from astroloom.tokenize.multimodal import image_description, info_modalities
@@ -67,9 +67,6 @@ REGRESSION_TARGETS = [
 ]
 MAIN_METRIC = {"regression": "r2", "classification": "macro_f1"}
 PROBES = ("linear", "knn", "mlp")  # for every feature set alike
-# The feature sets pooled from a network's token states: the probes read their EMBED_POOL
-# part, the anomaly search their ANOMALY_POOL whole, trained and untrained alike.
-NETWORK_FEATURES = ("foundation", "random weights", "random weights, as given")
 
 
 def paired_difference(
@@ -379,8 +376,8 @@ def bench_features(
     """Every galaxy feature set the bench compares, row-aligned with ``images``: the
     foundation's embeddings (exactly those `astroloom embed --pool POOL` writes for the
     images; given as ``foundation`` when already made), pixel PCA (as many components as
-    the probes' embedding has dimensions), the same network with random weights, and
-    hand-crafted photutils features (measured ``jobs`` chunks at a time)."""
+    the default embedding has dimensions), the same network with random weights pooled
+    alike, and hand-crafted photutils features (measured ``jobs`` chunks at a time)."""
     described = _described(images)
     if foundation is None:
         foundation = embed_images(
@@ -519,16 +516,12 @@ def run_bench(
     # the foundation's: no more forward passes than the foundation's own embedding.
     sweep = layer_sweep and bool(wanted)
     depths = list(range(cfg.model.n_layer + 1)) if sweep else [layer]
-    # Both networks are embedded once with the anomaly search's pooling, which begins with
-    # the probes' vector: the probes read that part, the anomaly search the whole.
-    width = model.embedding_dim(EMBED_POOL)
     with stage("foundation embeddings"):
         by_layer = embed_images_by_layer(
             model,
             tokenizer,
             images.images,
             depths,
-            ANOMALY_POOL,
             progress=progress,
             orientations=orientations,
             zooms=zooms,
@@ -536,7 +529,7 @@ def run_bench(
             **described,
         )
     with stage("baseline features"):
-        pooled = bench_features(
+        features = bench_features(
             model,
             cfg,
             tokenizer,
@@ -548,13 +541,7 @@ def run_bench(
             jobs=jobs,
             zooms=zooms,
             neighbours=neighbours,
-            pool=ANOMALY_POOL,
         )
-    by_layer = {depth: np.ascontiguousarray(x[:, :width]) for depth, x in by_layer.items()}
-    features = {
-        name: np.ascontiguousarray(x[:, :width]) if name in NETWORK_FEATURES else x
-        for name, x in pooled.items()
-    }
     curves = []
     for target in wanted:
         # Every feature set, the baselines' as the foundation's, read by every probe.
@@ -625,7 +612,7 @@ def run_bench(
             # is scored by the others.
             methods = [m for m in ANOMALY_METHODS if m != "lof-range" or len(rare) > LOF_RANGE[-1]]
             scores = {
-                name: {m: anomaly_scores(x, m) for m in methods} for name, x in pooled.items()
+                name: {m: anomaly_scores(x, m) for m in methods} for name, x in features.items()
             }
             # The model's own prediction errors (astroloom explain --method surprise) score
             # anomalies without any embedding: listed as the foundation's too.
@@ -665,7 +652,6 @@ def run_bench(
         "layer": layer,
         "orientations": orientations,
         "pool": EMBED_POOL,
-        "anomaly_pool": ANOMALY_POOL,
         "zooms": list(image_zooms(described["pixel_scale"], zooms)),
         "mask_neighbours": masks_neighbours(described["pixel_scale"], neighbours),
         "n_objects": len(images),

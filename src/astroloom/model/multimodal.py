@@ -56,15 +56,13 @@ MOMENTS = ((1.0, 2), (2.2, 2), (1.0, 1))  # (disc radius in patch pitches, order
 # "radial": the "moments" vector (unchanged, first) and the order m = 0 beside it: per
 # channel, the mean state of the image patches within 1 and within 1.6 patch pitches of the
 # cutout's centre less the mean over all image patches — how the states change from the
-# core outwards, which no angular moment sees. A ring (light at 0.7–1.4 pitches about a
-# faint core) differs from its host mainly there. It is the anomaly search's read-out: with
-# it the retrained reference model finds the rare objects of two mock surveys at ROC-AUC
-# 0.992 / 0.984 against 0.989 / 0.980 with "moments" and photutils' 0.990 / 0.979, rings
-# 0.983 / 0.969 against 0.970 / 0.954 (docs/benchmarks.md, "Anomalies: the radial
-# profile"). Probes keep "moments": 256 more dimensions cost the few-label probes of real
-# photographs.
+# core outwards, which no angular moment sees, and where a ring (light at 0.7–1.4 pitches
+# about a faint core) differs from its host. An option for anomaly searches, not a default:
+# rings stood out more with every model tried and k-NN scores rose throughout, but the
+# local outlier factor rose for one model (reference recipe, two surveys: ROC-AUC +0.003 to
+# +0.004) and fell for two others, losing foreground stars (docs/benchmarks.md,
+# "Anomalies: the radial profile").
 RADIAL = (1.0, 1.6)
-ANOMALY_POOL = "radial"
 # model.align: the shared space's width and the InfoNCE temperature (AstroCLIP's scale).
 ALIGN_DIM = 64
 ALIGN_TEMPERATURE = 0.1
