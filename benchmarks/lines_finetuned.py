@@ -2,8 +2,8 @@
 docs/benchmarks.md, "Attribution").
 
     .venv/bin/python benchmarks/lines_finetuned.py --model RUN --data DATA \
-        [--steps 4000] [--lr 1e-3] [--seed 0] [--lines 240] [--out runs/lines-finetuned.json] \
-        [--keep runs/lines-tuned]
+        [--steps 4000] [--lr 1e-3] [--head-init random] [--seed 0] [--lines 240] \
+        [--out runs/lines-finetuned.json] [--keep runs/lines-tuned]
 
 The frozen ridge probe of a pretrained spectrum model reads redshift from the continuum
 (``benchmarks/interpret.py --only lines``). Here a copy of the spectrum model of ``RUN`` and a
@@ -45,8 +45,8 @@ from astroloom.interpret.known import (  # noqa: E402
     lines_removed,
     near_lines,
 )
+from astroloom.interpret.tuned import HEAD_INITS, fine_tune  # noqa: E402
 from astroloom.interpret.tuned import TUNED_POOL as POOL  # noqa: E402
-from astroloom.interpret.tuned import fine_tune  # noqa: E402
 from astroloom.model.foundation import Foundation  # noqa: E402
 from astroloom.model.multimodal import build_model  # noqa: E402
 
@@ -99,7 +99,10 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a run or model name with spectra")
     parser.add_argument("--data", type=Path, required=True, help="a mock survey")
     parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: the head start's, fine_tune's)")
+    parser.add_argument("--head-init", choices=HEAD_INITS, default="random",
+                        help="where the linear head starts (fine_tune's head_init)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the fine-tuning's seed")
     parser.add_argument("--train-on", choices=("all", "late"), default="all",
                         help="fine-tune on every galaxy, or on the late types only")  # fmt: skip
@@ -118,6 +121,7 @@ def main() -> None:
     result: dict = {
         "model": str(args.model), "data": str(args.data.resolve()), "chance": chance,
         "seed": args.seed, "train_on": args.train_on, "trained_on": len(train),
+        "head_init": args.head_init,
     }  # fmt: skip
 
     if not args.tuned_only:
@@ -133,7 +137,7 @@ def main() -> None:
     start = time.perf_counter()
     tuned = fine_tune(
         f, keep(data, train), "redshift", ["spectrum"], steps=args.steps, lr=args.lr,
-        hold_out=0, seed=args.seed,
+        hold_out=0, seed=args.seed, head_init=args.head_init,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     if args.keep:

@@ -950,6 +950,22 @@ def explain(
             "many times its noise above its continuum (default 5; 0: flatten any spectrum).",
         ),
     ] = None,
+    head_init: Annotated[
+        str,
+        typer.Option(
+            "--head-init",
+            help="With --fine-tune: where the linear head starts: random, or probe (the "
+            "frozen probe's solution; steadier with a few hundred labels).",
+        ),
+    ] = "random",
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr",
+            help="With --fine-tune: the peak learning rate (default 1e-3 for a random head, "
+            "3e-4 for --head-init probe).",
+        ),
+    ] = None,
 ) -> None:
     """Why the model says what it says about one object: a map as PNG and FITS.
 
@@ -973,6 +989,8 @@ def explain(
         runs=runs,
         flat_views=flat_views,
         flat_lines_sigma=flat_lines_sigma,
+        head_init=head_init,
+        lr=lr,
     )
     for note in result.notes:
         say(note)

@@ -20,7 +20,9 @@ from astropy.io import fits
 from astroloom.data.multiset import MultimodalSet, load_multimodal_set
 from astroloom.interpret.attribution import METHODS, TARGETED, Explainer, ExplainError, TokenMap
 from astroloom.interpret.tuned import (
+    DEFAULT_LR,
     FLAT_LINES_SIGMA,
+    HEAD_INITS,
     TunedEnsemble,
     TunedProbe,
     ensemble,
@@ -125,12 +127,17 @@ def tuned_probe(
     seed: int = 0,
     flat_views: float = 0.0,
     flat_lines_sigma: float = FLAT_LINES_SIGMA,
+    head_init: str = "random",
+    lr: float | None = None,
 ) -> TunedProbe:
     """The network fine-tuned for ``label`` with ``seed``: read from ``out`` when it was made
-    there from the same model, data, modalities, steps and views, else trained and (with
-    ``out``) kept there (``tuned-LABEL-MODALITIES-STEPS``, then ``-flatF`` with flattened
-    views, ``-aboveS`` when they are not the spectra with a line above 5σ, and ``-seedS`` for
-    seeds but 0)."""
+    there from the same model, data, modalities, steps, views, head and learning rate, else
+    trained and (with ``out``) kept there (``tuned-LABEL-MODALITIES-STEPS``, then ``-flatF``
+    with flattened views, ``-aboveS`` when they are not the spectra with a line above 5σ,
+    ``-probehead`` for a head started at the frozen probe, ``-lrL`` for a learning rate not
+    the head's default, and ``-seedS`` for seeds but 0). ``head_init`` is one of
+    ``HEAD_INITS`` (:func:`explain_object` checks it)."""
+    lr = DEFAULT_LR[head_init] if lr is None else lr
     where = Path(run)
     made_from = {
         "model": str(where.resolve()) if where.exists() else str(run),
@@ -143,6 +150,10 @@ def tuned_probe(
             kept = kept.with_name(f"{kept.name}-flat{flat_views:g}")
             if flat_lines_sigma != FLAT_LINES_SIGMA:
                 kept = kept.with_name(f"{kept.name}-above{flat_lines_sigma:g}")
+        if head_init != "random":
+            kept = kept.with_name(f"{kept.name}-{head_init}head")
+        if lr != DEFAULT_LR[head_init]:
+            kept = kept.with_name(f"{kept.name}-lr{lr:g}")
         if seed:
             kept = kept.with_name(f"{kept.name}-seed{seed}")
         if (kept / "probe.json").is_file():
@@ -153,6 +164,8 @@ def tuned_probe(
             same = tuned is not None and {k: tuned.settings.get(k) for k in made_from} == made_from
             same = same and tuned.settings.get("seed", 0) == seed
             same = same and tuned.settings.get("flat_views", 0.0) == flat_views
+            same = same and tuned.settings.get("head_init", "random") == head_init
+            same = same and tuned.settings.get("lr") == lr
             if flat_views:  # runs kept before the choice of spectra flattened any
                 same = same and tuned.settings.get("flat_lines_sigma", 0.0) == flat_lines_sigma
             if same and tuned.label == label and tuned.layer == explainer.layer:
@@ -160,6 +173,7 @@ def tuned_probe(
     tuned = fine_tune(
         foundation, data_set, label, explainer.use, explainer.layer, steps=steps,
         seed=seed, flat_views=flat_views, flat_lines_sigma=flat_lines_sigma, progress=progress,
+        head_init=head_init, lr=lr,
     )  # fmt: skip
     tuned.settings.update(made_from)
     if kept is not None:
@@ -178,6 +192,8 @@ def tuned_note(tuned: TunedProbe | TunedEnsemble, label: str, steps: int) -> str
         sigma = first.settings.get("flat_lines_sigma") or 0
         which = f"the spectra with a line above {sigma:g}σ" if sigma else "the spectra"
         said += f" ({first.settings['flat_views']:.0%} of {which} shown with flattened continua)"
+    if first.settings.get("head_init", "random") == "probe":
+        said += ", the head started at the frozen probe"
     if runs > 1:
         said += f", {runs} runs averaged"
     if not score:
@@ -208,6 +224,8 @@ def explain_object(
     runs: int = 1,
     flat_views: float = 0.0,
     flat_lines_sigma: float | None = None,
+    head_init: str = "random",
+    lr: float | None = None,
     progress: bool = True,
 ) -> Explanation:
     """Explain one object of ``data`` with the model of ``run`` (a path or a model name).
@@ -231,7 +249,9 @@ def explain_object(
     default 5, times its noise above the continuum; 0: any spectrum) shown, while
     fine-tuning, with their continuum flattened, so that the network learns to read their
     lines
-    (:func:`~astroloom.interpret.tuned.fine_tune`)."""
+    (:func:`~astroloom.interpret.tuned.fine_tune`). ``head_init``: ``random``, or ``probe``
+    to start the head at the frozen probe (steadier with a few hundred labels); ``lr``: the
+    peak learning rate (default: 1e-3 for a random head, 3e-4 for the probe's)."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")
@@ -263,6 +283,12 @@ def explain_object(
     if flat_lines_sigma is not None and not flat_views:
         raise ExplainError("--flat-lines-sigma chooses the spectra --flat-views flattens: give "
                            "--flat-views SHARE too")  # fmt: skip
+    if (head_init != "random" or lr is not None) and fine_tune is None:
+        raise ExplainError("--head-init and --lr are ways to fine-tune: give --fine-tune STEPS too")
+    if head_init not in HEAD_INITS:
+        raise ExplainError(f"unknown head start {head_init!r}; choose from {', '.join(HEAD_INITS)}")
+    if lr is not None and not (np.isfinite(lr) and lr > 0):
+        raise ExplainError(f"--lr is a learning rate, a positive number; got {lr}")
     if flat_lines_sigma is None:
         flat_lines_sigma = FLAT_LINES_SIGMA
     foundation = Foundation.from_pretrained(run)
@@ -278,7 +304,7 @@ def explain_object(
     if fine_tune is not None:
         members = [
             tuned_probe(foundation, data_set, run, data, target, explainer, fine_tune, out,
-                        progress, seed, flat_views, flat_lines_sigma)  # fmt: skip
+                        progress, seed, flat_views, flat_lines_sigma, head_init, lr)  # fmt: skip
             for seed in range(runs)
         ]
         tuned = ensemble(members, foundation, data_set) if runs > 1 else members[0]

@@ -57,6 +57,13 @@ WARMUP_STEPS = 50
 # flattening the others would teach the network nothing but the mean (docs/benchmarks.md,
 # "Flattened views of the spectra with a line").
 FLAT_LINES_SIGMA = 5.0
+# Where the head starts, and the learning rate that suits it. ``probe``: the frozen probe's
+# solution (linear probing, then fine-tuning: Kumar et al. 2022), which a large step would
+# undo. On a few hundred labels a random head at 1e-3 lands anywhere from far worse than the
+# frozen probe to far better, depending on the seed (docs/benchmarks.md, "A head that
+# starts from the frozen probe").
+HEAD_INITS = ("random", "probe")
+DEFAULT_LR = {"random": 1e-3, "probe": 3e-4}
 
 
 @dataclass
@@ -289,13 +296,14 @@ def fine_tune(
     use: list[str] | None = None,
     layer: int | None = None,
     steps: int = 4000,
-    lr: float = 1e-3,
+    lr: float | None = None,
     batch_size: int = 32,
     hold_out: float = 0.1,
     seed: int = 0,
     flat_views: float = 0.0,
     flat_lines_sigma: float = FLAT_LINES_SIGMA,
     progress: bool = True,
+    head_init: str = "random",
 ) -> TunedProbe:
     """Train a copy of ``foundation``'s network and a linear head on its mean-pooled state at
     ``layer`` together for ``label`` of ``data``: mean squared error on the standardised
@@ -319,9 +327,24 @@ def fine_tune(
     visible line when its strongest pixel stands more than ``flat_lines_sigma`` times its
     noise above its continuum (:func:`strongest_line`, no redshift needed); with
     ``flat_lines_sigma=0`` any spectrum may be flattened (docs/benchmarks.md,
-    "Continuum-flattened views" and "Flattened views of the spectra with a line")."""
+    "Continuum-flattened views" and "Flattened views of the spectra with a line").
+
+    ``head_init``: ``random`` (the recipe above), or ``probe``: the head starts as the frozen
+    probe fitted on the training objects, so that fine-tuning starts from the frozen
+    probe's predictions and improves on them. Better with a few hundred labels: on 288
+    mock spectra, 300 steps, 14 seeds, held-out redshift R² 0.62–0.75 against 0.20–0.83
+    from a random head and 0.573 for the frozen probe (docs/benchmarks.md, "A head that
+    starts from the frozen probe"). ``lr``: the peak learning rate; by default
+    ``DEFAULT_LR[head_init]`` (1e-3 for a random head, 3e-4 for the probe's)."""
     if steps < 1:
         raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
+    if head_init not in HEAD_INITS:
+        raise ExplainError(
+            f"unknown head_init {head_init!r}; choose from {', '.join(HEAD_INITS)}"
+        )
+    lr = DEFAULT_LR[head_init] if lr is None else lr
+    if not (math.isfinite(lr) and lr > 0):
+        raise ExplainError(f"the learning rate must be a positive number; got {lr}")
     if not 0 <= flat_views < 1:
         raise ExplainError(
             f"flat_views is a share of the spectra with a line, in [0, 1); got {flat_views}"
@@ -368,6 +391,8 @@ def fine_tune(
     device = tuned.device
     torch.manual_seed(seed)
     head = torch.nn.Linear(net.cfg.n_embd, 1 if numeric else len(classes)).to(device)
+    if head_init == "probe":
+        _start_at_probe(head, frozen.embeddings()[train], goal[train].numpy(), numeric)
     params = [p for p in net.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
@@ -400,12 +425,32 @@ def fine_tune(
         tuned, head, label, frozen.use, frozen.layer, classes,
         centre if numeric else 0.0, spread if numeric else 1.0,
         settings={"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+                  "head_init": head_init,
                   "hold_out": hold_out, "trained_on": len(train), "flat_views": flat_views,
                   "flat_lines_sigma": flat_lines_sigma if flat_views else None},
     )  # fmt: skip
     if len(test) >= 2:
         probe.held_out = _held_out_scores([probe], frozen, y, train, test, numeric)
     return probe
+
+
+def _start_at_probe(
+    head: torch.nn.Linear, emb: np.ndarray, goal: np.ndarray, numeric: bool
+) -> None:
+    """Set ``head`` to the frozen probe of the pooled states ``emb`` for ``goal`` (the
+    standardised number, or class indices), its standardisation folded into the weights."""
+    scaler, fit = fit_probe(emb, goal, numeric)
+    coef = np.atleast_2d(fit.coef_)
+    bias = np.atleast_1d(fit.intercept_)
+    if not numeric and head.out_features == 2:
+        # Binary logistic regression gives one logit, z: softmax(0, z) is its sigmoid. (Every
+        # class of the head is among the training objects': the classes are theirs.)
+        coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+        bias = np.array([0.0, bias[0]])
+    weight = coef / scaler.scale_
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        head.bias.copy_(torch.as_tensor(bias - weight @ scaler.mean_, dtype=torch.float32))
 
 
 def flat_continuum(data: MultimodalSet, continuum: np.ndarray | None = None) -> MultimodalSet:
