@@ -955,7 +955,8 @@ def explain(
         typer.Option(
             "--head-init",
             help="With --fine-tune: where the linear head starts: random, or probe (the "
-            "frozen probe's solution; steadier with a few hundred labels).",
+            "frozen probe's solution; steadier with a few hundred labels, much worse with "
+            "thousands).",
         ),
     ] = "random",
     lr: Annotated[

@@ -60,8 +60,9 @@ FLAT_LINES_SIGMA = 5.0
 # Where the head starts, and the learning rate that suits it. ``probe``: the frozen probe's
 # solution (linear probing, then fine-tuning: Kumar et al. 2022), which a large step would
 # undo. On a few hundred labels a random head at 1e-3 lands anywhere from far worse than the
-# frozen probe to far better, depending on the seed (docs/benchmarks.md, "A head that
-# starts from the frozen probe").
+# frozen probe to far better, depending on the seed; on thousands the probe's weights grow
+# large and pin the network, and the random head is far better (docs/benchmarks.md, "A
+# head that starts from the frozen probe").
 HEAD_INITS = ("random", "probe")
 DEFAULT_LR = {"random": 1e-3, "probe": 3e-4}
 
@@ -331,10 +332,11 @@ def fine_tune(
 
     ``head_init``: ``random`` (the recipe above), or ``probe``: the head starts as the frozen
     probe fitted on the training objects, so that fine-tuning starts from the frozen
-    probe's predictions and improves on them. Better with a few hundred labels: on 288
-    mock spectra, 300 steps, 14 seeds, held-out redshift R² 0.62–0.75 against 0.20–0.83
-    from a random head and 0.573 for the frozen probe (docs/benchmarks.md, "A head that
-    starts from the frozen probe"). ``lr``: the peak learning rate; by default
+    probe's predictions and improves on them. For a few hundred labels only: on 288 mock
+    spectra, 300 steps, 14 seeds, held-out redshift R² 0.64–0.74 against 0.20–0.83 from a
+    random head and 0.573 for the frozen probe; on 5,400, 1,000 steps, 0.59–0.63 against
+    0.89–0.92 (docs/benchmarks.md, "A head that starts from the frozen probe"). ``lr``: the
+    peak learning rate; by default
     ``DEFAULT_LR[head_init]`` (1e-3 for a random head, 3e-4 for the probe's)."""
     if steps < 1:
         raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
