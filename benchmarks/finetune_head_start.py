@@ -4,13 +4,14 @@
     .venv/bin/python benchmarks/finetune_head_start.py [--model astroloom/mock-tiny] \
         [--data DIR] [--label redshift] [--steps 300] [--seeds 14] \
         [--recipe random:1e-3 --recipe random:3e-4 --recipe probe:1e-3 --recipe probe:3e-4] \
-        [--out runs/finetune-head-start.json]
+        [--objects N] [--out runs/finetune-head-start.json]
 
 Without ``--data`` the test suite's small survey is simulated (320 galaxies, seed 5: 288
 spectra to train on, 32 held out). Each recipe (``HEAD_INIT:LR``) fine-tunes the spectrum
 model for ``--label`` once per seed through :func:`astroloom.interpret.tuned.fine_tune`
 (what ``astroloom explain --fine-tune STEPS --head-init H --lr L`` runs) and records the
-held-out score beside the frozen probe's.
+held-out score beside the frozen probe's. ``--objects N``: only N spectra of the data,
+drawn at random (seed 0), a tenth of them held out.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=14)
     parser.add_argument("--recipe", action="append", default=None)
+    parser.add_argument("--objects", type=int, default=None,
+                        help="fine-tune on N spectra of the data drawn at random")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-head-start.json"))
     args = parser.parse_args()
     recipes = args.recipe or ["random:1e-3", "random:3e-4", "probe:1e-3", "probe:3e-4"]
@@ -50,6 +53,11 @@ def main() -> None:
         foundation = Foundation.from_pretrained(args.model)
         data = load_multimodal_set(data_dir, ["spectrum"])
         data = keep(data, data.present["spectrum"])
+        if args.objects is not None:
+            if not 10 < args.objects <= len(data.ids):
+                parser.error(f"--objects must lie in 11 … {len(data.ids)}")
+            drawn = np.random.default_rng(0).choice(len(data.ids), args.objects, replace=False)
+            data = keep(data, np.isin(np.arange(len(data.ids)), drawn))
         rows = []
         for recipe in recipes:
             head_init, lr = recipe.split(":")
@@ -64,7 +72,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"steps": args.steps, "label": args.label,
-                                    "model": args.model, "rows": rows}, indent=1))  # fmt: skip
+                                    "model": args.model, "objects": len(data.ids),
+                                    "rows": rows}, indent=1))  # fmt: skip
     frozen = rows[0]["frozen probe"]
     print(f"\n{args.label}, {args.steps} steps, {rows[0]['n']} held out; frozen probe "
           f"{rows[0]['metric']} {frozen:.3f}")  # fmt: skip

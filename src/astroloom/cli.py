@@ -955,8 +955,7 @@ def explain(
         typer.Option(
             "--head-init",
             help="With --fine-tune: where the linear head starts: random, or probe (the "
-            "frozen probe's solution; steadier with a few hundred labels, much worse with "
-            "thousands).",
+            "frozen probe's solution; steadier, often worse: compare the held-out scores).",
         ),
     ] = "random",
     lr: Annotated[

@@ -249,9 +249,8 @@ def explain_object(
     default 5, times its noise above the continuum; 0: any spectrum) shown, while
     fine-tuning, with their continuum flattened, so that the network learns to read their
     lines (:func:`~astroloom.interpret.tuned.fine_tune`). ``head_init``: ``random``, or
-    ``probe`` to start the head at the frozen probe (steadier with a few hundred labels,
-    much worse with thousands); ``lr``: the peak learning rate (default: 1e-3 for a random
-    head, 3e-4 for the probe's)."""
+    ``probe`` to start the head at the frozen probe (steadier, often worse); ``lr``: the
+    peak learning rate (default: 1e-3 for a random head, 3e-4 for the probe's)."""
     asked = [x for x in (target, neighbour) if x is not None] + (["anomaly"] if anomaly else [])
     if len(asked) > 1:
         raise ExplainError("give one of --target, --anomaly and --neighbour, not several")

@@ -59,10 +59,10 @@ WARMUP_STEPS = 50
 FLAT_LINES_SIGMA = 5.0
 # Where the head starts, and the learning rate that suits it. ``probe``: the frozen probe's
 # solution (linear probing, then fine-tuning: Kumar et al. 2022), which a large step would
-# undo. On a few hundred labels a random head at 1e-3 lands anywhere from far worse than the
-# frozen probe to far better, depending on the seed; on thousands the probe's weights grow
-# large and pin the network, and the random head is far better (docs/benchmarks.md, "A
-# head that starts from the frozen probe").
+# undo. Steadier than a random head where one odd object makes the random head's result a
+# draw, but its weights can be large and pin the network: on the demo's model the random
+# head was far better at every size measured (docs/benchmarks.md, "A head that starts from
+# the frozen probe").
 HEAD_INITS = ("random", "probe")
 DEFAULT_LR = {"random": 1e-3, "probe": 3e-4}
 
@@ -332,11 +332,11 @@ def fine_tune(
 
     ``head_init``: ``random`` (the recipe above), or ``probe``: the head starts as the frozen
     probe fitted on the training objects, so that fine-tuning starts from the frozen
-    probe's predictions and improves on them. For a few hundred labels only: on 288 mock
-    spectra, 300 steps, 14 seeds, held-out redshift R² 0.64–0.74 against 0.20–0.83 from a
-    random head and 0.573 for the frozen probe; on 5,400, 1,000 steps, 0.59–0.63 against
-    0.89–0.92 (docs/benchmarks.md, "A head that starts from the frozen probe"). ``lr``: the
-    peak learning rate; by default
+    probe's predictions. Steadier, not better in general: with ``mock-tiny`` on 288 mock
+    spectra (300 steps, 14 seeds) held-out redshift R² 0.64–0.74 against 0.20–0.83 from a
+    random head and 0.573 for the frozen probe; with the demo's model, means of 0.44–0.60
+    against the random head's 0.63–0.91 on 288 to 5,400 spectra (docs/benchmarks.md, "A
+    head that starts from the frozen probe"). ``lr``: the peak learning rate; by default
     ``DEFAULT_LR[head_init]`` (1e-3 for a random head, 3e-4 for the probe's)."""
     if steps < 1:
         raise ExplainError(f"fine-tuning needs at least one step; got {steps}")
